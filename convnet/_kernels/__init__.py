@@ -1,0 +1,1 @@
+"""Compiled Cython kernels (built from the .pyx files beside this one)."""
