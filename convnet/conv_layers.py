@@ -1,0 +1,445 @@
+"""Convolution, max pooling and spatial normalisation on (N, C, H, W) data.
+
+Every layer comes twice. The ``*_naive`` / ``*_reference`` functions are plain
+numpy that reads like the maths; the public functions (``conv_forward``,
+``max_pool_forward``, ``spatial_batchnorm_forward``, ...) run the Cython kernels
+in :mod:`convnet._kernels` and are tested against the references. The CS231n
+names ``conv_forward_fast`` etc. are aliases of the public functions.
+
+Arguments are validated here, in Python, before any kernel runs: the kernels
+are compiled without bounds checks.
+"""
+
+import numpy as np
+
+from convnet._kernels import batchnorm as _batchnorm_kernels
+from convnet._kernels import im2col as _im2col_kernels
+from convnet._kernels import pooling as _pooling_kernels
+from convnet.checks import (
+    as_float_array,
+    require_channel_vector,
+    require_int,
+    require_mode,
+    require_ndim,
+    require_param,
+    require_same_dtype,
+    require_shape,
+    window_output_size,
+)
+from convnet.layers import (
+    batchnorm_backward,
+    batchnorm_forward,
+    normalize,
+    normalize_backward,
+    running_stats,
+    update_running_stats,
+)
+from convnet.threads import get_num_threads
+
+#: Upper bound (bytes) on the im2col buffer of the fast convolution: the batch is
+#: processed in chunks of images small enough to keep the columns under it.
+CONV_WORKSPACE_BYTES = 64 * 2**20
+
+
+# ---------------------------------------------------------------------------
+# validation shared by the reference and fast paths
+# ---------------------------------------------------------------------------
+
+
+def _check_images(name, x):
+    x = as_float_array(name, x)
+    require_ndim(name, x, 4, "(N, C, H, W)")
+    if 0 in x.shape:
+        raise ValueError(f"{name} must have no empty axis, got shape {x.shape}")
+    return x
+
+
+def _conv_geometry(x, w, b, conv_param):
+    """Validate a convolution's arguments; return (x, w, b, stride, pad, out_h, out_w)."""
+    x = _check_images("x", x)
+    w = as_float_array("w", w)
+    b = as_float_array("b", b)
+    require_ndim("w", w, 4, "(F, C, HH, WW)")
+    if 0 in w.shape:
+        raise ValueError(f"w must have no empty axis, got shape {w.shape}")
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"w has {w.shape[1]} input channels (shape {w.shape}) but x has {x.shape[1]} (shape {x.shape})"
+        )
+    require_shape("b", b, (w.shape[0],))
+    require_same_dtype("w", w, "x", x)
+    require_same_dtype("b", b, "x", x)
+    if not isinstance(conv_param, dict):
+        raise TypeError(f"conv_param must be a dict with 'stride' and 'pad', got {type(conv_param).__name__}")
+    stride = require_int("conv_param['stride']", conv_param.get("stride", 1), 1)
+    pad = require_int("conv_param['pad']", conv_param.get("pad", 0), 0)
+    H, W = x.shape[2:]
+    HH, WW = w.shape[2:]
+    out_h = window_output_size("height", H, HH, stride, pad, "x", "filter")
+    out_w = window_output_size("width", W, WW, stride, pad, "x", "filter")
+    return x, w, b, stride, pad, out_h, out_w
+
+
+def _pool_geometry(x, pool_param):
+    """Validate a pooling's arguments; return (x, pool_h, pool_w, stride, out_h, out_w)."""
+    x = _check_images("x", x)
+    pool_h = require_int("pool_param['pool_height']", require_param(pool_param, "pool_param", "pool_height"), 1)
+    pool_w = require_int("pool_param['pool_width']", require_param(pool_param, "pool_param", "pool_width"), 1)
+    stride = require_int("pool_param['stride']", require_param(pool_param, "pool_param", "stride"), 1)
+    H, W = x.shape[2:]
+    out_h = window_output_size("height", H, pool_h, stride, 0, "x", "pool window")
+    out_w = window_output_size("width", W, pool_w, stride, 0, "x", "pool window")
+    return x, pool_h, pool_w, stride, out_h, out_w
+
+
+def _check_dout(dout, shape, dtype):
+    dout = as_float_array("dout", dout)
+    require_shape("dout", dout, shape)
+    if dout.dtype != dtype:
+        raise TypeError(f"dout has dtype {dout.dtype} but the forward input had dtype {dtype}")
+    return dout
+
+
+# ---------------------------------------------------------------------------
+# convolution: reference
+# ---------------------------------------------------------------------------
+
+
+def conv_forward_naive(x, w, b, conv_param):
+    """Reference convolution (cross-correlation), one output position at a time.
+
+    x: (N, C, H, W); w: (F, C, HH, WW); b: (F,); conv_param: {'stride': s >= 1, 'pad': p >= 0}
+    (defaults 1 and 0). x is zero-padded by p on each side of H and W; the filter must tile
+    the padded input: (H + 2p - HH) % s == 0 and likewise for W.
+    Returns out (N, F, OH, OW) with OH = (H + 2p - HH) / s + 1, and a cache.
+    """
+    x, w, b, stride, pad, out_h, out_w = _conv_geometry(x, w, b, conv_param)
+    HH, WW = w.shape[2:]
+    x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    out = np.empty((x.shape[0], w.shape[0], out_h, out_w), dtype=x.dtype)
+    for i in range(out_h):
+        for j in range(out_w):
+            window = x_pad[:, :, i * stride : i * stride + HH, j * stride : j * stride + WW]
+            # out[n, f, i, j] = sum_{c, u, v} window[n, c, u, v] * w[f, c, u, v] + b[f]
+            out[:, :, i, j] = np.tensordot(window, w, axes=([1, 2, 3], [1, 2, 3])) + b
+    return out, (x, w, b, stride, pad)
+
+
+def conv_backward_naive(dout, cache):
+    """Backward pass of :func:`conv_forward_naive`: returns dx, dw, db shaped like x, w, b."""
+    x, w, b, stride, pad = cache
+    HH, WW = w.shape[2:]
+    N, F = x.shape[0], w.shape[0]
+    out_h = (x.shape[2] + 2 * pad - HH) // stride + 1
+    out_w = (x.shape[3] + 2 * pad - WW) // stride + 1
+    dout = _check_dout(dout, (N, F, out_h, out_w), x.dtype)
+    x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    dx_pad = np.zeros_like(x_pad)
+    dw = np.zeros_like(w)
+    db = dout.sum(axis=(0, 2, 3))
+    for i in range(out_h):
+        for j in range(out_w):
+            rows = slice(i * stride, i * stride + HH)
+            cols = slice(j * stride, j * stride + WW)
+            d = dout[:, :, i, j]  # (N, F)
+            dw += np.tensordot(d, x_pad[:, :, rows, cols], axes=([0], [0]))
+            dx_pad[:, :, rows, cols] += np.tensordot(d, w, axes=([1], [0]))
+    dx = dx_pad[:, :, pad : pad + x.shape[2], pad : pad + x.shape[3]]
+    return np.ascontiguousarray(dx), dw, db
+
+
+# ---------------------------------------------------------------------------
+# convolution: fast (im2col kernel + one BLAS GEMM per chunk of images)
+# ---------------------------------------------------------------------------
+
+
+def _image_chunks(n_images, bytes_per_image):
+    """Split range(n_images) into (start, stop) chunks of at most CONV_WORKSPACE_BYTES each."""
+    per_chunk = max(1, min(n_images, CONV_WORKSPACE_BYTES // max(1, bytes_per_image)))
+    return [(start, min(start + per_chunk, n_images)) for start in range(0, n_images, per_chunk)]
+
+
+def conv_forward(x, w, b, conv_param):
+    """Convolution on the fast path; same contract and results as :func:`conv_forward_naive`.
+
+    Per chunk of images: im2col (C*HH*WW, n*OH*OW), one GEMM with w (F, C*HH*WW),
+    then the bias is added while moving F back next to the spatial axes.
+    Workspace is bounded by CONV_WORKSPACE_BYTES whatever N is.
+    """
+    x, w, b, stride, pad, out_h, out_w = _conv_geometry(x, w, b, conv_param)
+    x = np.ascontiguousarray(x)
+    N = x.shape[0]
+    F, _, HH, WW = w.shape
+    w_rows = np.ascontiguousarray(w.reshape(F, -1))
+    plane = out_h * out_w
+    rows = w_rows.shape[1]
+    out = np.empty((N, F, out_h, out_w), dtype=x.dtype)
+    chunks = _image_chunks(N, rows * plane * x.itemsize)
+    largest = max(stop - start for start, stop in chunks)
+    cols_buffer = np.empty(rows * largest * plane, dtype=x.dtype)
+    product_buffer = np.empty(F * largest * plane, dtype=x.dtype)
+    threads = get_num_threads()
+    for start, stop in chunks:
+        n = stop - start
+        cols = cols_buffer[: rows * n * plane].reshape(rows, n * plane)
+        _im2col_kernels.im2col(x[start:stop], cols, HH, WW, pad, stride, out_h, out_w, threads)
+        product = np.matmul(w_rows, cols, out=product_buffer[: F * n * plane].reshape(F, n * plane))
+        np.add(
+            product.reshape(F, n, plane).transpose(1, 0, 2),
+            b[None, :, None],
+            out=out[start:stop].reshape(n, F, plane),
+        )
+    return out, (x, w, b, stride, pad)
+
+
+def conv_backward(dout, cache):
+    """Backward pass of :func:`conv_forward`: returns dx (N, C, H, W), dw (F, C, HH, WW), db (F,).
+
+    The columns are rebuilt chunk by chunk rather than kept from the forward pass,
+    which bounds memory at the cost of one more im2col.
+    """
+    x, w, b, stride, pad = cache
+    N, C, H, W = x.shape
+    F, _, HH, WW = w.shape
+    out_h = (H + 2 * pad - HH) // stride + 1
+    out_w = (W + 2 * pad - WW) // stride + 1
+    dout = np.ascontiguousarray(_check_dout(dout, (N, F, out_h, out_w), x.dtype))
+    plane = out_h * out_w
+    w_rows = w.reshape(F, -1)
+    rows = w_rows.shape[1]
+    dx = np.empty_like(x)
+    dw_rows = np.zeros((F, rows), dtype=x.dtype)
+    db = np.zeros(F, dtype=x.dtype)
+    chunks = _image_chunks(N, rows * plane * x.itemsize)
+    largest = max(stop - start for start, stop in chunks)
+    cols_buffer = np.empty(rows * largest * plane, dtype=x.dtype)
+    dout_buffer = np.empty(F * largest * plane, dtype=x.dtype)
+    dw_chunk = np.empty((F, rows), dtype=x.dtype)
+    threads = get_num_threads()
+    for start, stop in chunks:
+        n = stop - start
+        # dout in GEMM layout: (F, n * OH * OW)
+        dout_rows = dout_buffer[: F * n * plane].reshape(F, n * plane)
+        np.copyto(dout_rows.reshape(F, n, plane), dout[start:stop].reshape(n, F, plane).transpose(1, 0, 2))
+        db += dout_rows.sum(axis=1)
+        cols = cols_buffer[: rows * n * plane].reshape(rows, n * plane)
+        _im2col_kernels.im2col(x[start:stop], cols, HH, WW, pad, stride, out_h, out_w, threads)
+        dw_rows += np.matmul(dout_rows, cols.T, out=dw_chunk)
+        # The columns are no longer needed: reuse their buffer for d(columns).
+        np.matmul(w_rows.T, dout_rows, out=cols)
+        _im2col_kernels.col2im(cols, dx[start:stop], HH, WW, pad, stride, out_h, out_w, threads)
+    return dx, dw_rows.reshape(w.shape), db
+
+
+conv_forward_fast = conv_forward
+conv_backward_fast = conv_backward
+
+
+# ---------------------------------------------------------------------------
+# max pooling
+# ---------------------------------------------------------------------------
+
+
+def max_pool_forward_naive(x, pool_param):
+    """Reference max pooling, one output position at a time.
+
+    x: (N, C, H, W); pool_param: {'pool_height', 'pool_width', 'stride'}; windows may overlap
+    (stride < window) but must tile the input: (H - pool_height) % stride == 0, same for W.
+    Returns out (N, C, OH, OW) with OH = (H - pool_height) / stride + 1, and a cache.
+    """
+    x, pool_h, pool_w, stride, out_h, out_w = _pool_geometry(x, pool_param)
+    out = np.empty(x.shape[:2] + (out_h, out_w), dtype=x.dtype)
+    for i in range(out_h):
+        for j in range(out_w):
+            window = x[:, :, i * stride : i * stride + pool_h, j * stride : j * stride + pool_w]
+            out[:, :, i, j] = window.max(axis=(2, 3))
+    return out, (x, pool_h, pool_w, stride)
+
+
+def max_pool_backward_naive(dout, cache):
+    """Backward pass of :func:`max_pool_forward_naive`.
+
+    Each output's gradient goes to the first maximum of its window in row-major order
+    (np.argmax's rule, and the fast kernel's); overlapping windows add up.
+    """
+    x, pool_h, pool_w, stride = cache
+    N, C, H, W = x.shape
+    out_h = (H - pool_h) // stride + 1
+    out_w = (W - pool_w) // stride + 1
+    dout = _check_dout(dout, (N, C, out_h, out_w), x.dtype)
+    dx = np.zeros_like(x)
+    for i in range(out_h):
+        for j in range(out_w):
+            rows = slice(i * stride, i * stride + pool_h)
+            cols = slice(j * stride, j * stride + pool_w)
+            window = x[:, :, rows, cols].reshape(N, C, -1)
+            winner = np.zeros_like(window)
+            np.put_along_axis(winner, window.argmax(axis=2)[:, :, None], 1, axis=2)
+            dx[:, :, rows, cols] += (winner * dout[:, :, i, j, None]).reshape(N, C, pool_h, pool_w)
+    return dx
+
+
+def max_pool_forward(x, pool_param):
+    """Max pooling on the fast path; same contract and results as :func:`max_pool_forward_naive`.
+
+    The 2x2 window with stride 2 has its own unrolled kernel. The cache keeps the
+    argmax of every window (int32), not x.
+    """
+    x, pool_h, pool_w, stride, out_h, out_w = _pool_geometry(x, pool_param)
+    x = np.ascontiguousarray(x)
+    out = np.empty(x.shape[:2] + (out_h, out_w), dtype=x.dtype)
+    argmax = np.empty(out.shape, dtype=np.int32)
+    threads = get_num_threads()
+    if pool_h == pool_w == stride == 2:
+        _pooling_kernels.max_pool_forward_2x2(x, out, argmax, threads)
+    else:
+        _pooling_kernels.max_pool_forward(x, out, argmax, pool_h, pool_w, stride, threads)
+    return out, (x.shape, x.dtype, argmax)
+
+
+def max_pool_backward(dout, cache):
+    """Backward pass of :func:`max_pool_forward`: dx (N, C, H, W)."""
+    x_shape, dtype, argmax = cache
+    dout = np.ascontiguousarray(_check_dout(dout, argmax.shape, dtype))
+    dx = np.empty(x_shape, dtype=dtype)
+    _pooling_kernels.max_pool_backward(dout, argmax, dx, get_num_threads())
+    return dx
+
+
+max_pool_forward_fast = max_pool_forward
+max_pool_backward_fast = max_pool_backward
+
+
+# ---------------------------------------------------------------------------
+# spatial batch normalisation
+# ---------------------------------------------------------------------------
+
+
+def _check_spatial_norm(x, gamma, beta):
+    x = _check_images("x", x)
+    C = x.shape[1]
+    gamma_flat = require_channel_vector("gamma", gamma, C)
+    require_channel_vector("beta", beta, C)
+    return x, gamma_flat, np.asarray(beta).reshape(C)
+
+
+def spatial_batchnorm_forward_reference(x, gamma, beta, bn_param):
+    """Reference spatial batch norm: per-channel statistics over N, H and W.
+
+    It is vanilla batch norm on the N*H*W feature vectors of length C, which is
+    exactly how this reference computes it (transpose to (N*H*W, C) and back).
+    Same arguments and results as :func:`spatial_batchnorm_forward`.
+    """
+    x, gamma_flat, beta_flat = _check_spatial_norm(x, gamma, beta)
+    N, C, H, W = x.shape
+    rows, cache = batchnorm_forward(x.transpose(0, 2, 3, 1).reshape(-1, C), gamma_flat, beta_flat, bn_param)
+    out = rows.reshape(N, H, W, C).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(out), (cache, np.shape(gamma))
+
+
+def spatial_batchnorm_backward_reference(dout, cache):
+    """Backward pass of :func:`spatial_batchnorm_forward_reference`: dx, dgamma, dbeta."""
+    bn_cache, gamma_shape = cache
+    xhat_rows = bn_cache[0]
+    C = xhat_rows.shape[1]
+    dout = as_float_array("dout", dout)
+    require_ndim("dout", dout, 4, "(N, C, H, W)")
+    if dout.shape[1] != C or dout.size != xhat_rows.size:
+        raise ValueError(f"dout must match the forward input's shape (C={C}), got {dout.shape}")
+    N, _, H, W = dout.shape
+    dx_rows, dgamma, dbeta = batchnorm_backward(dout.transpose(0, 2, 3, 1).reshape(-1, C), bn_cache)
+    dx = np.ascontiguousarray(dx_rows.reshape(N, H, W, C).transpose(0, 3, 1, 2))
+    return dx, dgamma.reshape(gamma_shape), dbeta.reshape(gamma_shape)
+
+
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    """Spatial batch normalisation of x (N, C, H, W) on the fast path.
+
+    gamma, beta: (C,) (or (1, C, 1, 1)). bn_param: {'mode': 'train'|'test', 'eps': 1e-5,
+    'momentum': 0.9}; running_mean / running_var (C,) live in bn_param, are created as
+    zeros / ones on first use and are updated in train mode only (biased variance, as CS231n).
+    Train mode normalises each channel with its mean and variance over N, H, W;
+    test mode with the running statistics. Returns out (N, C, H, W), same dtype, and a cache.
+    """
+    x, gamma_flat, beta_flat = _check_spatial_norm(x, gamma, beta)
+    mode = require_mode("bn_param", require_param(bn_param, "bn_param", "mode"))
+    eps = float(bn_param.get("eps", 1e-5))
+    x = np.ascontiguousarray(x)
+    C = x.shape[1]
+    gamma64 = np.ascontiguousarray(gamma_flat, dtype=np.float64)
+    beta64 = np.ascontiguousarray(beta_flat, dtype=np.float64)
+    out = np.empty_like(x)
+    threads = get_num_threads()
+    if mode == "train":
+        mean, var, inv_std = np.empty(C), np.empty(C), np.empty(C)
+        _batchnorm_kernels.batchnorm_train_forward(x, gamma64, beta64, eps, out, mean, var, inv_std, threads)
+        update_running_stats(bn_param, mean.astype(x.dtype), var.astype(x.dtype))
+    else:
+        running_mean, running_var = running_stats(bn_param, C, x.dtype)
+        mean = running_mean.astype(np.float64)
+        inv_std = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+        scale = gamma64 * inv_std
+        _batchnorm_kernels.channel_affine(x, scale, beta64 - mean * scale, out, threads)
+    return out, (x, gamma64, mean, inv_std, mode, np.shape(gamma))
+
+
+def spatial_batchnorm_backward(dout, cache):
+    """Backward pass of :func:`spatial_batchnorm_forward`.
+
+    Returns dx (N, C, H, W) and dgamma, dbeta shaped like gamma. In train mode the batch
+    statistics depend on x (closed-form gradient); in test mode they are constants.
+    """
+    x, gamma64, mean, inv_std, mode, gamma_shape = cache
+    dout = np.ascontiguousarray(_check_dout(dout, x.shape, x.dtype))
+    C = x.shape[1]
+    dx = np.empty_like(x)
+    dgamma, dbeta = np.empty(C), np.empty(C)
+    _batchnorm_kernels.batchnorm_backward(
+        dout, x, gamma64, mean, inv_std, mode == "train", dx, dgamma, dbeta, get_num_threads()
+    )
+    return dx, dgamma.astype(x.dtype).reshape(gamma_shape), dbeta.astype(x.dtype).reshape(gamma_shape)
+
+
+spatial_batchnorm_forward_fast = spatial_batchnorm_forward
+spatial_batchnorm_backward_fast = spatial_batchnorm_backward
+
+
+# ---------------------------------------------------------------------------
+# spatial group normalisation (numpy)
+# ---------------------------------------------------------------------------
+
+
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    """Group normalisation: each image's C channels split into G groups of C/G channels,
+    each group standardised over its channels and H, W; then a per-channel scale and shift.
+
+    x: (N, C, H, W); gamma, beta: (1, C, 1, 1) (or (C,)); G divides C; gn_param: {'eps': 1e-5}.
+    Behaves the same in train and test mode. Returns out (N, C, H, W) and a cache.
+    """
+    x = _check_images("x", x)
+    N, C, H, W = x.shape
+    G = require_int("G", G, 1)
+    if C % G != 0:
+        raise ValueError(f"G={G} groups must divide the {C} channels of x (shape {x.shape})")
+    gamma_flat = require_channel_vector("gamma", gamma, C)
+    beta_flat = require_channel_vector("beta", beta, C)
+    eps = (gn_param or {}).get("eps", 1e-5)
+    groups = x.reshape(N, G, C // G, H, W)
+    xhat_groups, _, _, inv_std = normalize(groups, (2, 3, 4), eps)
+    xhat = xhat_groups.reshape(x.shape)
+    out = gamma_flat[None, :, None, None] * xhat + beta_flat[None, :, None, None]
+    return out.astype(x.dtype, copy=False), (xhat_groups, inv_std, gamma_flat, np.shape(gamma))
+
+
+def spatial_groupnorm_backward(dout, cache):
+    """Backward pass of :func:`spatial_groupnorm_forward`: dx, dgamma, dbeta (dgamma, dbeta shaped like gamma)."""
+    xhat_groups, inv_std, gamma_flat, gamma_shape = cache
+    N, G, Cg, H, W = xhat_groups.shape
+    dout = as_float_array("dout", dout)
+    require_shape("dout", dout, (N, G * Cg, H, W))
+    xhat = xhat_groups.reshape(dout.shape)
+    dgamma = (dout * xhat).sum(axis=(0, 2, 3)).reshape(gamma_shape)
+    dbeta = dout.sum(axis=(0, 2, 3)).reshape(gamma_shape)
+    dxhat = (dout * gamma_flat[None, :, None, None]).reshape(xhat_groups.shape)
+    dx = normalize_backward(dxhat, xhat_groups, inv_std, (2, 3, 4)).reshape(dout.shape)
+    return dx.astype(dout.dtype, copy=False), dgamma, dbeta
