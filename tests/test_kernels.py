@@ -1,0 +1,317 @@
+"""The fast (Cython) layers against the numpy references: random shapes, both dtypes,
+contiguous and non-contiguous inputs, forward and every gradient, 1 and 2 threads.
+
+The references always run in float64; the fast path runs in the dtype under test.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import convnet
+from convnet import conv_layers as cl
+
+# Agreement bound, relative to the largest magnitude in the float64 reference result.
+TOLERANCE = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-4}
+DTYPES = [np.float64, np.float32]
+LAYOUTS = ["contiguous", "fortran", "strided", "transposed"]
+HYPOTHESIS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+
+
+def assert_agree(actual, expected64, dtype, what):
+    """actual (of ``dtype``) equals the float64 reference up to TOLERANCE[dtype] * its scale."""
+    assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype}, expected {np.dtype(dtype)}"
+    assert actual.shape == expected64.shape, f"{what}: shape {actual.shape}, expected {expected64.shape}"
+    scale = max(1.0, float(np.max(np.abs(expected64), initial=0.0)))
+    worst = float(np.max(np.abs(actual.astype(np.float64) - expected64), initial=0.0))
+    assert worst <= TOLERANCE[np.dtype(dtype)] * scale, f"{what}: max difference {worst:g} (scale {scale:g})"
+
+
+def in_layout(a, layout):
+    """The same values as ``a`` in a memory layout other than C order (or C order itself)."""
+    if layout == "contiguous":
+        return np.ascontiguousarray(a)
+    if layout == "fortran":
+        return np.asfortranarray(a)
+    if layout == "strided":  # every other element of a larger buffer
+        big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), dtype=a.dtype)
+        big[..., ::2] = a
+        return big[..., ::2]
+    if layout == "transposed":  # stored as (N, H, W, C), viewed as (N, C, H, W)
+        return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    raise ValueError(layout)
+
+
+def as64(*arrays):
+    return [np.asarray(a, dtype=np.float64) for a in arrays]
+
+
+# ---------------------------------------------------------------------------
+# convolution
+# ---------------------------------------------------------------------------
+
+
+@st.composite
+def conv_cases(draw):
+    """Random convolution shapes built from the output size, so the filter always tiles."""
+    HH, WW = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    stride = draw(st.integers(1, 3))
+    pad = draw(st.integers(0, min(HH, WW) - 1 if min(HH, WW) > 1 else 0))
+    out_h, out_w = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    H = (out_h - 1) * stride + HH - 2 * pad
+    W = (out_w - 1) * stride + WW - 2 * pad
+    if H < 1 or W < 1:
+        H, W, pad = (out_h - 1) * stride + HH, (out_w - 1) * stride + WW, 0
+    N, C, F = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    return (N, C, H, W), (F, C, HH, WW), {"stride": stride, "pad": pad}
+
+
+def conv_both_ways(x, w, b, conv_param, dout, layout):
+    """(fast results, float64 reference results): (out, dx, dw, db) each."""
+    out, cache = cl.conv_forward(in_layout(x, layout), w, b, conv_param)
+    fast = (out,) + cl.conv_backward(in_layout(dout, layout), cache)
+    x64, w64, b64, dout64 = as64(x, w, b, dout)
+    ref_out, ref_cache = cl.conv_forward_naive(x64, w64, b64, conv_param)
+    return fast, (ref_out,) + cl.conv_backward_naive(dout64, ref_cache)
+
+
+@HYPOTHESIS
+@given(case=conv_cases(), dtype=st.sampled_from(DTYPES), layout=st.sampled_from(LAYOUTS),
+       seed=st.integers(0, 2**32 - 1))
+def test_conv_fast_matches_naive(case, dtype, layout, seed):
+    x_shape, w_shape, conv_param = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    out_shape = cl.conv_forward_naive(x, w, b, conv_param)[0].shape
+    dout = rng.standard_normal(out_shape).astype(dtype)
+    fast, reference = conv_both_ways(x, w, b, conv_param, dout, layout)
+    for name, a, e in zip(["out", "dx", "dw", "db"], fast, reference):
+        assert_agree(a, e, dtype, name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "x_shape, w_shape, stride, pad",
+    [
+        ((2, 3, 9, 11), (4, 3, 3, 5), 1, 1),  # 3x5 filter
+        ((2, 3, 11, 9), (4, 3, 5, 3), 1, 2),  # 5x3 filter
+        ((2, 2, 7, 9), (3, 2, 3, 5), 2, 1),  # non-square filter, stride 2
+        ((2, 2, 9, 7), (3, 2, 3, 3), 2, 0),  # H, W odd: not divisible by the stride
+        ((1, 1, 5, 5), (1, 1, 5, 5), 1, 0),  # filter as large as the image
+        ((2, 3, 6, 6), (2, 3, 1, 1), 1, 0),  # 1x1 convolution
+    ],
+    ids=["3x5", "5x3", "3x5-stride2", "odd-HW-stride2", "full-window", "1x1"],
+)
+def test_conv_regressions(rng, dtype, x_shape, w_shape, stride, pad):
+    x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    conv_param = {"stride": stride, "pad": pad}
+    dout = rng.standard_normal(cl.conv_forward_naive(x, w, b, conv_param)[0].shape).astype(dtype)
+    fast, reference = conv_both_ways(x, w, b, conv_param, dout, "contiguous")
+    for name, a, e in zip(["out", "dx", "dw", "db"], fast, reference):
+        assert_agree(a, e, dtype, name)
+
+
+def test_conv_chunked_workspace_gives_the_same_result(rng, monkeypatch):
+    """A tiny workspace forces one image per chunk; results must not change."""
+    x = rng.standard_normal((5, 3, 8, 8))
+    w = rng.standard_normal((4, 3, 3, 3))
+    b = rng.standard_normal(4)
+    dout = rng.standard_normal((5, 4, 8, 8))
+    conv_param = {"stride": 1, "pad": 1}
+    whole = conv_both_ways(x, w, b, conv_param, dout, "contiguous")[0]
+    monkeypatch.setattr(cl, "CONV_WORKSPACE_BYTES", 1)
+    assert len(cl._image_chunks(5, 3 * 9 * 64 * 8)) == 5
+    chunked = conv_both_ways(x, w, b, conv_param, dout, "contiguous")[0]
+    for a, e in zip(chunked, whole):
+        assert_agree(a, e, np.float64, "chunked")
+
+
+# ---------------------------------------------------------------------------
+# max pooling
+# ---------------------------------------------------------------------------
+
+
+@st.composite
+def pool_cases(draw):
+    ph, pw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = draw(st.integers(1, 4))
+    out_h, out_w = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), (out_h - 1) * stride + ph, (out_w - 1) * stride + pw)
+    return shape, {"pool_height": ph, "pool_width": pw, "stride": stride}
+
+
+def pool_both_ways(x, pool_param, dout, layout):
+    out, cache = cl.max_pool_forward(in_layout(x, layout), pool_param)
+    fast = (out, cl.max_pool_backward(in_layout(dout, layout), cache))
+    x64, dout64 = as64(x, dout)
+    ref_out, ref_cache = cl.max_pool_forward_naive(x64, pool_param)
+    return fast, (ref_out, cl.max_pool_backward_naive(dout64, ref_cache))
+
+
+@HYPOTHESIS
+@given(case=pool_cases(), dtype=st.sampled_from(DTYPES), layout=st.sampled_from(LAYOUTS),
+       ties=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_max_pool_fast_matches_naive(case, dtype, layout, ties, seed):
+    """With or without ties: both implement 'first maximum in row-major order'."""
+    shape, pool_param = case
+    rng = np.random.default_rng(seed)
+    x = (rng.integers(-2, 3, size=shape) if ties else rng.standard_normal(shape)).astype(dtype)
+    dout_shape = cl.max_pool_forward_naive(x, pool_param)[0].shape
+    dout = rng.standard_normal(dout_shape).astype(dtype)
+    fast, reference = pool_both_ways(x, pool_param, dout, layout)
+    for name, a, e in zip(["out", "dx"], fast, reference):
+        assert_agree(a, e, dtype, name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "shape, window, stride",
+    [((2, 3, 8, 8), 2, 2), ((2, 3, 9, 9), 3, 2), ((2, 3, 7, 7), 3, 1), ((2, 2, 9, 7), 3, 2), ((1, 2, 5, 5), 3, 1)],
+    ids=["2x2/2", "3x3/2", "3x3/1", "odd-HW-3x3/2", "3x3/1-small"],
+)
+def test_max_pool_regressions(rng, dtype, shape, window, stride):
+    pool_param = {"pool_height": window, "pool_width": window, "stride": stride}
+    x = rng.standard_normal(shape).astype(dtype)
+    dout = rng.standard_normal(cl.max_pool_forward_naive(x, pool_param)[0].shape).astype(dtype)
+    fast, reference = pool_both_ways(x, pool_param, dout, "contiguous")
+    for name, a, e in zip(["out", "dx"], fast, reference):
+        assert_agree(a, e, dtype, name)
+
+
+def test_max_pool_propagates_nan():
+    x = np.array([[1.0, np.nan], [3.0, 2.0]]).reshape(1, 1, 2, 2)
+    for forward in (cl.max_pool_forward, cl.max_pool_forward_naive):
+        out, _ = forward(x, {"pool_height": 2, "pool_width": 2, "stride": 2})
+        assert np.isnan(out.item())
+
+
+# ---------------------------------------------------------------------------
+# spatial batch normalisation
+# ---------------------------------------------------------------------------
+
+
+def batchnorm_both_ways(x, gamma, beta, mode, dout, layout):
+    C = x.shape[1]
+    running = {"running_mean": np.linspace(-1, 1, C), "running_var": np.linspace(0.5, 2, C)}
+    fast_param = {"mode": mode, **{k: v.astype(x.dtype) for k, v in running.items()}}
+    out, cache = cl.spatial_batchnorm_forward(in_layout(x, layout), gamma, beta, fast_param)
+    fast = (out,) + cl.spatial_batchnorm_backward(in_layout(dout, layout), cache)
+    ref_param = {"mode": mode, **{k: v.astype(x.dtype).astype(np.float64) for k, v in running.items()}}
+    x64, gamma64, beta64, dout64 = as64(x, gamma, beta, dout)
+    ref_out, ref_cache = cl.spatial_batchnorm_forward_reference(x64, gamma64, beta64, ref_param)
+    reference = (ref_out,) + cl.spatial_batchnorm_backward_reference(dout64, ref_cache)
+    for key in running:  # both update (train) or keep (test) their running statistics alike
+        assert_agree(fast_param[key], ref_param[key], x.dtype, key)
+    return fast, reference
+
+
+@HYPOTHESIS
+@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 6), st.integers(1, 6)),
+       dtype=st.sampled_from(DTYPES), layout=st.sampled_from(LAYOUTS), mode=st.sampled_from(["train", "test"]),
+       seed=st.integers(0, 2**32 - 1))
+def test_spatial_batchnorm_fast_matches_reference(shape, dtype, layout, mode, seed):
+    if mode == "train" and shape[0] * shape[2] * shape[3] < 2:
+        shape = (2,) + shape[1:]  # one value per channel has zero variance: nothing to compare
+    rng = np.random.default_rng(seed)
+    x = (3 * rng.standard_normal(shape) + 2).astype(dtype)
+    gamma = rng.standard_normal(shape[1]).astype(dtype)
+    beta = rng.standard_normal(shape[1]).astype(dtype)
+    dout = rng.standard_normal(shape).astype(dtype)
+    fast, reference = batchnorm_both_ways(x, gamma, beta, mode, dout, layout)
+    for name, a, e in zip(["out", "dx", "dgamma", "dbeta"], fast, reference):
+        assert_agree(a, e, dtype, name)
+
+
+def test_spatial_batchnorm_float32_is_stable_for_large_means(rng):
+    """Mean 1000, std 1: a one-pass E[x^2] - E[x]^2 in float32 would lose every digit."""
+    x64 = rng.standard_normal((8, 4, 16, 16)) + 1000.0
+    x = x64.astype(np.float32)
+    gamma, beta = np.ones(4, np.float32), np.zeros(4, np.float32)
+    dout = rng.standard_normal(x.shape).astype(np.float32)
+    fast, reference = batchnorm_both_ways(x, gamma, beta, "train", dout, "contiguous")
+    for name, a, e in zip(["out", "dx", "dgamma", "dbeta"], fast, reference):
+        assert_agree(a, e, np.float32, name)
+
+
+def test_spatial_batchnorm_accepts_broadcastable_gamma(rng):
+    x = rng.standard_normal((2, 3, 4, 4))
+    out, cache = cl.spatial_batchnorm_forward(x, np.ones((1, 3, 1, 1)), np.zeros((1, 3, 1, 1)), {"mode": "train"})
+    _, dgamma, dbeta = cl.spatial_batchnorm_backward(np.ones_like(x), cache)
+    assert dgamma.shape == dbeta.shape == (1, 3, 1, 1)
+
+
+# ---------------------------------------------------------------------------
+# threads
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_threads():
+    before = convnet.get_num_threads()
+    yield
+    convnet.set_num_threads(before)
+
+
+def all_fast_layers(x, dout_rng):
+    """Forward and backward of every fast layer on x; returns the list of results."""
+    C = x.shape[1]
+    results = []
+    w = dout_rng.standard_normal((5, C, 3, 3)).astype(x.dtype)
+    out, cache = cl.conv_forward(x, w, np.zeros(5, x.dtype), {"stride": 1, "pad": 1})
+    results += [out, *cl.conv_backward(dout_rng.standard_normal(out.shape).astype(x.dtype), cache)]
+    out, cache = cl.max_pool_forward(x, {"pool_height": 2, "pool_width": 2, "stride": 2})
+    results += [out, cl.max_pool_backward(dout_rng.standard_normal(out.shape).astype(x.dtype), cache)]
+    out, cache = cl.max_pool_forward(x, {"pool_height": 3, "pool_width": 3, "stride": 1})
+    results += [out, cl.max_pool_backward(dout_rng.standard_normal(out.shape).astype(x.dtype), cache)]
+    out, cache = cl.spatial_batchnorm_forward(x, np.ones(C, x.dtype), np.zeros(C, x.dtype), {"mode": "train"})
+    results += [out, *cl.spatial_batchnorm_backward(dout_rng.standard_normal(out.shape).astype(x.dtype), cache)]
+    return results
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_one_and_two_threads_agree(rng, restore_threads, dtype):
+    x = rng.standard_normal((4, 6, 8, 8)).astype(dtype)
+    convnet.set_num_threads(1)
+    single = all_fast_layers(x, np.random.default_rng(7))
+    convnet.set_num_threads(2)
+    double = all_fast_layers(x, np.random.default_rng(7))
+    for a, b in zip(single, double):
+        assert_agree(b, a.astype(np.float64), dtype, "2 threads vs 1")
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_set_num_threads_rejects_bad_counts(bad):
+    with pytest.raises(ValueError, match="set_num_threads expects an integer n >= 1"):
+        convnet.set_num_threads(bad)
+
+
+# ---------------------------------------------------------------------------
+# nothing invalid reaches a kernel
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: cl.conv_forward(np.zeros((1, 1, 4, 4), np.int64), np.zeros((1, 1, 3, 3)), np.zeros(1), {}),
+        lambda: cl.conv_forward(np.zeros((1, 1, 4, 4), np.float16), np.zeros((1, 1, 3, 3), np.float16),
+                                np.zeros(1, np.float16), {}),
+        lambda: cl.max_pool_forward(np.zeros((1, 1, 4, 4), bool), {"pool_height": 2, "pool_width": 2, "stride": 2}),
+        lambda: cl.spatial_batchnorm_forward(np.zeros((1, 1, 4, 4), object), np.ones(1), np.zeros(1), {"mode": "train"}),
+    ],
+    ids=["int64-conv", "float16-conv", "bool-pool", "object-batchnorm"],
+)
+def test_unsupported_dtypes_raise_type_error(call):
+    with pytest.raises(TypeError, match="must be a float32 or float64 array"):
+        call()
+
+
+def test_backward_rejects_dout_of_another_dtype(rng):
+    x = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    _, cache = cl.conv_forward(x, np.ones((2, 3, 3, 3), np.float32), np.zeros(2, np.float32), {"pad": 1})
+    with pytest.raises(TypeError, match="dout has dtype float64 but the forward input had dtype float32"):
+        cl.conv_backward(np.zeros((2, 2, 4, 4)), cache)

@@ -1,0 +1,34 @@
+"""Packaging: the import guard, the public surface and the CS231n aliases."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import convnet
+from convnet import conv_layers
+
+
+def test_import_without_compiled_kernels_explains_how_to_build(tmp_path):
+    """A source tree without the .so files must say how to build them, not 'No module named'."""
+    source = Path(convnet.__file__).parent
+    copy = tmp_path / "convnet"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    result = subprocess.run(
+        [sys.executable, "-c", "import convnet"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0
+    assert "compiled Cython kernels" in result.stderr
+    assert "pip install -e ." in result.stderr
+
+
+def test_cs231n_aliases_point_at_the_fast_layers():
+    assert conv_layers.conv_forward_fast is conv_layers.conv_forward
+    assert conv_layers.conv_backward_fast is conv_layers.conv_backward
+    assert conv_layers.max_pool_forward_fast is conv_layers.max_pool_forward
+    assert conv_layers.max_pool_backward_fast is conv_layers.max_pool_backward
+    from convnet.conv_layers import spatial_batchnorm_backward, spatial_batchnorm_forward  # noqa: F401
+
+
+def test_thread_count_is_positive():
+    assert convnet.get_num_threads() >= 1
