@@ -7,6 +7,14 @@ Layers come as numpy references (:mod:`convnet.layers`, the ``*_naive`` function
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# The kernels' OpenMP threads and numpy's BLAS threads take turns on the same cores.
+# OpenMP's default (spin-waiting after each parallel loop) steals those cores from BLAS
+# and made convolutions up to 2x slower; sleeping threads cost only microseconds to wake.
+# It must be set before the OpenMP runtime loads, i.e. before the kernels are imported.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 try:
     from convnet._kernels import batchnorm as _batchnorm  # noqa: F401
     from convnet._kernels import im2col as _im2col  # noqa: F401

@@ -10,6 +10,8 @@ Arguments are validated here, in Python, before any kernel runs: the kernels
 are compiled without bounds checks.
 """
 
+import threading
+
 import numpy as np
 
 from convnet._kernels import batchnorm as _batchnorm_kernels
@@ -153,42 +155,67 @@ def conv_backward_naive(dout, cache):
 # ---------------------------------------------------------------------------
 
 
+class _Workspace(threading.local):
+    """Scratch buffers reused from call to call (one set per Python thread).
+
+    Allocating the tens of MB of columns afresh on every call costs a page fault per
+    4 KB page, which measured as a large share of a convolution's time.
+    """
+
+    def __init__(self):
+        self.buffers = {}
+
+    def take(self, name, shape, dtype):
+        """A C-contiguous array of ``shape`` and ``dtype`` viewing the buffer called ``name``."""
+        size = int(np.prod(shape))
+        key = (name, np.dtype(dtype))
+        buffer = self.buffers.get(key)
+        if buffer is None or buffer.size < size:
+            buffer = self.buffers[key] = np.empty(size, dtype=dtype)
+        return buffer[:size].reshape(shape)
+
+
+_workspace = _Workspace()
+
+
+def clear_workspace():
+    """Free the fast convolution's scratch buffers (at most about 2 * CONV_WORKSPACE_BYTES per dtype)."""
+    _workspace.buffers.clear()
+
+
 def _image_chunks(n_images, bytes_per_image):
     """Split range(n_images) into (start, stop) chunks of at most CONV_WORKSPACE_BYTES each."""
     per_chunk = max(1, min(n_images, CONV_WORKSPACE_BYTES // max(1, bytes_per_image)))
     return [(start, min(start + per_chunk, n_images)) for start in range(0, n_images, per_chunk)]
 
 
+def _gemm_chunks(x, w, plane):
+    """Chunks of images whose columns (C*HH*WW rows) and GEMM result (F rows) fit the workspace."""
+    rows = w[0].size
+    return _image_chunks(x.shape[0], max(rows, w.shape[0]) * plane * x.itemsize)
+
+
 def conv_forward(x, w, b, conv_param):
     """Convolution on the fast path; same contract and results as :func:`conv_forward_naive`.
 
-    Per chunk of images: im2col (C*HH*WW, n*OH*OW), one GEMM with w (F, C*HH*WW),
+    Per chunk of images: im2col (C*HH*WW, n*OH*OW), one BLAS GEMM with w (F, C*HH*WW),
     then the bias is added while moving F back next to the spatial axes.
     Workspace is bounded by CONV_WORKSPACE_BYTES whatever N is.
     """
     x, w, b, stride, pad, out_h, out_w = _conv_geometry(x, w, b, conv_param)
     x = np.ascontiguousarray(x)
-    N = x.shape[0]
     F, _, HH, WW = w.shape
     w_rows = np.ascontiguousarray(w.reshape(F, -1))
-    plane = out_h * out_w
-    rows = w_rows.shape[1]
-    out = np.empty((N, F, out_h, out_w), dtype=x.dtype)
-    chunks = _image_chunks(N, rows * plane * x.itemsize)
-    largest = max(stop - start for start, stop in chunks)
-    cols_buffer = np.empty(rows * largest * plane, dtype=x.dtype)
-    product_buffer = np.empty(F * largest * plane, dtype=x.dtype)
+    b = np.ascontiguousarray(b)
+    rows, plane = w_rows.shape[1], out_h * out_w
+    out = np.empty((x.shape[0], F, out_h, out_w), dtype=x.dtype)
     threads = get_num_threads()
-    for start, stop in chunks:
+    for start, stop in _gemm_chunks(x, w, plane):
         n = stop - start
-        cols = cols_buffer[: rows * n * plane].reshape(rows, n * plane)
+        cols = _workspace.take("cols", (rows, n * plane), x.dtype)
         _im2col_kernels.im2col(x[start:stop], cols, HH, WW, pad, stride, out_h, out_w, threads)
-        product = np.matmul(w_rows, cols, out=product_buffer[: F * n * plane].reshape(F, n * plane))
-        np.add(
-            product.reshape(F, n, plane).transpose(1, 0, 2),
-            b[None, :, None],
-            out=out[start:stop].reshape(n, F, plane),
-        )
+        product = np.matmul(w_rows, cols, out=_workspace.take("rows", (F, n * plane), x.dtype))
+        _im2col_kernels.rows_to_images(product, b, out[start:stop].reshape(n, F, plane), threads)
     return out, (x, w, b, stride, pad)
 
 
@@ -204,28 +231,22 @@ def conv_backward(dout, cache):
     out_h = (H + 2 * pad - HH) // stride + 1
     out_w = (W + 2 * pad - WW) // stride + 1
     dout = np.ascontiguousarray(_check_dout(dout, (N, F, out_h, out_w), x.dtype))
-    plane = out_h * out_w
     w_rows = w.reshape(F, -1)
-    rows = w_rows.shape[1]
+    rows, plane = w_rows.shape[1], out_h * out_w
     dx = np.empty_like(x)
     dw_rows = np.zeros((F, rows), dtype=x.dtype)
-    db = np.zeros(F, dtype=x.dtype)
-    chunks = _image_chunks(N, rows * plane * x.itemsize)
-    largest = max(stop - start for start, stop in chunks)
-    cols_buffer = np.empty(rows * largest * plane, dtype=x.dtype)
-    dout_buffer = np.empty(F * largest * plane, dtype=x.dtype)
     dw_chunk = np.empty((F, rows), dtype=x.dtype)
+    db = np.zeros(F, dtype=x.dtype)
     threads = get_num_threads()
-    for start, stop in chunks:
+    for start, stop in _gemm_chunks(x, w, plane):
         n = stop - start
-        # dout in GEMM layout: (F, n * OH * OW)
-        dout_rows = dout_buffer[: F * n * plane].reshape(F, n * plane)
-        np.copyto(dout_rows.reshape(F, n, plane), dout[start:stop].reshape(n, F, plane).transpose(1, 0, 2))
+        dout_rows = _workspace.take("rows", (F, n * plane), x.dtype)
+        _im2col_kernels.images_to_rows(dout[start:stop].reshape(n, F, plane), dout_rows, threads)
         db += dout_rows.sum(axis=1)
-        cols = cols_buffer[: rows * n * plane].reshape(rows, n * plane)
+        cols = _workspace.take("cols", (rows, n * plane), x.dtype)
         _im2col_kernels.im2col(x[start:stop], cols, HH, WW, pad, stride, out_h, out_w, threads)
         dw_rows += np.matmul(dout_rows, cols.T, out=dw_chunk)
-        # The columns are no longer needed: reuse their buffer for d(columns).
+        # The columns are no longer needed: their buffer receives d(columns).
         np.matmul(w_rows.T, dout_rows, out=cols)
         _im2col_kernels.col2im(cols, dx[start:stop], HH, WW, pad, stride, out_h, out_w, threads)
     return dx, dw_rows.reshape(w.shape), db
