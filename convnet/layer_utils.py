@@ -1,0 +1,129 @@
+"""Sandwich layers: common chains of layers as one forward/backward pair.
+
+Each ``*_forward`` returns (out, cache) and each ``*_backward(dout, cache)`` returns the
+gradients of its inputs in argument order. All run on the fast layers.
+"""
+
+from convnet.conv_layers import (
+    conv_backward,
+    conv_forward,
+    max_pool_backward,
+    max_pool_forward,
+    spatial_batchnorm_backward,
+    spatial_batchnorm_forward,
+)
+from convnet.layers import (
+    affine_backward,
+    affine_forward,
+    batchnorm_backward,
+    batchnorm_forward,
+    layernorm_backward,
+    layernorm_forward,
+    relu_backward,
+    relu_forward,
+)
+
+
+def affine_relu_forward(x, w, b):
+    """affine -> relu. Returns out (N, M) and a cache."""
+    a, fc_cache = affine_forward(x, w, b)
+    out, relu_cache = relu_forward(a)
+    return out, (fc_cache, relu_cache)
+
+
+def affine_relu_backward(dout, cache):
+    """Returns dx, dw, db."""
+    fc_cache, relu_cache = cache
+    return affine_backward(relu_backward(dout, relu_cache), fc_cache)
+
+
+def affine_bn_relu_forward(x, w, b, gamma, beta, bn_param):
+    """affine -> batchnorm -> relu."""
+    a, fc_cache = affine_forward(x, w, b)
+    a_bn, bn_cache = batchnorm_forward(a, gamma, beta, bn_param)
+    out, relu_cache = relu_forward(a_bn)
+    return out, (fc_cache, bn_cache, relu_cache)
+
+
+def affine_bn_relu_backward(dout, cache):
+    """Returns dx, dw, db, dgamma, dbeta."""
+    fc_cache, bn_cache, relu_cache = cache
+    da_bn = relu_backward(dout, relu_cache)
+    da, dgamma, dbeta = batchnorm_backward(da_bn, bn_cache)
+    dx, dw, db = affine_backward(da, fc_cache)
+    return dx, dw, db, dgamma, dbeta
+
+
+def affine_ln_relu_forward(x, w, b, gamma, beta, ln_param):
+    """affine -> layernorm -> relu."""
+    a, fc_cache = affine_forward(x, w, b)
+    a_ln, ln_cache = layernorm_forward(a, gamma, beta, ln_param)
+    out, relu_cache = relu_forward(a_ln)
+    return out, (fc_cache, ln_cache, relu_cache)
+
+
+def affine_ln_relu_backward(dout, cache):
+    """Returns dx, dw, db, dgamma, dbeta."""
+    fc_cache, ln_cache, relu_cache = cache
+    da_ln = relu_backward(dout, relu_cache)
+    da, dgamma, dbeta = layernorm_backward(da_ln, ln_cache)
+    dx, dw, db = affine_backward(da, fc_cache)
+    return dx, dw, db, dgamma, dbeta
+
+
+def conv_relu_forward(x, w, b, conv_param):
+    """conv -> relu."""
+    a, conv_cache = conv_forward(x, w, b, conv_param)
+    out, relu_cache = relu_forward(a)
+    return out, (conv_cache, relu_cache)
+
+
+def conv_relu_backward(dout, cache):
+    """Returns dx, dw, db."""
+    conv_cache, relu_cache = cache
+    return conv_backward(relu_backward(dout, relu_cache), conv_cache)
+
+
+def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):
+    """conv -> spatial batchnorm -> relu."""
+    a, conv_cache = conv_forward(x, w, b, conv_param)
+    an, bn_cache = spatial_batchnorm_forward(a, gamma, beta, bn_param)
+    out, relu_cache = relu_forward(an)
+    return out, (conv_cache, bn_cache, relu_cache)
+
+
+def conv_bn_relu_backward(dout, cache):
+    """Returns dx, dw, db, dgamma, dbeta."""
+    conv_cache, bn_cache, relu_cache = cache
+    dan = relu_backward(dout, relu_cache)
+    da, dgamma, dbeta = spatial_batchnorm_backward(dan, bn_cache)
+    dx, dw, db = conv_backward(da, conv_cache)
+    return dx, dw, db, dgamma, dbeta
+
+
+def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
+    """conv -> relu -> max pool."""
+    a, conv_cache = conv_forward(x, w, b, conv_param)
+    s, relu_cache = relu_forward(a)
+    out, pool_cache = max_pool_forward(s, pool_param)
+    return out, (conv_cache, relu_cache, pool_cache)
+
+
+def conv_relu_pool_backward(dout, cache):
+    """Returns dx, dw, db."""
+    conv_cache, relu_cache, pool_cache = cache
+    ds = max_pool_backward(dout, pool_cache)
+    return conv_backward(relu_backward(ds, relu_cache), conv_cache)
+
+
+def conv_bn_relu_pool_forward(x, w, b, gamma, beta, conv_param, bn_param, pool_param):
+    """conv -> spatial batchnorm -> relu -> max pool."""
+    s, inner_cache = conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param)
+    out, pool_cache = max_pool_forward(s, pool_param)
+    return out, (inner_cache, pool_cache)
+
+
+def conv_bn_relu_pool_backward(dout, cache):
+    """Returns dx, dw, db, dgamma, dbeta."""
+    inner_cache, pool_cache = cache
+    return conv_bn_relu_backward(max_pool_backward(dout, pool_cache), inner_cache)

@@ -1,0 +1,15 @@
+"""Models with the CS231n interface: ``params``, ``loss(X, y=None)``."""
+
+from convnet.models.base import Model
+from convnet.models.cnn import ThreeLayerConvNet
+from convnet.models.conv_net import BLOCK_OPTIONS, ConvNet
+from convnet.models.fc_net import FullyConnectedNet, TwoLayerNet
+
+MODEL_TYPES = {
+    "TwoLayerNet": TwoLayerNet,
+    "FullyConnectedNet": FullyConnectedNet,
+    "ThreeLayerConvNet": ThreeLayerConvNet,
+    "ConvNet": ConvNet,
+}
+
+__all__ = ["BLOCK_OPTIONS", "MODEL_TYPES", "ConvNet", "FullyConnectedNet", "Model", "ThreeLayerConvNet", "TwoLayerNet"]

@@ -1,0 +1,114 @@
+"""What every model shares: parameters, normalisation state, saving and loading.
+
+The CS231n contract: ``model.params`` maps names to arrays, ``model.loss(X)`` returns
+class scores and ``model.loss(X, y)`` returns ``(loss, grads)`` with ``grads`` keyed like
+``params``. A model's *state* is its parameters plus the batch-norm running statistics,
+which live in the ``bn_param`` dicts listed in ``model.bn_params``.
+"""
+
+import numpy as np
+
+from convnet.layers import softmax_loss
+
+
+class Model:
+    """Base class: subclasses fill ``params`` and ``bn_params`` and implement :meth:`loss`."""
+
+    def __init__(self, reg=0.0, dtype=np.float32, seed=None):
+        self.reg = float(reg)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.params = {}
+        self.bn_params = []
+        self.dropout_params = []
+        # One generator for initialisation and, later, for dropout masks: a seed
+        # makes the whole model reproducible.
+        self.rng = np.random.default_rng(seed)
+
+    # -- the CS231n interface ------------------------------------------------
+
+    def loss(self, X, y=None):
+        """Scores (N, num_classes) when y is None, else (loss, grads)."""
+        raise NotImplementedError
+
+    def set_mode(self, mode):
+        """'train' or 'test' for every batch norm and dropout layer."""
+        for layer_param in self.bn_params + self.dropout_params:
+            layer_param["mode"] = mode
+
+    def data_loss(self, scores, y):
+        """Softmax loss plus 0.5 * reg * sum(W^2) over the weights named in ``regularized``.
+
+        Returns (loss, dscores); the caller adds ``reg * W`` to each weight's gradient
+        with :meth:`add_regularization_gradients`.
+        """
+        loss, dscores = softmax_loss(scores, y)
+        if self.reg:
+            loss += 0.5 * self.reg * sum(float(np.sum(self.params[name] ** 2)) for name in self.regularized())
+        return loss, dscores
+
+    def add_regularization_gradients(self, grads):
+        if self.reg:
+            for name in self.regularized():
+                grads[name] += self.reg * self.params[name]
+        return grads
+
+    def regularized(self):
+        """Names of the parameters under L2 regularisation: the weight matrices and filters."""
+        return [name for name, value in self.params.items() if value.ndim >= 2]
+
+    # -- state -----------------------------------------------------------------
+
+    def state(self):
+        """Copies of every parameter and running statistic: {name: array}."""
+        state = {f"param/{name}": value.copy() for name, value in self.params.items()}
+        for i, bn_param in enumerate(self.bn_params):
+            for key in ("running_mean", "running_var"):
+                if key in bn_param:
+                    state[f"bn/{i}/{key}"] = bn_param[key].copy()
+        return state
+
+    def load_state(self, state):
+        """Restore what :meth:`state` returned; names and shapes must match this model."""
+        expected = {f"param/{name}": value.shape for name, value in self.params.items()}
+        given = {key for key in state if key.startswith("param/")}
+        if given != set(expected):
+            missing = sorted(set(expected) - given)
+            unexpected = sorted(given - set(expected))
+            raise ValueError(f"state does not fit this model: missing {missing}, unexpected {unexpected}")
+        for key, shape in expected.items():
+            if state[key].shape != shape:
+                raise ValueError(f"{key} has shape {state[key].shape} in the state but {shape} in the model")
+        for key, shape in expected.items():
+            self.params[key[len("param/"):]] = np.array(state[key], dtype=self.dtype)
+        for key, value in state.items():
+            if key.startswith("bn/"):
+                _, index, stat = key.split("/")
+                if int(index) >= len(self.bn_params):
+                    raise ValueError(f"{key}: this model has only {len(self.bn_params)} batch-norm layers")
+                self.bn_params[int(index)][stat] = np.array(value, dtype=self.dtype)
+
+    def save(self, path):
+        """Write the state to an .npz file (atomically: temporary file, then rename)."""
+        from convnet.checkpoint import save_arrays
+
+        save_arrays(path, self.state())
+
+    def load(self, path):
+        """Read a state written by :meth:`save` (or a training checkpoint)."""
+        from convnet.checkpoint import load_arrays
+
+        arrays = load_arrays(path)
+        self.load_state({k: v for k, v in arrays.items() if k.startswith(("param/", "bn/"))})
+        return self
+
+    # -- inference -----------------------------------------------------------
+
+    def predict(self, X, batch_size=256):
+        """Predicted labels (N,) for images X, computed in batches in test mode."""
+        labels = [np.argmax(self.loss(X[i : i + batch_size]), axis=1) for i in range(0, len(X), batch_size)]
+        return np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+
+    def num_parameters(self):
+        return int(sum(value.size for value in self.params.values()))

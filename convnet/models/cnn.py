@@ -1,0 +1,60 @@
+"""ThreeLayerConvNet with the CS231n signature."""
+
+import numpy as np
+
+from convnet.layer_utils import (
+    affine_relu_backward,
+    affine_relu_forward,
+    conv_relu_pool_backward,
+    conv_relu_pool_forward,
+)
+from convnet.layers import affine_backward, affine_forward
+from convnet.models.base import Model
+
+
+class ThreeLayerConvNet(Model):
+    """conv - relu - 2x2 max pool - affine - relu - affine - softmax.
+
+    Input (N, C, H, W) with H and W even. The convolution keeps H x W (stride 1,
+    pad (filter_size - 1) // 2, so filter_size must be odd). Parameters: W1 (F, C, k, k),
+    b1 (F,), W2 (F * H/2 * W/2, hidden_dim), b2, W3 (hidden_dim, num_classes), b3;
+    weights from N(0, weight_scale^2), biases zero.
+    """
+
+    def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100, num_classes=10,
+                 weight_scale=1e-3, reg=0.0, dtype=np.float32, seed=None):
+        super().__init__(reg, dtype, seed)
+        C, H, W = input_dim
+        if filter_size % 2 != 1:
+            raise ValueError(f"filter_size must be odd so the convolution keeps H x W, got {filter_size}")
+        if H % 2 or W % 2:
+            raise ValueError(f"input_dim H and W must be even for the 2x2 pool, got {input_dim}")
+        self.conv_param = {"stride": 1, "pad": (filter_size - 1) // 2}
+        self.pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
+
+        def normal(*shape):
+            return (weight_scale * self.rng.standard_normal(shape)).astype(self.dtype)
+
+        self.params = {
+            "W1": normal(num_filters, C, filter_size, filter_size),
+            "b1": np.zeros(num_filters, dtype=self.dtype),
+            "W2": normal(num_filters * (H // 2) * (W // 2), hidden_dim),
+            "b2": np.zeros(hidden_dim, dtype=self.dtype),
+            "W3": normal(hidden_dim, num_classes),
+            "b3": np.zeros(num_classes, dtype=self.dtype),
+        }
+
+    def loss(self, X, y=None):
+        X = np.asarray(X, dtype=self.dtype)
+        p = self.params
+        pooled, cache1 = conv_relu_pool_forward(X, p["W1"], p["b1"], self.conv_param, self.pool_param)
+        hidden, cache2 = affine_relu_forward(pooled, p["W2"], p["b2"])
+        scores, cache3 = affine_forward(hidden, p["W3"], p["b3"])
+        if y is None:
+            return scores
+        loss, dscores = self.data_loss(scores, y)
+        grads = {}
+        dhidden, grads["W3"], grads["b3"] = affine_backward(dscores, cache3)
+        dpooled, grads["W2"], grads["b2"] = affine_relu_backward(dhidden, cache2)
+        _, grads["W1"], grads["b1"] = conv_relu_pool_backward(dpooled, cache1)
+        return loss, self.add_regularization_gradients(grads)

@@ -1,0 +1,126 @@
+"""Fully connected networks with the CS231n signatures."""
+
+import numpy as np
+
+from convnet.layer_utils import (
+    affine_bn_relu_backward,
+    affine_bn_relu_forward,
+    affine_ln_relu_backward,
+    affine_ln_relu_forward,
+    affine_relu_backward,
+    affine_relu_forward,
+)
+from convnet.layers import affine_backward, affine_forward, dropout_backward, dropout_forward
+from convnet.models.base import Model
+
+NORMALIZATIONS = (None, "batchnorm", "layernorm")
+
+
+class TwoLayerNet(Model):
+    """affine - relu - affine - softmax, on inputs of D = input_dim features.
+
+    Parameters: W1 (D, H), b1 (H,), W2 (H, C), b2 (C,); weights drawn from
+    N(0, weight_scale^2), biases zero. reg is the L2 strength (loss gets 0.5 * reg * sum W^2).
+    """
+
+    def __init__(self, input_dim=3 * 32 * 32, hidden_dim=100, num_classes=10, weight_scale=1e-3, reg=0.0,
+                 dtype=np.float32, seed=None):
+        super().__init__(reg, dtype, seed)
+        self.params = {
+            "W1": (weight_scale * self.rng.standard_normal((input_dim, hidden_dim))).astype(self.dtype),
+            "b1": np.zeros(hidden_dim, dtype=self.dtype),
+            "W2": (weight_scale * self.rng.standard_normal((hidden_dim, num_classes))).astype(self.dtype),
+            "b2": np.zeros(num_classes, dtype=self.dtype),
+        }
+
+    def loss(self, X, y=None):
+        X = np.asarray(X, dtype=self.dtype)
+        hidden, hidden_cache = affine_relu_forward(X, self.params["W1"], self.params["b1"])
+        scores, scores_cache = affine_forward(hidden, self.params["W2"], self.params["b2"])
+        if y is None:
+            return scores
+        loss, dscores = self.data_loss(scores, y)
+        grads = {}
+        dhidden, grads["W2"], grads["b2"] = affine_backward(dscores, scores_cache)
+        _, grads["W1"], grads["b1"] = affine_relu_backward(dhidden, hidden_cache)
+        return loss, self.add_regularization_gradients(grads)
+
+
+class FullyConnectedNet(Model):
+    """{affine - [batch/layer norm] - relu - [dropout]} x (L - 1) - affine - softmax.
+
+    hidden_dims: sizes of the L - 1 hidden layers. normalization: None, 'batchnorm' or
+    'layernorm' (then gamma_i, beta_i per hidden layer). dropout_keep_ratio: keep probability
+    p of inverted dropout after each relu (1 = no dropout). seed: makes initialisation and
+    the dropout masks reproducible; to freeze the mask for a gradient check, set
+    ``model.dropout_param['seed']``. Parameters W1..WL, b1..bL (+ gamma1.., beta1..).
+    """
+
+    def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout_keep_ratio=1.0,
+                 normalization=None, reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None):
+        super().__init__(reg, dtype, seed)
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        if not 0 < dropout_keep_ratio <= 1:
+            raise ValueError(f"dropout_keep_ratio is a keep probability in (0, 1], got {dropout_keep_ratio}")
+        self.normalization = normalization
+        self.use_dropout = dropout_keep_ratio != 1
+        self.num_layers = 1 + len(hidden_dims)
+        dims = [input_dim, *hidden_dims, num_classes]
+        for i in range(1, self.num_layers + 1):
+            fan_in, fan_out = dims[i - 1], dims[i]
+            self.params[f"W{i}"] = (weight_scale * self.rng.standard_normal((fan_in, fan_out))).astype(self.dtype)
+            self.params[f"b{i}"] = np.zeros(fan_out, dtype=self.dtype)
+            if normalization and i < self.num_layers:
+                self.params[f"gamma{i}"] = np.ones(fan_out, dtype=self.dtype)
+                self.params[f"beta{i}"] = np.zeros(fan_out, dtype=self.dtype)
+        self.dropout_param = {"mode": "train", "p": dropout_keep_ratio, "rng": self.rng}
+        if self.use_dropout:
+            self.dropout_params = [self.dropout_param]
+        if normalization == "batchnorm":
+            self.bn_params = [{"mode": "train"} for _ in range(self.num_layers - 1)]
+        self.ln_params = [{} for _ in range(self.num_layers - 1)] if normalization == "layernorm" else []
+
+    def _hidden_forward(self, x, i):
+        W, b = self.params[f"W{i}"], self.params[f"b{i}"]
+        if self.normalization == "batchnorm":
+            gamma, beta = self.params[f"gamma{i}"], self.params[f"beta{i}"]
+            return affine_bn_relu_forward(x, W, b, gamma, beta, self.bn_params[i - 1])
+        if self.normalization == "layernorm":
+            gamma, beta = self.params[f"gamma{i}"], self.params[f"beta{i}"]
+            return affine_ln_relu_forward(x, W, b, gamma, beta, self.ln_params[i - 1])
+        return affine_relu_forward(x, W, b)
+
+    def _hidden_backward(self, dout, cache, i, grads):
+        if self.normalization == "batchnorm":
+            dx, grads[f"W{i}"], grads[f"b{i}"], grads[f"gamma{i}"], grads[f"beta{i}"] = affine_bn_relu_backward(dout, cache)
+        elif self.normalization == "layernorm":
+            dx, grads[f"W{i}"], grads[f"b{i}"], grads[f"gamma{i}"], grads[f"beta{i}"] = affine_ln_relu_backward(dout, cache)
+        else:
+            dx, grads[f"W{i}"], grads[f"b{i}"] = affine_relu_backward(dout, cache)
+        return dx
+
+    def loss(self, X, y=None):
+        X = np.asarray(X, dtype=self.dtype)
+        self.set_mode("test" if y is None else "train")
+        caches = []
+        out = X
+        for i in range(1, self.num_layers):
+            out, cache = self._hidden_forward(out, i)
+            drop_cache = None
+            if self.use_dropout:
+                out, drop_cache = dropout_forward(out, self.dropout_param)
+            caches.append((cache, drop_cache))
+        L = self.num_layers
+        scores, scores_cache = affine_forward(out, self.params[f"W{L}"], self.params[f"b{L}"])
+        if y is None:
+            return scores
+        loss, dscores = self.data_loss(scores, y)
+        grads = {}
+        dout, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores, scores_cache)
+        for i in range(L - 1, 0, -1):
+            cache, drop_cache = caches[i - 1]
+            if drop_cache is not None:
+                dout = dropout_backward(dout, drop_cache)
+            dout = self._hidden_backward(dout, cache, i, grads)
+        return loss, self.add_regularization_gradients(grads)
