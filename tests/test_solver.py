@@ -1,0 +1,196 @@
+"""Solver: true epochs, reproducibility, accuracy, checkpoints and resume, divergence, Ctrl-C."""
+
+import numpy as np
+import pytest
+
+from convnet.augment import augment_batch
+from convnet.checkpoint import load_arrays_and_meta
+from convnet.models import ConvNet
+from convnet.models.base import Model
+from convnet.solver import Solver, TrainingDiverged
+
+
+class RecordingModel(Model):
+    """A linear softmax classifier on flattened inputs that records each training batch."""
+
+    def __init__(self, dims=4, classes=3, seed=0):
+        super().__init__(seed=seed, dtype=np.float64)
+        self.params = {"W": 0.01 * self.rng.standard_normal((dims, classes)), "b": np.zeros(classes)}
+        self.batches = []
+
+    def loss(self, X, y=None):
+        X2 = X.reshape(len(X), -1)
+        scores = X2 @ self.params["W"] + self.params["b"]
+        if y is None:
+            return scores
+        self.batches.append(X2[:, 0].copy())
+        loss, dscores = self.data_loss(scores, y)
+        return loss, {"W": X2.T @ dscores, "b": dscores.sum(axis=0)}
+
+
+def indexed_data(n=10, dims=4):
+    """X[i, 0] = i, so a batch tells which training rows it holds."""
+    X = np.zeros((n, dims))
+    X[:, 0] = np.arange(n)
+    X[:, 1:] = np.random.default_rng(0).standard_normal((n, dims - 1))
+    y = np.arange(n) % 3
+    return {"X_train": X, "y_train": y, "X_val": X[:4], "y_val": y[:4]}
+
+
+def small_convnet(seed=1):
+    return ConvNet([{"type": "conv_bn_relu", "filters": 4}, "pool", {"type": "dropout", "keep": 0.8},
+                    "global_avgpool"], input_dim=(3, 8, 8), num_classes=3, seed=seed)
+
+
+def image_data(rng, n=40):
+    X = rng.standard_normal((n, 3, 8, 8)).astype(np.float32)
+    y = rng.integers(3, size=n)
+    return {"X_train": X[:30], "y_train": y[:30], "X_val": X[30:], "y_val": y[30:]}
+
+
+def convnet_solver(data, **kwargs):
+    options = dict(update_rule="adam", optim_config={"learning_rate": 1e-2}, batch_size=8, num_epochs=2, seed=3,
+                   verbose=False, augment=augment_batch, schedule={"type": "cosine", "warmup_epochs": 0.5})
+    options.update(kwargs)
+    return Solver(small_convnet(), data, **options)
+
+
+def test_each_epoch_visits_every_sample_once_including_the_last_partial_batch():
+    model = RecordingModel()
+    Solver(model, indexed_data(10), batch_size=4, num_epochs=3, seed=0, verbose=False).train()
+    assert [len(b) for b in model.batches] == [4, 4, 2] * 3
+    for epoch in range(3):
+        seen = np.concatenate(model.batches[3 * epoch : 3 * epoch + 3])
+        np.testing.assert_array_equal(np.sort(seen), np.arange(10))
+    orders = [np.concatenate(model.batches[3 * e : 3 * e + 3]) for e in range(3)]
+    assert not np.array_equal(orders[0], orders[1]), "each epoch draws a new order"
+
+
+def test_same_seed_same_history_other_seed_differs(rng):
+    data = image_data(rng)
+    a = convnet_solver(data).train()
+    b = convnet_solver(data).train()
+    c = convnet_solver(data, seed=4).train()
+    assert a.loss_history == b.loss_history
+    assert a.loss_history != c.loss_history
+
+
+def test_histories_and_schedule(rng):
+    solver = convnet_solver(image_data(rng), num_epochs=3).train()
+    assert len(solver.loss_history) == len(solver.lr_history) == 3 * 4
+    assert len(solver.train_acc_history) == len(solver.val_acc_history) == 3
+    # cosine with half an epoch of warm-up: the first step sits at epoch 0 (rate 0)
+    assert solver.lr_history[0] == 0.0
+    assert max(solver.lr_history) <= 1e-2 and solver.lr_history[-1] < solver.lr_history[4]
+
+
+def test_check_accuracy_uses_the_whole_split_in_batches(rng):
+    data = image_data(rng, 40)
+    solver = convnet_solver(data)
+    X, y = data["X_train"], data["y_train"]
+    expected = np.mean(np.argmax(solver.model.loss(X), axis=1) == y)
+    assert solver.check_accuracy(X, y, batch_size=7) == pytest.approx(expected)
+    subset = solver.check_accuracy(X, y, num_samples=10)
+    assert subset * 10 == pytest.approx(round(subset * 10))  # a fraction of 10 samples
+
+
+def test_best_state_includes_batchnorm_statistics(rng):
+    solver = convnet_solver(image_data(rng), num_epochs=3).train()
+    assert solver.best_state is not None
+    assert any(key.startswith("bn/") for key in solver.best_state)
+    final = solver.model.state()
+    for key, value in solver.best_state.items():
+        np.testing.assert_array_equal(final[key], value)
+
+
+def test_adamw_weight_decay_spares_one_dimensional_parameters(rng):
+    solver = convnet_solver(image_data(rng), update_rule="adamw", optim_config={"learning_rate": 1e-3,
+                                                                               "weight_decay": 0.1})
+    assert solver.optim_configs["conv1.W"]["weight_decay"] == 0.1
+    assert solver.optim_configs["bn1.gamma"]["weight_decay"] == 0.0
+    assert solver.optim_configs["fc_out.b"]["weight_decay"] == 0.0
+
+
+def test_two_epochs_equal_one_plus_resume_plus_one(rng, tmp_path):
+    data = image_data(rng)
+    straight = convnet_solver(data).train()
+    first = convnet_solver(data, checkpoint_dir=tmp_path).train(epochs=1)
+    assert first.epoch == 1 and (tmp_path / "checkpoint.npz").is_file() and (tmp_path / "best.npz").is_file()
+    resumed = convnet_solver(data, checkpoint_dir=tmp_path)
+    resumed.load_checkpoint(tmp_path / "checkpoint.npz").train()
+    for key, value in straight.model.params.items():
+        np.testing.assert_array_equal(resumed.model.params[key], value, err_msg=key)
+    assert resumed.loss_history == straight.loss_history
+    assert resumed.val_acc_history == straight.val_acc_history
+
+
+def test_ctrl_c_saves_mid_epoch_and_resume_matches(rng, tmp_path):
+    data = image_data(rng)
+    straight = convnet_solver(data).train()
+
+    def interrupt(event, solver, info):
+        if event == "iteration" and info["iteration"] == 6:  # halfway through epoch 2
+            raise KeyboardInterrupt
+
+    stopped = convnet_solver(data, checkpoint_dir=tmp_path, callbacks=[interrupt]).train()
+    assert stopped.interrupted and stopped.iteration == 6
+    _, meta = load_arrays_and_meta(tmp_path / "checkpoint.npz")
+    assert (meta["epoch"], meta["batch_in_epoch"]) == (1, 2)
+    resumed = convnet_solver(data, checkpoint_dir=tmp_path).load_checkpoint(tmp_path / "checkpoint.npz").train()
+    for key, value in straight.model.params.items():
+        np.testing.assert_array_equal(resumed.model.params[key], value, err_msg=key)
+
+
+def test_divergence_stops_with_a_clear_message_and_keeps_the_last_checkpoint(rng, tmp_path):
+    data = image_data(rng)
+    solver = convnet_solver(data, checkpoint_dir=tmp_path, num_epochs=3)
+    solver.train(epochs=1)
+    before = (tmp_path / "checkpoint.npz").read_bytes()
+
+    def poison(event, solver, info):
+        if event == "iteration" and info["iteration"] == 6:
+            solver.model.params["fc_out.W"][...] = np.nan
+
+    solver.callbacks.append(poison)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1\.\d+ .*last good checkpoint"):
+        solver.train()
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_checkpoint_write_is_atomic(rng, tmp_path, monkeypatch):
+    solver = convnet_solver(image_data(rng), checkpoint_dir=tmp_path)
+    solver.train(epochs=1)
+    before = (tmp_path / "checkpoint.npz").read_bytes()
+
+    def broken_savez(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        solver.save_checkpoint()
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_resume_refuses_a_checkpoint_for_other_data(rng, tmp_path):
+    convnet_solver(image_data(rng), checkpoint_dir=tmp_path).train(epochs=1)
+    other = convnet_solver(image_data(rng, 20), checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="was written for 30 training images .* this solver has 20"):
+        other.load_checkpoint(tmp_path / "checkpoint.npz")
+
+
+def test_callbacks_see_iterations_epochs_and_the_end(rng):
+    events = []
+    convnet_solver(image_data(rng), callbacks=[lambda event, solver, info: events.append((event, info))]).train()
+    kinds = [event for event, _ in events]
+    assert kinds.count("iteration") == 8 and kinds.count("epoch") == 2 and kinds[-1] == "end"
+    epoch_info = [info for event, info in events if event == "epoch"][0]
+    assert {"train_acc", "val_acc", "loss", "images_per_second", "learning_rate"} <= set(epoch_info)
+
+
+def test_bad_arguments_are_named(rng):
+    with pytest.raises(ValueError, match="update_rule must be one of"):
+        Solver(small_convnet(), image_data(rng), update_rule="adagrad")
+    with pytest.raises(ValueError, match="same, non-zero number of samples"):
+        Solver(small_convnet(), {"X_train": np.zeros((3, 3, 8, 8)), "y_train": np.zeros(2, int)})
