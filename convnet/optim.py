@@ -126,6 +126,16 @@ def adamw(w, dw, config=None):
     return w, config
 
 
+#: The hyperparameters each rule reads from its config (what a YAML experiment may set).
+HYPERPARAMETERS = {
+    "sgd": ("learning_rate",),
+    "sgd_momentum": ("learning_rate", "momentum"),
+    "nesterov": ("learning_rate", "momentum"),
+    "rmsprop": ("learning_rate", "decay_rate", "epsilon"),
+    "adam": ("learning_rate", "beta1", "beta2", "epsilon"),
+    "adamw": ("learning_rate", "beta1", "beta2", "epsilon", "weight_decay"),
+}
+
 UPDATE_RULES = {
     "sgd": sgd,
     "sgd_momentum": sgd_momentum,

@@ -120,8 +120,11 @@ class Solver:
         """Training progress in epochs, e.g. 2.5 halfway through the third epoch."""
         return self.epoch + self.batch_in_epoch / self.iterations_per_epoch
 
-    def _step(self):
-        """One update on the next minibatch of the current epoch."""
+    def step(self):
+        """One update on the next minibatch of the current epoch; returns (images, loss, lr)."""
+        if self.epoch_order is None:
+            self.epoch_order = self.rng.permutation(len(self.X_train))
+            self.batch_in_epoch = 0
         start = self.batch_in_epoch * self.batch_size
         indices = self.epoch_order[start : start + self.batch_size]
         X_batch, y_batch = self.X_train[indices], self.y_train[indices]
@@ -168,15 +171,12 @@ class Solver:
         return self
 
     def _train_epoch(self):
-        if self.epoch_order is None:
-            self.epoch_order = self.rng.permutation(len(self.X_train))
-            self.batch_in_epoch = 0
         bar = tqdm(total=self.iterations_per_epoch, initial=self.batch_in_epoch, disable=not self.progress,
                    desc=f"epoch {self.epoch + 1}/{self.num_epochs}", unit="batch", leave=False, file=sys.stderr)
         images, started, running_loss = 0, time.perf_counter(), None
         with bar:
             while self.batch_in_epoch < self.iterations_per_epoch:
-                count, loss, lr = self._step()
+                count, loss, lr = self.step()
                 images += count
                 running_loss = loss if running_loss is None else 0.9 * running_loss + 0.1 * loss
                 elapsed = time.perf_counter() - started
@@ -191,7 +191,7 @@ class Solver:
         self.epoch_seconds.append(seconds)
         self.train_seconds += seconds
         self.epoch += 1
-        self.epoch_order = None
+        self.epoch_order, self.batch_in_epoch = None, 0
         self._end_of_epoch(images / seconds if seconds > 0 else float("nan"))
 
     def _end_of_epoch(self, images_per_second):

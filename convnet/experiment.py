@@ -1,0 +1,192 @@
+"""Turn a resolved experiment config into data, a model, a Solver and a run directory.
+
+Data flows one way: config -> data -> model -> solver -> run directory. A run directory
+``<output.dir>/<name>/<timestamp>/`` holds config.yaml (resolved), metrics.csv (a row every
+``print_every`` iterations and one per epoch), checkpoint.npz and best.npz, summary.json and
+the PNG plots (loss.png, accuracy.png, filters.png).
+"""
+
+import csv
+import functools
+import json
+import platform
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+import convnet
+from convnet import data as cifar
+from convnet import plots
+from convnet.augment import augment_batch
+from convnet.checkpoint import load_arrays_and_meta
+from convnet.config import dump_config
+from convnet.models import MODEL_TYPES
+from convnet.solver import Solver
+
+METRIC_FIELDS = ["kind", "epoch", "iteration", "loss", "train_acc", "val_acc", "learning_rate", "seconds",
+                 "images_per_second"]
+
+
+def build_data(config):
+    """The splits dict (X_train, y_train, X_val, y_val, X_test, y_test, ...) the config asks for."""
+    d = config["data"]
+    dtype = np.dtype(config["model"]["dtype"])
+    options = dict(num_training=d["num_training"], num_validation=d["num_validation"], num_test=d["num_test"],
+                   normalization=d["normalization"], dtype=dtype)
+    if d["source"] == "sample":
+        return cifar.get_sample_data(**options)
+    if d["download"]:
+        cifar.download_cifar10(d["root"])
+    batches_dir = cifar.find_batches_dir(d["root"])
+    return cifar.prepare_splits(*cifar.load_cifar10(batches_dir), source=batches_dir, **options)
+
+
+def build_model(config):
+    """The model of config['model'], seeded with the experiment seed."""
+    arguments = dict(config["model"])
+    cls = MODEL_TYPES[arguments.pop("type")]
+    for name in ("input_dim", "hidden_dims"):
+        if isinstance(arguments.get(name), list):
+            arguments[name] = tuple(arguments[name])
+    return cls(**arguments, seed=config["seed"])
+
+
+def build_augment(config):
+    """A function (X_batch, rng) -> X_batch, or None when the config asks for no augmentation."""
+    options = config["data"]["augment"]
+    if not options or not (options["crop_padding"] or options["flip"] or options["cutout_size"]):
+        return None
+    return functools.partial(augment_batch, **options)
+
+
+def create_run_dir(config):
+    """A fresh <output.dir>/<name>/<YYYYmmdd-HHMMSS>[-k]/ directory."""
+    parent = Path(config["output"]["dir"]) / config["name"]
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1000):
+        run_dir = parent / (stamp if attempt == 0 else f"{stamp}-{attempt}")
+        try:
+            run_dir.mkdir(parents=True)
+            return run_dir
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a new run directory under {parent}")
+
+
+class MetricsLog:
+    """Solver callback appending rows to metrics.csv (flushed at once, so a crash keeps them)."""
+
+    def __init__(self, path, every, keep_until_iteration=None):
+        self.path, self.every = Path(path), every
+        rows = []
+        if keep_until_iteration is not None and self.path.is_file():
+            with open(self.path, newline="") as f:  # resuming: drop rows written after the checkpoint
+                rows = [row for row in csv.DictReader(f) if int(row["iteration"]) <= keep_until_iteration]
+        with open(self.path, "w", newline="") as f:
+            writer = csv.DictWriter(f, METRIC_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def __call__(self, event, solver, info):
+        if event == "iteration" and info["iteration"] % self.every == 0:
+            row = {"kind": "step", "epoch": f"{info['epoch']:.4f}", "iteration": info["iteration"],
+                   "loss": f"{info['loss']:.6f}", "learning_rate": f"{info['learning_rate']:.6g}"}
+        elif event == "epoch":
+            row = {"kind": "epoch", "epoch": info["epoch"], "iteration": solver.iteration,
+                   "loss": f"{info['loss']:.6f}", "train_acc": f"{info['train_acc']:.4f}",
+                   "val_acc": "" if info["val_acc"] is None else f"{info['val_acc']:.4f}",
+                   "learning_rate": f"{info['learning_rate']:.6g}", "seconds": f"{info['seconds']:.2f}",
+                   "images_per_second": f"{info['images_per_second']:.1f}"}
+        else:
+            return
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, METRIC_FIELDS).writerow(row)
+
+
+def build_solver(config, model, splits, run_dir=None, callbacks=(), progress=True, verbose=True):
+    s, o = config["solver"], config["optim"]
+    optim_config = {key: value for key, value in o.items() if key != "rule"}
+    return Solver(
+        model, splits, update_rule=o["rule"], optim_config=optim_config, batch_size=s["batch_size"],
+        num_epochs=s["num_epochs"], num_train_samples=s["num_train_samples"], num_val_samples=s["num_val_samples"],
+        print_every=s["print_every"], verbose=verbose, schedule=config["schedule"], seed=config["seed"],
+        augment=build_augment(config), callbacks=callbacks, eval_batch_size=s["eval_batch_size"],
+        checkpoint_dir=run_dir if (run_dir is not None and config["output"]["checkpoint"]) else None,
+        progress=progress,
+    )
+
+
+def write_plots(run_dir, solver, model):
+    plots.plot_loss(solver.loss_history, solver.iterations_per_epoch, run_dir / "loss.png")
+    plots.plot_accuracy(solver.train_acc_history, solver.val_acc_history, run_dir / "accuracy.png")
+    first = next((value for value in model.params.values() if value.ndim == 4), None)
+    if first is not None:
+        plots.plot_filters(first, run_dir / "filters.png")
+
+
+def summarize(config, solver, splits, status, wall_seconds, test_acc):
+    num_train = len(solver.X_train)
+    trained_images = solver.epoch * num_train + min(solver.batch_in_epoch * solver.batch_size, num_train)
+    return {
+        "name": config["name"],
+        "status": status,
+        "model": config["model"]["type"],
+        "parameters": solver.model.num_parameters(),
+        "data": {"source": config["data"]["source"], "train": len(splits["X_train"]), "val": len(splits["X_val"]),
+                 "test": len(splits["X_test"])},
+        "epochs": solver.epoch,
+        "iterations": solver.iteration,
+        "best_epoch": solver.best_epoch,
+        "final_train_acc": solver.train_acc_history[-1] if solver.train_acc_history else None,
+        "best_val_acc": solver.best_val_acc if solver.best_state is not None else None,
+        "test_acc": test_acc,
+        "wall_seconds": round(wall_seconds, 2),
+        "train_seconds": round(solver.train_seconds, 2),
+        "images_per_second": round(trained_images / solver.train_seconds, 1) if solver.train_seconds else None,
+        "threads": convnet.get_num_threads(),
+        "versions": {"convnet": convnet.__version__, "numpy": np.__version__, "python": platform.python_version()},
+        "finished": datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=print):
+    """Train (or resume, given the run_dir) as the config says; returns (summary dict, run_dir).
+
+    Raises TrainingDiverged on a NaN/inf loss; a Ctrl-C returns status 'interrupted'.
+    """
+    started = time.perf_counter()
+    if config["threads"] is not None:
+        convnet.set_num_threads(config["threads"])
+    say(f"loading data ({config['data']['source']})...")
+    splits = build_data(config)
+    say(f"data: {len(splits['X_train'])} train, {len(splits['X_val'])} val, {len(splits['X_test'])} test images")
+    model = build_model(config)
+    if run_dir is None:
+        run_dir = create_run_dir(config)
+    run_dir = Path(run_dir)
+    dump_config(config, run_dir / "config.yaml")
+    checkpoint = run_dir / "checkpoint.npz"
+    resumed_at = None
+    if resume:
+        _, meta = load_arrays_and_meta(checkpoint)
+        resumed_at = meta["iteration"]
+    metrics = MetricsLog(run_dir / "metrics.csv", config["solver"]["print_every"], keep_until_iteration=resumed_at)
+    solver = build_solver(config, model, splits, run_dir, [metrics], progress, verbose)
+    if resume:
+        solver.load_checkpoint(checkpoint)
+        say(f"resuming {run_dir} at epoch {solver.progress_epochs:.2f} (iteration {solver.iteration})")
+    say(f"model: {config['model']['type']} with {model.num_parameters():,} parameters, {convnet.get_num_threads()} "
+        f"threads; run directory: {run_dir}")
+    solver.train()
+    status = "interrupted" if solver.interrupted else "completed"
+    test_acc = None
+    if not solver.interrupted and len(splits["X_test"]):
+        test_acc = solver.check_accuracy(splits["X_test"], splits["y_test"])
+    summary = summarize(config, solver, splits, status, time.perf_counter() - started, test_acc)
+    with open(run_dir / "summary.json", "w") as f:
+        json.dump(summary, f, indent=2)
+    if config["output"]["plots"] and solver.train_acc_history:
+        write_plots(run_dir, solver, model)
+    return summary, run_dir

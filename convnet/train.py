@@ -1,0 +1,127 @@
+"""Train a model from a YAML experiment file.
+
+    python -m convnet.train experiments/quickstart.yaml
+    python -m convnet.train experiments/cifar10_convnet.yaml --set optim.learning_rate=0.05 --set solver.num_epochs=5
+    python -m convnet.train experiments/cifar10_convnet.yaml --dry-run
+    python -m convnet.train --resume runs/cifar10_convnet/20261126-101500
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from convnet import experiment
+from convnet.config import ConfigError, load_config
+from convnet.data import CorruptDataError, DownloadError
+from convnet.solver import TrainingDiverged
+
+EXIT_ERROR, EXIT_CONFIG, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m convnet.train",
+        description="Train a convnet model as a YAML experiment file describes, writing a run directory "
+                    "<output.dir>/<name>/<timestamp>/ with config.yaml, metrics.csv, checkpoint.npz, best.npz, "
+                    "summary.json and PNG plots.",
+        epilog="Examples:\n"
+               "  python -m convnet.train experiments/quickstart.yaml\n"
+               "  python -m convnet.train experiments/cifar10_convnet.yaml --set optim.learning_rate=0.05\n"
+               "  python -m convnet.train experiments/cifar10_convnet.yaml --dry-run\n"
+               "  python -m convnet.train --resume runs/quickstart/20261126-101500\n"
+               "The config schema is described in convnet/config.py and docs/experiments.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("config", nargs="?", type=Path,
+                        help="experiment YAML file (optional with --resume, which reuses the run's config.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set optim.learning_rate=3e-4 (repeatable; "
+                             "VALUE is YAML, list items by index: model.layers.0.filters=16)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="continue an interrupted run from RUN_DIR/checkpoint.npz, as if never stopped")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the config, load the data, build the model, time a few steps; train nothing")
+    parser.add_argument("--output-dir", metavar="DIR", help="write runs under DIR (overrides output.dir)")
+    parser.add_argument("--threads", type=int, metavar="N", help="threads for kernels and BLAS (overrides threads)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (print a line per epoch)")
+    parser.add_argument("--quiet", action="store_true", help="print only the final summary")
+    args = parser.parse_args(argv)
+    if args.config is None and args.resume is None:
+        parser.error("give a CONFIG file, or --resume RUN_DIR")
+    return args
+
+
+def resolve_config(args):
+    """The validated config: from CONFIG, or from RUN_DIR/config.yaml when resuming."""
+    overrides = list(args.overrides)
+    if args.output_dir is not None:
+        overrides.append(f"output.dir={args.output_dir}")
+    if args.threads is not None:
+        overrides.append(f"threads={args.threads}")
+    if args.resume is not None:
+        run_config = args.resume / "config.yaml"
+        if not (args.resume / "checkpoint.npz").is_file():
+            raise ConfigError(f"--resume {args.resume}: no checkpoint.npz there (is it a run directory?)")
+        if args.config is not None and args.config.resolve() != run_config.resolve():
+            raise ConfigError("--resume reuses the run's own config.yaml; drop CONFIG (use --set to change values)")
+        return load_config(run_config, overrides)
+    return load_config(args.config, overrides)
+
+
+def dry_run(config, say):
+    """Everything but training: data, model, and the time of a few training steps."""
+    splits = experiment.build_data(config)
+    model = experiment.build_model(config)
+    solver = experiment.build_solver(config, model, splits, progress=False, verbose=False)
+    say(f"data: {len(splits['X_train'])} train, {len(splits['X_val'])} val, {len(splits['X_test'])} test images")
+    say(model.describe() if hasattr(model, "describe") else f"{config['model']['type']}: "
+        f"{model.num_parameters():,} parameters")
+    steps = min(4, solver.iterations_per_epoch)
+    solver.step()  # warm-up: first-call allocations
+    started = time.perf_counter()
+    for _ in range(steps - 1):
+        solver.step()
+    per_step = (time.perf_counter() - started) / max(1, steps - 1)
+    epochs = config["solver"]["num_epochs"]
+    say(f"{solver.iterations_per_epoch} iterations per epoch of {config['solver']['batch_size']} images; "
+        f"about {per_step * 1e3:.0f} ms per step -> {per_step * solver.iterations_per_epoch / 60:.1f} min per epoch, "
+        f"{per_step * solver.iterations_per_epoch * epochs / 60:.1f} min for {epochs} epochs (evaluation not counted)")
+    say("dry run: config, data and model are fine; nothing was trained or written")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    say = (lambda *_: None) if args.quiet else print
+    try:
+        config = resolve_config(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        if args.dry_run:
+            dry_run(config, say)
+            return 0
+        summary, run_dir = experiment.run(
+            config, run_dir=args.resume, resume=args.resume is not None,
+            progress=False if (args.no_progress or args.quiet) else None,  # None: a bar when on a terminal
+            verbose=not args.quiet, say=say)
+    except TrainingDiverged as exc:
+        print(f"error: training diverged: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except (FileNotFoundError, CorruptDataError, DownloadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if summary["status"] == "interrupted":
+        print(f"interrupted; resume with: python -m convnet.train --resume {run_dir}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    test = "-" if summary["test_acc"] is None else f"{summary['test_acc']:.4f}"
+    val = "-" if summary["best_val_acc"] is None else f"{summary['best_val_acc']:.4f}"
+    print(f"{summary['name']}: test accuracy {test} (best val {val} at epoch {summary['best_epoch']}), "
+          f"{summary['wall_seconds'] / 60:.1f} min wall, {summary['images_per_second']} images/s training; "
+          f"run directory {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The command lines: convnet.train (run directory, resume, dry run, errors) and convnet.evaluate."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from convnet import evaluate, train
+from convnet.checkpoint import load_arrays
+
+TINY = {
+    "name": "tiny",
+    "seed": 1,
+    "data": {"source": "sample", "num_training": 120, "num_validation": 40, "num_test": 60,
+             "normalization": "per_channel", "augment": {"flip": True, "crop_padding": 2}},
+    "model": {"type": "ConvNet", "layers": [{"type": "conv_bn_relu", "filters": 4}, "pool", "pool", "pool",
+                                            "global_avgpool"]},
+    "optim": {"rule": "sgd_momentum", "learning_rate": 0.05},
+    "solver": {"batch_size": 32, "num_epochs": 2, "num_train_samples": 60, "print_every": 2},
+}
+
+
+def write_config(tmp_path, **changes):
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    for section, values in changes.items():
+        config[section] = {**config.get(section, {}), **values} if isinstance(values, dict) else values
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def only_run_dir(output):
+    (run_dir,) = list((output / "tiny").iterdir())
+    return run_dir
+
+
+def test_training_writes_the_run_directory(tmp_path, capsys):
+    output = tmp_path / "runs"
+    assert train.main([str(write_config(tmp_path)), "--output-dir", str(output), "--no-progress"]) == 0
+    run_dir = only_run_dir(output)
+    for name in ("config.yaml", "metrics.csv", "checkpoint.npz", "best.npz", "summary.json", "loss.png",
+                 "accuracy.png", "filters.png"):
+        assert (run_dir / name).is_file(), name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs"] == 2
+    assert 0 <= summary["test_acc"] <= 1 and summary["images_per_second"] > 0
+    assert summary["data"] == {"source": "sample", "train": 120, "val": 40, "test": 60}
+    with open(run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["kind"] for row in rows].count("epoch") == 2
+    assert [int(row["iteration"]) for row in rows if row["kind"] == "step"] == [2, 4, 6, 8]
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert resolved["solver"]["eval_batch_size"] == 256  # defaults are written out
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_resume_continues_as_if_never_stopped(tmp_path):
+    straight_out, split_out = tmp_path / "straight", tmp_path / "split"
+    config = str(write_config(tmp_path))
+    assert train.main([config, "--output-dir", str(straight_out), "--quiet"]) == 0
+    assert train.main([config, "--output-dir", str(split_out), "--quiet", "--set", "solver.num_epochs=1"]) == 0
+    run_dir = only_run_dir(split_out)
+    assert train.main(["--resume", str(run_dir), "--set", "solver.num_epochs=2", "--quiet"]) == 0
+    straight = load_arrays(only_run_dir(straight_out) / "checkpoint.npz")
+    resumed = load_arrays(run_dir / "checkpoint.npz")
+    for key in straight:
+        if key.startswith(("param/", "bn/")):
+            np.testing.assert_array_equal(resumed[key], straight[key], err_msg=key)
+    with open(run_dir / "metrics.csv") as f:
+        assert [row["kind"] for row in csv.DictReader(f)].count("epoch") == 2
+
+
+def test_dry_run_trains_nothing(tmp_path, capsys):
+    output = tmp_path / "runs"
+    assert train.main([str(write_config(tmp_path)), "--output-dir", str(output), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "ms per step" in printed and "parameters" in printed and "nothing was trained" in printed
+    assert not output.exists()
+
+
+def test_bad_config_stops_before_training(tmp_path, capsys):
+    output = tmp_path / "runs"
+    path = write_config(tmp_path, optim={"rule": "adam", "learning_rat": 0.1})
+    assert train.main([str(path), "--output-dir", str(output)]) == train.EXIT_CONFIG
+    assert "'optim.learning_rat' for adam: unknown; did you mean 'learning_rate'?" in capsys.readouterr().err
+    assert not output.exists()
+    assert train.main([str(path), "--set", "optim.learning_rat"]) == train.EXIT_CONFIG
+
+
+def test_divergence_exits_with_a_message(tmp_path, capsys):
+    path = write_config(tmp_path, optim={"rule": "sgd", "learning_rate": 1e30})
+    assert train.main([str(path), "--output-dir", str(tmp_path / "runs"), "--quiet"]) == train.EXIT_ERROR
+    assert "training diverged: loss became" in capsys.readouterr().err
+
+
+def test_missing_cifar10_is_explained(tmp_path, capsys):
+    path = write_config(tmp_path, data={"source": "cifar10", "root": str(tmp_path / "nowhere")})
+    assert train.main([str(path), "--output-dir", str(tmp_path / "runs"), "--quiet"]) == train.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "CIFAR-10 not found" in err and "python -m convnet.data download" in err
+
+
+def test_evaluate_reports_accuracy_per_class_and_a_confusion_matrix(tmp_path, capsys):
+    output = tmp_path / "runs"
+    assert train.main([str(write_config(tmp_path)), "--output-dir", str(output), "--quiet"]) == 0
+    run_dir = only_run_dir(output)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert evaluate.main([str(run_dir)]) == 0
+    report = json.loads((run_dir / "evaluation_test.json").read_text())
+    assert report["accuracy"] == pytest.approx(summary["test_acc"])
+    assert len(report["per_class_accuracy"]) == 10
+    assert np.sum(report["confusion_matrix"]) == 60
+    assert (run_dir / "confusion_test.png").is_file()
+    assert evaluate.main([str(tmp_path / "nothing-here")]) == 1
+    assert "no weights" in capsys.readouterr().err
+
+
+def test_confusion_matrix_by_hand():
+    matrix = evaluate.confusion_matrix(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1]), 3)
+    np.testing.assert_array_equal(matrix, [[1, 1, 0], [0, 1, 0], [0, 1, 0]])
+
+
+@pytest.mark.parametrize("module", ["convnet.train", "convnet.evaluate", "convnet.data"])
+def test_help_works(module):
+    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_train_without_arguments_explains_usage():
+    result = subprocess.run([sys.executable, "-m", "convnet.train"], capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and "give a CONFIG file, or --resume RUN_DIR" in result.stderr
