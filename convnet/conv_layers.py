@@ -33,6 +33,8 @@ from convnet.layers import (
     batchnorm_forward,
     normalize,
     normalize_backward,
+    relu_backward,
+    relu_forward,
     running_stats,
     update_running_stats,
 )
@@ -236,8 +238,10 @@ def conv_backward(dout, cache, compute_dx=True):
     w_rows = w.reshape(F, -1)
     rows, plane = w_rows.shape[1], out_h * out_w
     dx = np.empty_like(x) if compute_dx else None
-    dw_rows = np.zeros((F, rows), dtype=x.dtype)
-    dw_chunk = np.empty((F, rows), dtype=x.dtype)
+    # dw is accumulated transposed: cols @ dout_rows.T ran ~20% faster in OpenBLAS than
+    # dout_rows @ cols.T for the few-filter layers, where it matters most.
+    dw_cols = np.zeros((rows, F), dtype=x.dtype)
+    dw_chunk = np.empty((rows, F), dtype=x.dtype)
     db = np.zeros(F, dtype=x.dtype)
     threads = get_num_threads()
     for start, stop in _gemm_chunks(x, w, plane):
@@ -247,12 +251,12 @@ def conv_backward(dout, cache, compute_dx=True):
         db += dout_rows.sum(axis=1)
         cols = _workspace.take("cols", (rows, n * plane), x.dtype)
         _im2col_kernels.im2col(x[start:stop], cols, HH, WW, pad, stride, out_h, out_w, threads)
-        dw_rows += np.matmul(dout_rows, cols.T, out=dw_chunk)
+        dw_cols += np.matmul(cols, dout_rows.T, out=dw_chunk)
         if compute_dx:
             # The columns are no longer needed: their buffer receives d(columns).
             np.matmul(w_rows.T, dout_rows, out=cols)
             _im2col_kernels.col2im(cols, dx[start:stop], HH, WW, pad, stride, out_h, out_w, threads)
-    return dx, dw_rows.reshape(w.shape), db
+    return dx, np.ascontiguousarray(dw_cols.T).reshape(w.shape), db
 
 
 conv_forward_fast = conv_forward
@@ -376,15 +380,8 @@ def spatial_batchnorm_backward_reference(dout, cache):
     return dx, dgamma.reshape(gamma_shape), dbeta.reshape(gamma_shape)
 
 
-def spatial_batchnorm_forward(x, gamma, beta, bn_param):
-    """Spatial batch normalisation of x (N, C, H, W) on the fast path.
-
-    gamma, beta: (C,) (or (1, C, 1, 1)). bn_param: {'mode': 'train'|'test', 'eps': 1e-5,
-    'momentum': 0.9}; running_mean / running_var (C,) live in bn_param, are created as
-    zeros / ones on first use and are updated in train mode only (biased variance, as CS231n).
-    Train mode normalises each channel with its mean and variance over N, H, W;
-    test mode with the running statistics. Returns out (N, C, H, W), same dtype, and a cache.
-    """
+def _spatial_batchnorm(x, gamma, beta, bn_param, relu):
+    """Fast spatial batch norm, optionally fused with a ReLU on its output (one pass over x)."""
     x, gamma_flat, beta_flat = _check_spatial_norm(x, gamma, beta)
     mode = require_mode("bn_param", require_param(bn_param, "bn_param", "mode"))
     eps = float(bn_param.get("eps", 1e-5))
@@ -396,32 +393,71 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     threads = get_num_threads()
     if mode == "train":
         mean, var, inv_std = np.empty(C), np.empty(C), np.empty(C)
-        _batchnorm_kernels.batchnorm_train_forward(x, gamma64, beta64, eps, out, mean, var, inv_std, threads)
+        _batchnorm_kernels.batchnorm_train_forward(x, gamma64, beta64, eps, relu, out, mean, var, inv_std, threads)
         update_running_stats(bn_param, mean.astype(x.dtype), var.astype(x.dtype))
     else:
         running_mean, running_var = running_stats(bn_param, C, x.dtype)
         mean = running_mean.astype(np.float64)
         inv_std = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
-        scale = gamma64 * inv_std
-        _batchnorm_kernels.channel_affine(x, scale, beta64 - mean * scale, out, threads)
-    return out, (x, gamma64, mean, inv_std, mode, np.shape(gamma))
+        _batchnorm_kernels.normalize_with(x, gamma64, beta64, mean, inv_std, relu, out, threads)
+    return out, (x, gamma64, beta64, mean, inv_std, mode, relu, np.shape(gamma))
+
+
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    """Spatial batch normalisation of x (N, C, H, W) on the fast path.
+
+    gamma, beta: (C,) (or (1, C, 1, 1)). bn_param: {'mode': 'train'|'test', 'eps': 1e-5,
+    'momentum': 0.9}; running_mean / running_var (C,) live in bn_param, are created as
+    zeros / ones on first use and are updated in train mode only (biased variance, as CS231n).
+    Train mode normalises each channel with its mean and variance over N, H, W;
+    test mode with the running statistics. Returns out (N, C, H, W), same dtype, and a cache.
+    """
+    return _spatial_batchnorm(x, gamma, beta, bn_param, relu=False)
 
 
 def spatial_batchnorm_backward(dout, cache):
-    """Backward pass of :func:`spatial_batchnorm_forward`.
+    """Backward pass of :func:`spatial_batchnorm_forward` (or of the fused batchnorm + ReLU).
 
     Returns dx (N, C, H, W) and dgamma, dbeta shaped like gamma. In train mode the batch
     statistics depend on x (closed-form gradient); in test mode they are constants.
     """
-    x, gamma64, mean, inv_std, mode, gamma_shape = cache
+    x, gamma64, beta64, mean, inv_std, mode, relu, gamma_shape = cache
     dout = np.ascontiguousarray(_check_dout(dout, x.shape, x.dtype))
     C = x.shape[1]
     dx = np.empty_like(x)
     dgamma, dbeta = np.empty(C), np.empty(C)
     _batchnorm_kernels.batchnorm_backward(
-        dout, x, gamma64, mean, inv_std, mode == "train", dx, dgamma, dbeta, get_num_threads()
+        dout, x, gamma64, beta64, mean, inv_std, mode == "train", relu, dx, dgamma, dbeta, get_num_threads()
     )
     return dx, dgamma.astype(x.dtype).reshape(gamma_shape), dbeta.astype(x.dtype).reshape(gamma_shape)
+
+
+def spatial_batchnorm_relu_forward(x, gamma, beta, bn_param):
+    """relu(spatial_batchnorm(x)) in one pass: same arguments as :func:`spatial_batchnorm_forward`.
+
+    The backward pass recomputes the ReLU mask from x instead of storing it, so the fusion
+    saves a full read and write of the activations in each direction.
+    """
+    return _spatial_batchnorm(x, gamma, beta, bn_param, relu=True)
+
+
+def spatial_batchnorm_relu_backward(dout, cache):
+    """Backward pass of :func:`spatial_batchnorm_relu_forward`: dx, dgamma, dbeta."""
+    if not cache[6]:
+        raise ValueError("this cache comes from spatial_batchnorm_forward; use spatial_batchnorm_backward")
+    return spatial_batchnorm_backward(dout, cache)
+
+
+def spatial_batchnorm_relu_forward_reference(x, gamma, beta, bn_param):
+    """Reference of the fused layer: :func:`spatial_batchnorm_forward_reference`, then relu."""
+    normalized, bn_cache = spatial_batchnorm_forward_reference(x, gamma, beta, bn_param)
+    out, relu_cache = relu_forward(normalized)
+    return out, (bn_cache, relu_cache)
+
+
+def spatial_batchnorm_relu_backward_reference(dout, cache):
+    bn_cache, relu_cache = cache
+    return spatial_batchnorm_backward_reference(relu_backward(dout, relu_cache), bn_cache)
 
 
 spatial_batchnorm_forward_fast = spatial_batchnorm_forward

@@ -9,8 +9,8 @@ from convnet.conv_layers import (
     conv_forward,
     max_pool_backward,
     max_pool_forward,
-    spatial_batchnorm_backward,
-    spatial_batchnorm_forward,
+    spatial_batchnorm_relu_backward,
+    spatial_batchnorm_relu_forward,
 )
 from convnet.layers import (
     affine_backward,
@@ -85,18 +85,16 @@ def conv_relu_backward(dout, cache):
 
 
 def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):
-    """conv -> spatial batchnorm -> relu."""
+    """conv -> spatial batchnorm -> relu (the last two fused in one kernel)."""
     a, conv_cache = conv_forward(x, w, b, conv_param)
-    an, bn_cache = spatial_batchnorm_forward(a, gamma, beta, bn_param)
-    out, relu_cache = relu_forward(an)
-    return out, (conv_cache, bn_cache, relu_cache)
+    out, bn_relu_cache = spatial_batchnorm_relu_forward(a, gamma, beta, bn_param)
+    return out, (conv_cache, bn_relu_cache)
 
 
 def conv_bn_relu_backward(dout, cache):
     """Returns dx, dw, db, dgamma, dbeta."""
-    conv_cache, bn_cache, relu_cache = cache
-    dan = relu_backward(dout, relu_cache)
-    da, dgamma, dbeta = spatial_batchnorm_backward(dan, bn_cache)
+    conv_cache, bn_relu_cache = cache
+    da, dgamma, dbeta = spatial_batchnorm_relu_backward(dout, bn_relu_cache)
     dx, dw, db = conv_backward(da, conv_cache)
     return dx, dw, db, dgamma, dbeta
 

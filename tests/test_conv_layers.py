@@ -39,6 +39,10 @@ BN_PAIRS = [
     (cl.spatial_batchnorm_forward_reference, cl.spatial_batchnorm_backward_reference),
     (cl.spatial_batchnorm_forward, cl.spatial_batchnorm_backward),
 ]
+BN_RELU_PAIRS = [
+    (cl.spatial_batchnorm_relu_forward_reference, cl.spatial_batchnorm_relu_backward_reference),
+    (cl.spatial_batchnorm_relu_forward, cl.spatial_batchnorm_relu_backward),
+]
 
 
 def tie_free(rng, shape, spacing=0.01):
@@ -115,6 +119,29 @@ def test_spatial_batchnorm_gradients(rng, forward, backward, mode, shape):
         return forward(x, gamma, beta, bn_param)
 
     assert_layer_gradients(bn, backward, [x, gamma, beta], [0, 1, 2], rng)
+
+
+@pytest.mark.parametrize("forward, backward", BN_RELU_PAIRS, ids=["reference", "fast"])
+@pytest.mark.parametrize("mode", ["train", "test"])
+def test_spatial_batchnorm_relu_gradients(rng, forward, backward, mode):
+    C = 3
+    x = 2 * rng.standard_normal((2, C, 4, 5)) + 1
+    gamma, beta = rng.standard_normal(C), 0.5 * rng.standard_normal(C)
+    bn_param = {"mode": mode, "running_mean": rng.standard_normal(C), "running_var": rng.random(C) + 0.5}
+    out, _ = forward(x, gamma, beta, bn_param)
+    assert np.all(out >= 0) and np.any(out == 0) and np.any(out > 0)
+
+    def bn_relu(x, gamma, beta):
+        return forward(x, gamma, beta, bn_param)
+
+    assert_layer_gradients(bn_relu, backward, [x, gamma, beta], [0, 1, 2], rng, h=1e-5)
+
+
+def test_fused_relu_cache_is_not_taken_for_plain_batchnorm(rng):
+    _, cache = cl.spatial_batchnorm_forward(rng.standard_normal((2, 3, 4, 4)), np.ones(3), np.zeros(3),
+                                            {"mode": "train"})
+    with pytest.raises(ValueError, match="use spatial_batchnorm_backward"):
+        cl.spatial_batchnorm_relu_backward(np.ones((2, 3, 4, 4)), cache)
 
 
 @pytest.mark.parametrize("forward", [BN_PAIRS[0][0], BN_PAIRS[1][0]], ids=["reference", "fast"])

@@ -194,16 +194,22 @@ def test_max_pool_propagates_nan():
 # ---------------------------------------------------------------------------
 
 
-def batchnorm_both_ways(x, gamma, beta, mode, dout, layout):
+def batchnorm_both_ways(x, gamma, beta, mode, dout, layout, relu=False):
     C = x.shape[1]
     running = {"running_mean": np.linspace(-1, 1, C), "running_var": np.linspace(0.5, 2, C)}
     fast_param = {"mode": mode, **{k: v.astype(x.dtype) for k, v in running.items()}}
-    out, cache = cl.spatial_batchnorm_forward(in_layout(x, layout), gamma, beta, fast_param)
-    fast = (out,) + cl.spatial_batchnorm_backward(in_layout(dout, layout), cache)
+    if relu:
+        fast_pair = (cl.spatial_batchnorm_relu_forward, cl.spatial_batchnorm_relu_backward)
+        ref_pair = (cl.spatial_batchnorm_relu_forward_reference, cl.spatial_batchnorm_relu_backward_reference)
+    else:
+        fast_pair = (cl.spatial_batchnorm_forward, cl.spatial_batchnorm_backward)
+        ref_pair = (cl.spatial_batchnorm_forward_reference, cl.spatial_batchnorm_backward_reference)
+    out, cache = fast_pair[0](in_layout(x, layout), gamma, beta, fast_param)
+    fast = (out,) + fast_pair[1](in_layout(dout, layout), cache)
     ref_param = {"mode": mode, **{k: v.astype(x.dtype).astype(np.float64) for k, v in running.items()}}
     x64, gamma64, beta64, dout64 = as64(x, gamma, beta, dout)
-    ref_out, ref_cache = cl.spatial_batchnorm_forward_reference(x64, gamma64, beta64, ref_param)
-    reference = (ref_out,) + cl.spatial_batchnorm_backward_reference(dout64, ref_cache)
+    ref_out, ref_cache = ref_pair[0](x64, gamma64, beta64, ref_param)
+    reference = (ref_out,) + ref_pair[1](dout64, ref_cache)
     for key in running:  # both update (train) or keep (test) their running statistics alike
         assert_agree(fast_param[key], ref_param[key], x.dtype, key)
     return fast, reference
@@ -212,8 +218,8 @@ def batchnorm_both_ways(x, gamma, beta, mode, dout, layout):
 @HYPOTHESIS
 @given(shape=st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 6), st.integers(1, 6)),
        dtype=st.sampled_from(DTYPES), layout=st.sampled_from(LAYOUTS), mode=st.sampled_from(["train", "test"]),
-       seed=st.integers(0, 2**32 - 1))
-def test_spatial_batchnorm_fast_matches_reference(shape, dtype, layout, mode, seed):
+       relu=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_spatial_batchnorm_fast_matches_reference(shape, dtype, layout, mode, relu, seed):
     if mode == "train" and shape[0] * shape[2] * shape[3] < 2:
         shape = (2,) + shape[1:]  # one value per channel has zero variance: nothing to compare
     rng = np.random.default_rng(seed)
@@ -221,7 +227,7 @@ def test_spatial_batchnorm_fast_matches_reference(shape, dtype, layout, mode, se
     gamma = rng.standard_normal(shape[1]).astype(dtype)
     beta = rng.standard_normal(shape[1]).astype(dtype)
     dout = rng.standard_normal(shape).astype(dtype)
-    fast, reference = batchnorm_both_ways(x, gamma, beta, mode, dout, layout)
+    fast, reference = batchnorm_both_ways(x, gamma, beta, mode, dout, layout, relu)
     for name, a, e in zip(["out", "dx", "dgamma", "dbeta"], fast, reference):
         assert_agree(a, e, dtype, name)
 

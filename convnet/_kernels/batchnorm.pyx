@@ -71,19 +71,47 @@ cdef inline double block_dot_deviation(const real* dy, const real* a, Py_ssize_t
     return (s0 + s1) + (s2 + s3)
 
 
+cdef inline void normalize_block(const real* x, real* out, Py_ssize_t length, real centre, real scale,
+                                 real shift, bint relu) noexcept nogil:
+    """out = (x - centre) * scale + shift, then max(0, .) when relu. Subtracting the mean
+    first (instead of folding it into the shift) avoids cancellation when |mean| >> std."""
+    cdef Py_ssize_t i
+    cdef real zero = 0, y
+    if relu:
+        for i in range(length):
+            y = (x[i] - centre) * scale + shift
+            out[i] = y if y > zero else zero
+    else:
+        for i in range(length):
+            out[i] = (x[i] - centre) * scale + shift
+
+
+cdef inline void relu_gate(const real* dy, const real* x, real* g, Py_ssize_t length, real centre,
+                           real scale, real shift) noexcept nogil:
+    """g = dy where the forward output was > 0, else 0 (a select, not a branch: the mask is random).
+
+    The output is recomputed from x exactly as normalize_block computed it, so the mask
+    is the forward pass's own."""
+    cdef Py_ssize_t i
+    cdef real zero = 0, gradient, y
+    for i in range(length):
+        # Both values are loaded before choosing, so the compiler can vectorise the choice.
+        gradient = dy[i]
+        y = (x[i] - centre) * scale + shift
+        g[i] = gradient if y > zero else zero
+
+
 def batchnorm_train_forward(const real[:, :, :, ::1] x, const double[::1] gamma, const double[::1] beta,
-                            double eps, real[:, :, :, ::1] out,
+                            double eps, bint relu, real[:, :, :, ::1] out,
                             double[::1] mean, double[::1] var, double[::1] inv_std, int num_threads):
-    """out = gamma * (x - mean) / sqrt(var + eps) + beta with per-channel batch statistics.
+    """out = gamma * (x - mean) / sqrt(var + eps) + beta with per-channel batch statistics,
+    followed by max(0, .) when relu.
 
     x, out: (N, C, H, W); gamma, beta: (C,). mean, var (biased) and inv_std (C,) are written.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], plane = x.shape[2] * x.shape[3]
-    cdef Py_ssize_t c, n, i
+    cdef Py_ssize_t c, n
     cdef double count = <double>(N * plane), total, m
-    cdef real centre, scale, shift
-    cdef const real* src
-    cdef real* dst
     with nogil:
         for c in prange(C, num_threads=num_threads, schedule="static"):
             total = 0
@@ -96,79 +124,76 @@ def batchnorm_train_forward(const real[:, :, :, ::1] x, const double[::1] gamma,
             mean[c] = m
             var[c] = total / count
             inv_std[c] = 1.0 / sqrt(total / count + eps)
-            # Subtract the mean before scaling: folding it into the shift would
-            # cancel catastrophically in float32 when |mean| >> std.
-            centre = <real>m
-            scale = <real>(gamma[c] * inv_std[c])
-            shift = <real>beta[c]
+            # The channel was just read twice and is still in cache for this third pass.
             for n in range(N):
-                src = &x[n, c, 0, 0]
-                dst = &out[n, c, 0, 0]
-                for i in range(plane):
-                    dst[i] = (src[i] - centre) * scale + shift
+                normalize_block(&x[n, c, 0, 0], &out[n, c, 0, 0], plane, <real>m,
+                                <real>(gamma[c] * inv_std[c]), <real>beta[c], relu)
 
 
-def channel_affine(const real[:, :, :, ::1] x, const double[::1] scale, const double[::1] shift,
+def normalize_with(const real[:, :, :, ::1] x, const double[::1] gamma, const double[::1] beta,
+                   const double[::1] mean, const double[::1] inv_std, bint relu,
                    real[:, :, :, ::1] out, int num_threads):
-    """out[n, c] = x[n, c] * scale[c] + shift[c]: batch norm in test mode, in one pass."""
+    """out = gamma * (x - mean) * inv_std + beta (then relu) with given statistics (test mode), one pass."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], plane = x.shape[2] * x.shape[3]
-    cdef Py_ssize_t c, n, i
-    cdef real a, b
-    cdef const real* src
-    cdef real* dst
+    cdef Py_ssize_t c, n
     with nogil:
         for c in prange(C, num_threads=num_threads, schedule="static"):
-            a = <real>scale[c]
-            b = <real>shift[c]
             for n in range(N):
-                src = &x[n, c, 0, 0]
-                dst = &out[n, c, 0, 0]
-                for i in range(plane):
-                    dst[i] = src[i] * a + b
+                normalize_block(&x[n, c, 0, 0], &out[n, c, 0, 0], plane, <real>mean[c],
+                                <real>(gamma[c] * inv_std[c]), <real>beta[c], relu)
 
 
 def batchnorm_backward(const real[:, :, :, ::1] dout, const real[:, :, :, ::1] x,
-                       const double[::1] gamma, const double[::1] mean, const double[::1] inv_std,
-                       bint batch_statistics, real[:, :, :, ::1] dx,
+                       const double[::1] gamma, const double[::1] beta, const double[::1] mean,
+                       const double[::1] inv_std, bint batch_statistics, bint relu, real[:, :, :, ::1] dx,
                        double[::1] dgamma, double[::1] dbeta, int num_threads):
     """Fused per-channel backward pass; dx (N, C, H, W), dgamma and dbeta (C,) are written.
 
-    With xhat = (x - mean) * inv_std and M values per channel:
-      dbeta = sum(dout), dgamma = sum(dout * xhat),
-      dx = gamma * inv_std * (dout - dbeta / M - xhat * dgamma / M)   (batch statistics),
-      dx = gamma * inv_std * dout                                       (running statistics).
-    Both are computed as dx = a * dout + b * (x - mean) + d in one fused pass.
+    g is the gradient at the normalised output: dout, or with relu dout where the forward
+    output was positive and 0 elsewhere. With xhat = (x - mean) * inv_std and M values
+    per channel:
+      dbeta = sum(g), dgamma = sum(g * xhat),
+      dx = gamma * inv_std * (g - dbeta / M - xhat * dgamma / M)   (batch statistics),
+      dx = gamma * inv_std * g                                     (running statistics).
+    Both are computed as dx = a * g + b * (x - mean) + d in one fused pass.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], plane = x.shape[2] * x.shape[3]
     cdef Py_ssize_t c, n, i
-    cdef double count = <double>(N * plane), sum_dy, sum_dy_dev, g_istd
-    cdef const real* dy_block
+    cdef double count = <double>(N * plane), sum_g, sum_g_dev, g_istd
+    cdef const real* g_block
     cdef const real* x_block
     cdef real* dx_block
     cdef real a, b, d, centre
     with nogil:
         for c in prange(C, num_threads=num_threads, schedule="static"):
-            sum_dy = 0
-            sum_dy_dev = 0
+            centre = <real>mean[c]
+            sum_g = 0
+            sum_g_dev = 0
             for n in range(N):
-                sum_dy = sum_dy + block_sum(&dout[n, c, 0, 0], plane)
-                sum_dy_dev = sum_dy_dev + block_dot_deviation(&dout[n, c, 0, 0], &x[n, c, 0, 0],
-                                                              plane, mean[c])
-            dbeta[c] = sum_dy
-            dgamma[c] = sum_dy_dev * inv_std[c]
+                # With the ReLU, g is first written into dx (the channel stays in cache),
+                # so that the sums and the final pass below are the same as without it.
+                if relu:
+                    relu_gate(&dout[n, c, 0, 0], &x[n, c, 0, 0], &dx[n, c, 0, 0], plane, centre,
+                              <real>(gamma[c] * inv_std[c]), <real>beta[c])
+                    g_block = &dx[n, c, 0, 0]
+                else:
+                    g_block = &dout[n, c, 0, 0]
+                sum_g = sum_g + block_sum(g_block, plane)
+                sum_g_dev = sum_g_dev + block_dot_deviation(g_block, &x[n, c, 0, 0], plane, mean[c])
+            dbeta[c] = sum_g
+            dgamma[c] = sum_g_dev * inv_std[c]
             g_istd = gamma[c] * inv_std[c]
             a = <real>g_istd
-            centre = <real>mean[c]
             if batch_statistics:
-                # dx = g_istd * (dy - sum_dy/M - (x - mean) * inv_std^2 * sum_dy_dev / M)
-                b = <real>(-g_istd * inv_std[c] * inv_std[c] * sum_dy_dev / count)
-                d = <real>(-g_istd * sum_dy / count)
+                # dx = g_istd * (g - sum_g/M - (x - mean) * inv_std^2 * sum_g_dev / M)
+                b = <real>(-g_istd * inv_std[c] * inv_std[c] * sum_g_dev / count)
+                d = <real>(-g_istd * sum_g / count)
             else:
                 b = 0
                 d = 0
             for n in range(N):
-                dy_block = &dout[n, c, 0, 0]
+                g_block = &dx[n, c, 0, 0] if relu else &dout[n, c, 0, 0]
                 x_block = &x[n, c, 0, 0]
                 dx_block = &dx[n, c, 0, 0]
                 for i in range(plane):
-                    dx_block[i] = a * dy_block[i] + b * (x_block[i] - centre) + d
+                    dx_block[i] = a * g_block[i] + b * (x_block[i] - centre) + d

@@ -66,9 +66,12 @@ class Conv(Block):
 
 
 class BatchNorm(Block):
-    """Spatial batch norm on (C, H, W) inputs, vanilla batch norm on (D,) inputs."""
+    """Spatial batch norm on (C, H, W) inputs, vanilla batch norm on (D,) inputs.
 
-    def __init__(self, model, name, in_shape, momentum=0.9, eps=1e-5):
+    relu=True applies a ReLU to the output; on images that runs fused in the same kernel.
+    """
+
+    def __init__(self, model, name, in_shape, momentum=0.9, eps=1e-5, relu=False):
         super().__init__(in_shape)
         channels = self.in_shape[0]
         self.gamma, self.beta = f"{name}.gamma", f"{name}.beta"
@@ -76,14 +79,24 @@ class BatchNorm(Block):
         model.params[self.beta] = np.zeros(channels, dtype=model.dtype)
         self.bn_param = {"mode": "train", "momentum": momentum, "eps": eps}
         model.bn_params.append(self.bn_param)
-        spatial = len(self.in_shape) == 3
-        self._forward = conv_layers.spatial_batchnorm_forward if spatial else layers.batchnorm_forward
-        self._backward = conv_layers.spatial_batchnorm_backward if spatial else layers.batchnorm_backward
+        self.relu = relu
+        if len(self.in_shape) == 3:
+            self._forward = conv_layers.spatial_batchnorm_relu_forward if relu else conv_layers.spatial_batchnorm_forward
+            self._backward = conv_layers.spatial_batchnorm_backward  # its cache knows about the relu
+        else:
+            self._forward, self._backward = layers.batchnorm_forward, layers.batchnorm_backward
 
     def forward(self, params, x):
-        return self._forward(x, params[self.gamma], params[self.beta], self.bn_param)
+        out, cache = self._forward(x, params[self.gamma], params[self.beta], self.bn_param)
+        if self.relu and len(self.in_shape) == 1:
+            out, relu_cache = layers.relu_forward(out)
+            cache = (cache, relu_cache)
+        return out, cache
 
     def backward(self, params, dout, cache, grads, need_dx=True):
+        if self.relu and len(self.in_shape) == 1:
+            cache, relu_cache = cache
+            dout = layers.relu_backward(dout, relu_cache)
         dx, grads[self.gamma], grads[self.beta] = self._backward(dout, cache)
         return dx
 
@@ -207,10 +220,10 @@ class Residual(Block):
     def __init__(self, model, name, in_shape, filters):
         super().__init__(in_shape)
         conv1 = Conv(model, f"{name}.conv1", self.in_shape, filters, 3, 1, bias=False)
-        bn1 = BatchNorm(model, f"{name}.bn1", conv1.out_shape)
+        bn1 = BatchNorm(model, f"{name}.bn1", conv1.out_shape, relu=True)
         conv2 = Conv(model, f"{name}.conv2", conv1.out_shape, filters, 3, 1, bias=False)
         bn2 = BatchNorm(model, f"{name}.bn2", conv2.out_shape)
-        self.body = Sequence(self.in_shape, [conv1, bn1, ReLU(conv1.out_shape), conv2, bn2])
+        self.body = Sequence(self.in_shape, [conv1, bn1, conv2, bn2])
         self.out_shape = self.body.out_shape
         if self.out_shape == self.in_shape:
             self.shortcut = Sequence(self.in_shape, [])

@@ -126,9 +126,9 @@ class ConvNet(Model):
                 conv = blocks.Conv(self, name("conv"), shape, o["filters"], o["size"], o["stride"], o["pad"],
                                    bias=kind != "conv_bn_relu")
                 stages.append(conv)
-                if kind == "conv_bn_relu":
-                    stages.append(blocks.BatchNorm(self, name("bn"), conv.out_shape))
-                if kind != "conv":
+                if kind == "conv_bn_relu":  # batch norm and ReLU run fused in one kernel
+                    stages.append(blocks.BatchNorm(self, name("bn"), conv.out_shape, relu=True))
+                elif kind == "conv_relu":
                     stages.append(blocks.ReLU(conv.out_shape))
             elif kind == "batchnorm":
                 stages.append(blocks.BatchNorm(self, name("bn"), shape, o["momentum"], o["eps"]))
