@@ -22,11 +22,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 
 import numpy as np
+
+import timing  # before convnet: it records the environment the workers start from
 
 CONV_SHAPES = [(64, 3, 32, 32, 32), (64, 32, 32, 32, 64), (64, 64, 16, 16, 128), (64, 128, 8, 8, 256)]
 POOL_SHAPES = [(64, 32, 32, 32), (64, 128, 16, 16)]
@@ -132,17 +132,6 @@ def torch_callables(kind, a):
     return {"fwd": forward, "fwd+bwd": lambda: layer().backward(dout)}
 
 
-def time_calls(fn, repeats, warmup):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def run_worker(args):
     """Time one implementation on every case; print one JSON line per case and phase."""
     impl = args.worker
@@ -164,7 +153,7 @@ def run_worker(args):
                 # The naive convolution takes seconds per call: time it fewer times.
                 repeats = max(1, args.repeats // 5) if impl == "reference" and kind == "conv" else args.repeats
                 for phase in PHASES:
-                    times = time_calls(fns[phase], repeats, warmup=1 if impl == "reference" else 2)
+                    times = timing.time_calls(fns[phase], repeats, warmup=1 if impl == "reference" else 2)
                     print(json.dumps({"key": [kind, list(shape), dtype, phase], "times": times}), flush=True)
     return 0
 
@@ -176,17 +165,9 @@ def run_worker(args):
 
 def run_worker_process(impl, args, repeats):
     """{key: [seconds]} from one worker process timing ``impl``."""
-    command = [sys.executable, os.path.abspath(__file__), "--worker", impl, "--dtype", args.dtype,
-               "--layers", args.layers, "--repeats", str(repeats), "--threads", str(args.threads)]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
-    records = (json.loads(line) for line in result.stdout.splitlines())
+    records = timing.run_worker(__file__, ["--worker", impl, "--dtype", args.dtype, "--layers", args.layers,
+                                           "--repeats", str(repeats), "--threads", str(args.threads)])
     return {tuple(json.dumps(k) for k in record["key"]): record["times"] for record in records}
-
-
-def torch_available():
-    probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
-                           capture_output=True, text=True, check=False)
-    return probe.stdout.strip() if probe.returncode == 0 else None
 
 
 def conv_peak_memory(shape=(256, 64, 32, 32, 64), dtype=np.float32):
@@ -229,7 +210,7 @@ def main(argv=None):
 
     import convnet
 
-    torch_version = None if args.no_torch else torch_available()
+    torch_version = None if args.no_torch else timing.torch_version()
     print(f"convnet {convnet.__version__}, numpy {np.__version__}, torch {torch_version or 'not measured'}, "
           f"threads {args.threads}, {args.repeats} timed calls per cell (median)\n")
     results = {}

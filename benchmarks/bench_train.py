@@ -1,0 +1,603 @@
+"""Images per second of one training step (forward + backward + parameter update) of a
+ConvNet, convnet against the same network in PyTorch on the CPU (when installed).
+
+    python benchmarks/bench_train.py                          # the cifar10_convnet model, batch 128
+    python benchmarks/bench_train.py --batch-size 64 --optimizer adam --threads 1
+    python benchmarks/bench_train.py --config experiments/cifar10_convnet.yaml --profile
+
+The network is the block list of ConvNet (default: the model of the cifar10_convnet
+experiment; --config reads `model: {type: ConvNet, layers: [...]}` from a YAML
+experiment file) on (3, 32, 32) float32 images with 10 classes. The PyTorch twin is
+built from the same block list, block type by block type, and starts from convnet's
+initial parameters. Before timing, --check (on by default, a few seconds) verifies
+that the twin is the same network: equal train-mode scores, loss and gradients on a
+small batch, and equal parameters after one SGD-with-momentum step; it stops the run
+(exit status 1) if they differ.
+
+A step is, for convnet, `loss, grads = model.loss(X, y)` then the update rule of
+convnet.optim for every parameter (what Solver does); for PyTorch, zero_grad, forward,
+cross_entropy, backward, optimizer.step. Every step trains on the same fixed random
+batch; 3 warm-up steps precede the timed ones.
+
+Each implementation is timed in a worker process of its own, and the convnet and
+torch workers alternate over --rounds rounds so that slow drifts of the machine reach
+both (see benchmarks/timing.py for why processes). Every library runs with its own
+defaults (convnet sets OMP_WAIT_POLICY=PASSIVE for itself on import). Reported: the
+median milliseconds per step, images/s, and convnet's images/s divided by PyTorch's
+(the project's target is at least 0.7). --profile adds where convnet's step time goes,
+per block type, forward and backward apart.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections import defaultdict
+
+import numpy as np
+
+import timing  # before convnet: it records the environment the workers start from
+
+#: The model of the cifar10_convnet experiment.
+DEFAULT_LAYERS = [
+    {"type": "conv_bn_relu", "filters": 32}, {"type": "conv_bn_relu", "filters": 32}, "pool",
+    {"type": "conv_bn_relu", "filters": 64}, {"type": "conv_bn_relu", "filters": 64}, "pool",
+    {"type": "conv_bn_relu", "filters": 128}, {"type": "conv_bn_relu", "filters": 128}, "pool",
+    "global_avgpool",
+]
+INPUT_DIM = (3, 32, 32)
+NUM_CLASSES = 10
+DTYPE = np.float32
+#: convnet.optim.DEFAULT_LEARNING_RATES for the two rules offered here.
+LEARNING_RATES = {"sgd_momentum": 1e-2, "adam": 1e-3}
+WARMUP_STEPS = 3
+CHECK_BATCH = 16
+# The check's update rule. Always SGD: its step is linear in the gradient, so gradients
+# at rounding level (a unit dead for all but one image, then batch norm) give steps at
+# rounding level. Adam's first step is lr * sign(grad) and would turn them into +-lr.
+CHECK_OPTIMIZER = "sgd_momentum"
+# Check tolerances (float32), each max |difference| / max |value|, per parameter for the
+# gradients and the parameters after the step (the worst parameter is reported). A step
+# moves a weight by ~1e-3 of its size, so the gradient check is the one that sees a wrong
+# layer; the parameter check sees a wrong update rule (and, for parameters that start at
+# zero such as batch-norm betas, the gradient again).
+SCORES_RTOL, LOSS_RTOL, GRADS_RTOL, PARAMS_RTOL = 1e-4, 1e-4, 1e-3, 1e-4
+
+
+# ---------------------------------------------------------------------------
+# the network, the batch and convnet's step
+# ---------------------------------------------------------------------------
+
+
+def load_model_options(config_path):
+    """{'layers', 'input_dim', 'num_classes'} of the ConvNet to benchmark.
+
+    Without a config: the defaults above. With one: its `model:` section, which must be
+    of type ConvNet; layers, input_dim and num_classes are taken from it when present
+    (layers null or absent means ConvNet's own default block list).
+    """
+    options = {"layers": DEFAULT_LAYERS, "input_dim": INPUT_DIM, "num_classes": NUM_CLASSES}
+    if config_path is None:
+        return options
+    import yaml
+
+    with open(config_path) as f:
+        config = yaml.safe_load(f) or {}
+    model = config.get("model") if isinstance(config, dict) else None
+    if not isinstance(model, dict) or model.get("type", "ConvNet") != "ConvNet":
+        raise SystemExit(f"{config_path}: expected a `model:` section of type ConvNet, got {model!r}")
+    options["layers"] = model.get("layers")
+    for key in ("input_dim", "num_classes"):
+        if model.get(key) is not None:
+            options[key] = tuple(model[key]) if key == "input_dim" else int(model[key])
+    return options
+
+
+def build_convnet(args):
+    """The convnet model, seeded so that every worker starts from the same parameters."""
+    from convnet.models import ConvNet
+
+    options = load_model_options(args.config)
+    return ConvNet(options["layers"], options["input_dim"], options["num_classes"], dtype=DTYPE, seed=0)
+
+
+def count_classes(model):
+    return model.params["fc_out.b"].size  # the final affine layer ConvNet appends
+
+
+def make_batch(batch_size, input_dim, num_classes):
+    """The fixed batch: X (N, C, H, W) standard normal float32, y (N,) int64 labels."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((batch_size, *input_dim)).astype(DTYPE)
+    y = rng.integers(0, num_classes, size=batch_size)
+    return X, y
+
+
+class ConvnetTrainer:
+    """One training step of a convnet model, as convnet.solver.Solver takes it."""
+
+    def __init__(self, model, optimizer, learning_rate):
+        from convnet import optim
+
+        self.model = model
+        self.rule = optim.UPDATE_RULES[optimizer]
+        extra = {"momentum": 0.9} if optimizer == "sgd_momentum" else {}
+        self.configs = {name: {"learning_rate": learning_rate, **extra} for name in model.params}
+
+    def step(self, X, y):
+        """Forward, backward and update on (X, y); returns the loss before the update."""
+        loss, grads = self.model.loss(X, y)
+        self.update(grads)
+        return loss
+
+    def update(self, grads):
+        for name, w in self.model.params.items():
+            self.model.params[name], self.configs[name] = self.rule(w, grads[name], self.configs[name])
+
+
+def leaf_blocks(block):
+    """The blocks that do the work, in parameter-creation order (Sequence and Residual opened)."""
+    from convnet.models import blocks
+
+    if isinstance(block, blocks.Sequence):
+        return [leaf for child in block.blocks for leaf in leaf_blocks(child)]
+    if isinstance(block, blocks.Residual):
+        return leaf_blocks(block.body) + leaf_blocks(block.shortcut) + [block.relu]
+    return [block]
+
+
+# ---------------------------------------------------------------------------
+# the PyTorch twin
+# ---------------------------------------------------------------------------
+
+
+def build_torch_net(spec, input_dim, num_classes):
+    """nn.Sequential equal to ConvNet(spec): spec is ConvNet's normalised [(type, options)].
+
+    Shapes are per image; BatchNorm momentum is 1 - convnet's (torch weighs the new batch,
+    convnet the running average), eps is the same.
+    """
+    import torch
+    from torch import nn
+
+    class Residual(nn.Module):
+        """relu(bn(conv(relu(bn(conv(x))))) + shortcut(x)), registered in convnet's parameter order."""
+
+        def __init__(self, channels, filters):
+            super().__init__()
+            self.body = nn.Sequential(*conv_bn(channels, filters, 3, 1, 1), nn.ReLU(), *conv_bn(filters, filters, 3, 1, 1))
+            self.shortcut = nn.Identity() if channels == filters else nn.Sequential(*conv_bn(channels, filters, 1, 1, 0))
+
+        def forward(self, x):
+            return torch.relu(self.body(x) + self.shortcut(x))
+
+    def conv_bn(channels, filters, size, stride, pad):
+        return [nn.Conv2d(channels, filters, size, stride, pad, bias=False), nn.BatchNorm2d(filters, eps=1e-5, momentum=0.1)]
+
+    layers = []
+    shape = tuple(input_dim)  # (C, H, W), or (D,) after global_avgpool / affine
+    for kind, o in spec:
+        if kind in ("conv", "conv_relu", "conv_bn_relu"):
+            pad = (o["size"] - 1) // 2 if o["pad"] is None else o["pad"]
+            if kind == "conv_bn_relu":
+                layers += conv_bn(shape[0], o["filters"], o["size"], o["stride"], pad) + [nn.ReLU()]
+            else:
+                layers.append(nn.Conv2d(shape[0], o["filters"], o["size"], o["stride"], pad, bias=True))
+                layers += [nn.ReLU()] if kind == "conv_relu" else []
+            side = [(n + 2 * pad - o["size"]) // o["stride"] + 1 for n in shape[1:]]
+            shape = (o["filters"], *side)
+        elif kind == "batchnorm":
+            norm = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
+            layers.append(norm(shape[0], eps=o["eps"], momentum=1 - o["momentum"]))
+        elif kind == "relu":
+            layers.append(nn.ReLU())
+        elif kind == "pool":
+            stride = o["size"] if o["stride"] is None else o["stride"]
+            layers.append(nn.MaxPool2d(o["size"], stride))
+            shape = (shape[0], *[(n - o["size"]) // stride + 1 for n in shape[1:]])
+        elif kind == "global_avgpool":
+            layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]  # the mean over H, W: (N, C)
+            shape = (shape[0],)
+        elif kind == "dropout":
+            layers.append(nn.Dropout(1 - o["keep"]))  # torch's p drops, convnet's keep keeps
+        elif kind in ("affine", "affine_relu"):
+            layers += [nn.Flatten(), nn.Linear(int(np.prod(shape)), o["units"])]
+            layers += [nn.ReLU()] if kind == "affine_relu" else []
+            shape = (o["units"],)
+        elif kind == "residual":
+            layers.append(Residual(shape[0], o["filters"]))
+            shape = (o["filters"], *shape[1:])
+        else:
+            raise ValueError(f"no PyTorch twin for block type {kind!r}")
+    layers += [nn.Flatten(), nn.Linear(int(np.prod(shape)), num_classes)]  # ConvNet's fc_out
+    return nn.Sequential(*layers)
+
+
+def pair_parameters(model, net):
+    """[(convnet name, torch parameter, transposed)] for every parameter, matched in order.
+
+    convnet's Conv, BatchNorm and Affine blocks are paired with torch's Conv2d, BatchNorm
+    and Linear modules; affine weights are (D, M) in convnet and (M, D) in torch.
+    Raises ValueError if the two networks do not have the same layers and shapes.
+    """
+    from torch import nn
+
+    from convnet.models import blocks
+
+    ours = [b for b in leaf_blocks(model.network) if isinstance(b, (blocks.Conv, blocks.BatchNorm, blocks.Affine))]
+    theirs = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Linear))]
+    if len(ours) != len(theirs):
+        raise ValueError(f"convnet has {len(ours)} parameter layers, the torch twin {len(theirs)}")
+    pairs = []
+    for block, module in zip(ours, theirs):
+        if isinstance(block, blocks.BatchNorm):
+            names = [(block.gamma, module.weight, False), (block.beta, module.bias, False)]
+        else:
+            bias = [(block.b, module.bias, False)] if block.b else []
+            names = [(block.w, module.weight, isinstance(block, blocks.Affine))] + bias
+        if (module.bias is None) != (len(names) == 1):
+            raise ValueError(f"{names[0][0]}: bias in one network only ({module})")
+        for name, param, transposed in names:
+            shape = model.params[name].shape[::-1] if transposed else model.params[name].shape
+            if tuple(param.shape) != shape:
+                raise ValueError(f"{name} has shape {shape} (as torch lays it out), the torch twin {module} "
+                                 f"{tuple(param.shape)}")
+        pairs += names
+    return pairs
+
+
+def copy_parameters(model, pairs):
+    """Give the torch twin convnet's current parameter values."""
+    import torch
+
+    with torch.no_grad():
+        for name, param, transposed in pairs:
+            value = model.params[name].T if transposed else model.params[name]
+            param.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+
+
+def torch_arrays(pairs, grad=False):
+    """{convnet name: torch's parameter (or its gradient) as a numpy array laid out like convnet's}."""
+    arrays = {}
+    for name, param, transposed in pairs:
+        value = (param.grad if grad else param).detach().numpy()
+        arrays[name] = (value.T if transposed else value).copy()
+    return arrays
+
+
+class TorchTrainer:
+    """One training step of the torch twin."""
+
+    def __init__(self, net, optimizer, learning_rate):
+        import torch
+
+        self.net = net
+        if optimizer == "sgd_momentum":
+            self.optimizer = torch.optim.SGD(net.parameters(), lr=learning_rate, momentum=0.9)
+        else:
+            self.optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
+
+    def step(self, X, y):
+        """X, y: torch tensors. Returns the loss before the update (float)."""
+        import torch.nn.functional as F
+
+        self.net.train()
+        self.optimizer.zero_grad()
+        loss = F.cross_entropy(self.net(X), y)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+
+# ---------------------------------------------------------------------------
+# workers: each prints JSON lines
+# ---------------------------------------------------------------------------
+
+
+def emit(**record):
+    print(json.dumps(record), flush=True)
+
+
+def import_libraries(args, with_torch):
+    """Import torch (first, so its OpenMP keeps its defaults) and convnet; set thread counts."""
+    if with_torch:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    import convnet
+
+    convnet.set_num_threads(args.threads)
+
+
+def learning_rate(args):
+    return LEARNING_RATES[args.optimizer] if args.learning_rate is None else args.learning_rate
+
+
+def convnet_worker(args):
+    """Time args.repeats convnet steps; emit the machine info and the step times."""
+    import_libraries(args, with_torch=False)
+    import convnet
+    from threadpoolctl import threadpool_info
+
+    model = build_convnet(args)
+    X, y = make_batch(args.batch_size, model.input_dim, count_classes(model))
+    trainer = ConvnetTrainer(model, args.optimizer, learning_rate(args))
+    times = timing.time_calls(lambda: trainer.step(X, y), args.repeats, WARMUP_STEPS)
+    blas = [f"{lib['internal_api']} {lib['version']}" for lib in threadpool_info() if lib["user_api"] == "blas"]
+    emit(info={"convnet": convnet.__version__, "numpy": np.__version__, "blas": ", ".join(blas) or "unknown",
+               "parameters": model.num_parameters(), "network": describe_spec(model.spec, count_classes(model))})
+    emit(times=times)
+
+
+def torch_worker(args):
+    """Time args.repeats steps of the torch twin (started from convnet's parameters)."""
+    import_libraries(args, with_torch=True)
+    import torch
+
+    model = build_convnet(args)
+    net = build_torch_net(model.spec, model.input_dim, count_classes(model))
+    copy_parameters(model, pair_parameters(model, net))
+    X, y = make_batch(args.batch_size, model.input_dim, count_classes(model))
+    X, y = torch.from_numpy(X), torch.from_numpy(y)
+    trainer = TorchTrainer(net, args.optimizer, learning_rate(args))
+    emit(times=timing.time_calls(lambda: trainer.step(X, y), args.repeats, WARMUP_STEPS))
+
+
+def check_worker(args):
+    """Emit {'check': ...}: do convnet and the twin give the same scores, loss and update?
+
+    One CHECK_OPTIMIZER step on CHECK_BATCH images in train mode. Dropout masks cannot
+    match between libraries, so dropout is switched off (keep 1) in both for the check.
+    """
+    import_libraries(args, with_torch=True)
+    import torch
+
+    model = build_convnet(args)
+    classes = count_classes(model)
+    net = build_torch_net(model.spec, model.input_dim, classes)
+    pairs = pair_parameters(model, net)
+    copy_parameters(model, pairs)
+    for param in model.dropout_params:
+        param["p"] = 1.0
+    for module in net.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    X, y = make_batch(CHECK_BATCH, model.input_dim, classes)
+
+    model.set_mode("train")  # scores with batch statistics, as in training
+    ours, _ = model.network.forward(model.params, X)
+    with torch.no_grad():
+        theirs = net.train()(torch.from_numpy(X)).numpy()
+    scores_err = float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
+
+    lr = LEARNING_RATES[CHECK_OPTIMIZER]
+    loss_ours, grads = model.loss(X, y)
+    ConvnetTrainer(model, CHECK_OPTIMIZER, lr).update(grads)
+    loss_theirs = TorchTrainer(net, CHECK_OPTIMIZER, lr).step(torch.from_numpy(X), torch.from_numpy(y))
+
+    checks = [["scores", relative_error(ours, theirs), SCORES_RTOL, ""],
+              ["loss", relative_error(loss_ours, loss_theirs), LOSS_RTOL, ""],
+              ["gradients", *worst_relative_error(grads, torch_arrays(pairs, grad=True), GRADS_RTOL)],
+              ["parameters after the step", *worst_relative_error(model.params, torch_arrays(pairs), PARAMS_RTOL)]]
+    emit(check={"items": checks, "losses": [loss_ours, loss_theirs], "dropout_off": bool(model.dropout_params)})
+
+
+def relative_error(ours, theirs):
+    """max |ours - theirs| / max |theirs| (0 where both are all zero)."""
+    scale = float(np.max(np.abs(theirs)))
+    difference = float(np.max(np.abs(np.asarray(ours) - np.asarray(theirs))))
+    return difference / scale if scale else difference
+
+
+def worst_relative_error(ours, theirs, tolerance):
+    """[error, tolerance, name] of the parameter whose arrays differ most (relative_error)."""
+    errors = {name: relative_error(ours[name], theirs[name]) for name in ours}
+    worst = max(errors, key=errors.get)
+    return [errors[worst], tolerance, worst]
+
+
+def profile_worker(args):
+    """Emit where convnet's step time goes: seconds per (part, phase), summed over the steps.
+
+    Every leaf block's forward and backward are wrapped with timers (per instance), as are
+    the softmax loss and the parameter update; what the timers miss (Python glue, the
+    residual sums) is the step's remainder.
+    """
+    import_libraries(args, with_torch=False)
+    model = build_convnet(args)
+    X, y = make_batch(args.batch_size, model.input_dim, count_classes(model))
+    trainer = ConvnetTrainer(model, args.optimizer, learning_rate(args))
+    by_type, by_block = defaultdict(float), defaultdict(float)
+    for index, block in enumerate(leaf_blocks(model.network)):
+        kind, where = block_labels(block, model.params)
+        for phase in ("forward", "backward"):
+            keys = [(by_type, (kind, phase)), (by_block, (f"{index:2d} {kind} {where}", phase))]
+            setattr(block, phase, timed(getattr(block, phase), keys))
+    model.data_loss = timed(model.data_loss, [(by_type, ("softmax loss", "forward"))])
+    trainer.update = timed(trainer.update, [(by_type, ("parameter update", "-"))])
+
+    timing.time_calls(lambda: trainer.step(X, y), 0, WARMUP_STEPS)
+    by_type.clear()  # keep only the timed steps
+    by_block.clear()
+    steps = timing.time_calls(lambda: trainer.step(X, y), args.repeats, 0)
+    emit(profile={"steps": steps, "by_type": [[*k, v] for k, v in by_type.items()],
+                  "by_block": [[*k, v] for k, v in by_block.items()]})
+
+
+def timed(fn, keys):
+    """fn, adding its run time in seconds to totals[key] for each (totals, key) in keys."""
+
+    def wrapper(*a, **kw):
+        start = time.perf_counter()
+        result = fn(*a, **kw)
+        seconds = time.perf_counter() - start
+        for totals, key in keys:
+            totals[key] += seconds
+        return result
+
+    return wrapper
+
+
+def block_labels(block, params):
+    """(type label, 'in -> out' shapes) of a leaf block, e.g. ('Conv 3x3', '32x32x32 -> 64x32x32')."""
+    kind = type(block).__name__
+    if kind == "Conv":  # the filter size lives in the weight's shape (F, C, k, k)
+        size = params[block.w].shape[-1]
+        kind = f"Conv {size}x{size}"
+    shape = lambda s: "x".join(map(str, s))  # noqa: E731
+    return kind, f"{shape(block.in_shape)} -> {shape(block.out_shape)}"
+
+
+def describe_spec(spec, classes):
+    """'conv_bn_relu 32, conv_bn_relu 32, pool, ..., affine 10' from ConvNet's normalised spec."""
+    parts = []
+    for kind, o in spec:
+        size = o.get("filters") or o.get("units") or (o.get("keep") if kind == "dropout" else None)
+        parts.append(f"{kind} {size}" if size else kind)
+    return ", ".join(parts + [f"affine {classes}"])
+
+
+# ---------------------------------------------------------------------------
+# the parent: check, start workers, report
+# ---------------------------------------------------------------------------
+
+
+def worker_arguments(args, worker, repeats):
+    arguments = ["--worker", worker, "--repeats", str(repeats), "--threads", str(args.threads),
+                 "--batch-size", str(args.batch_size), "--optimizer", args.optimizer]
+    arguments += ["--config", args.config] if args.config else []
+    arguments += ["--learning-rate", repr(args.learning_rate)] if args.learning_rate is not None else []
+    return arguments
+
+
+def run_check(args):
+    """Run the check worker, print its result; False if the networks differ."""
+    record = timing.run_worker(__file__, worker_arguments(args, "check", 0))[0]["check"]
+    ok = all(error <= tolerance for _, error, tolerance, _ in record["items"])
+    print(f"check: {CHECK_BATCH} images, train mode, one {CHECK_OPTIMIZER} step "
+          f"(lr {LEARNING_RATES[CHECK_OPTIMIZER]:g}){'; dropout off' if record['dropout_off'] else ''}; "
+          f"loss {record['losses'][0]:.6f} (convnet) vs {record['losses'][1]:.6f} (torch)")
+    for what, error, tolerance, worst in record["items"]:
+        where = f" [worst: {worst}]" if worst else ""
+        print(f"  {what}: max rel. difference {error:.1e}{where} (tolerance {tolerance:g})"
+              f"{'' if error <= tolerance else '  FAILED'}")
+    print(f"check {'OK' if ok else 'FAILED'}")
+    return ok
+
+
+def measure(args, implementations):
+    """({implementation: [seconds per step]}, convnet's info), alternating workers round by round."""
+    times, info = defaultdict(list), {}
+    per_round = max(1, args.repeats // args.rounds)
+    for _ in range(args.rounds):
+        for impl in implementations:
+            for record in timing.run_worker(__file__, worker_arguments(args, impl, per_round)):
+                info.update(record.get("info", {}))
+                times[impl] += record.get("times", [])
+    return times, info
+
+
+def print_table(times, batch_size):
+    print("| implementation | ms / step (median) | min - max ms | images/s | convnet / torch images/s |")
+    print("|---|---|---|---|---|")
+    rate = {impl: batch_size / statistics.median(t) for impl, t in times.items()}
+    for impl, t in times.items():
+        ratio = f"{rate['convnet'] / rate['torch']:.2f}" if "torch" in rate else "-"
+        print(f"| {impl} | {statistics.median(t) * 1e3:.1f} | {min(t) * 1e3:.1f} - {max(t) * 1e3:.1f} "
+              f"| {rate[impl]:.1f} | {ratio if impl == 'convnet' else ''} |")
+
+
+def print_profile(args):
+    """Run the profile worker and print the time per block type, then per block."""
+    record = timing.run_worker(__file__, worker_arguments(args, "profile", args.repeats))[0]["profile"]
+    steps = record["steps"]
+    total = sum(steps)
+    per_step = lambda seconds: seconds / len(steps) * 1e3  # noqa: E731  mean ms per step
+
+    parts = defaultdict(dict)
+    for kind, phase, seconds in record["by_type"]:
+        parts[kind][phase] = seconds
+    print(f"\nconvnet profile: mean over {len(steps)} steps of {per_step(total):.1f} ms "
+          f"(median step {statistics.median(steps) * 1e3:.1f} ms), summed over blocks of each type")
+    print("| part | forward ms | backward ms | total ms | % of step |")
+    print("|---|---|---|---|---|")
+    for kind in sorted(parts, key=lambda k: -sum(parts[k].values())):
+        seconds = sum(parts[kind].values())
+        fwd, bwd = parts[kind].get("forward"), parts[kind].get("backward")
+        cells = [f"{per_step(s):.1f}" if s is not None else "-" for s in (fwd, bwd)]
+        print(f"| {kind} | {cells[0]} | {cells[1]} | {per_step(seconds):.1f} | {100 * seconds / total:.1f} |")
+    rest = total - sum(seconds for *_, seconds in record["by_type"])
+    print(f"| other (Python glue, residual sums) | | | {per_step(rest):.1f} | {100 * rest / total:.1f} |")
+
+    blocks = defaultdict(dict)
+    for label, phase, seconds in record["by_block"]:
+        blocks[label][phase] = seconds
+    print("\n| block | forward ms | backward ms | % of step |")
+    print("|---|---|---|---|")
+    for label, phases in blocks.items():  # in forward order
+        print(f"| {label.strip()} | {per_step(phases['forward']):.1f} | {per_step(phases['backward']):.1f} "
+              f"| {100 * sum(phases.values()) / total:.1f} |")
+
+
+def machine_line(info, torch_version, args):
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"convnet {info.get('convnet')}, numpy {info.get('numpy')} ({info.get('blas')}), "
+            f"torch {torch_version or 'not measured'}; threads {args.threads} of {os.cpu_count()} cores ({cpu})")
+
+
+WORKERS = {"convnet": convnet_worker, "torch": torch_worker, "check": check_worker, "profile": profile_worker}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML experiment file whose `model: layers:` block list to use")
+    parser.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
+    parser.add_argument("--optimizer", choices=sorted(LEARNING_RATES), default="sgd_momentum",
+                        help="update rule (default sgd_momentum, momentum 0.9)")
+    parser.add_argument("--learning-rate", type=float,
+                        help="default: convnet's, " + ", ".join(f"{k} {v:g}" for k, v in LEARNING_RATES.items()))
+    parser.add_argument("--repeats", type=int, default=20, help="timed steps per implementation, over all rounds")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating worker rounds for convnet and torch")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both libraries")
+    parser.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                        help="first verify the torch twin is the same network (default on; needs torch)")
+    parser.add_argument("--profile", action="store_true", help="also show where convnet's step time goes")
+    parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return WORKERS[args.worker](args) or 0
+
+    load_model_options(args.config)  # a bad config stops here, not inside a worker
+    torch_version = None if args.no_torch else timing.torch_version()
+    command = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", __file__, *argv])
+    if args.check and torch_version:
+        if not run_check(args):
+            print("The torch twin is not the same network as convnet's; not timing.", file=sys.stderr)
+            return 1
+    elif args.check:
+        print("check skipped: no PyTorch to compare with")
+    times, info = measure(args, ["convnet"] + (["torch"] if torch_version else []))
+    print(f"\n{machine_line(info, torch_version, args)}")
+    print(f"network: {info['network']} ({info['parameters']:,} parameters), batch {args.batch_size} float32, "
+          f"{args.optimizer} lr {learning_rate(args):g}; {args.repeats} timed steps per implementation "
+          f"over {args.rounds} rounds (median)\n")
+    print_table(times, args.batch_size)
+    print("\ntarget: convnet / torch images/s >= 0.7")
+    if args.profile:
+        print_profile(args)
+    print(f"\ncommand: {command}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

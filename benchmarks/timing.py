@@ -1,0 +1,53 @@
+"""What the benchmarks share: timing a callable, and running one implementation per
+worker process.
+
+Why worker processes: idle OpenMP and OpenBLAS threads spin for a while after each
+call, and two libraries sharing one process (and a few cores) slow each other down by
+up to 2x, which would make any ratio meaningless. So each implementation runs in a
+process of its own, started from the environment this benchmark was started with:
+importing convnet sets OMP_WAIT_POLICY=PASSIVE in ``os.environ`` (for convnet's own
+sake), and a PyTorch worker that inherited it would no longer run with PyTorch's
+defaults. Import this module before convnet.
+
+A worker prints one JSON object per line on stdout; :func:`run_worker` returns them.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+# The environment before anything (convnet in particular) changed it.
+START_ENV = dict(os.environ)
+
+
+def time_calls(fn, repeats, warmup):
+    """Seconds of each of ``repeats`` calls of ``fn()``, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def run_worker(script, arguments):
+    """Run ``python script *arguments`` in the start environment; return its JSON lines as dicts.
+
+    A failing worker raises RuntimeError with the end of its stderr.
+    """
+    command = [sys.executable, os.path.abspath(script), *arguments]
+    result = subprocess.run(command, capture_output=True, text=True, env=START_ENV, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"worker {' '.join(arguments)} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+def torch_version():
+    """PyTorch's version string if this interpreter can import torch, else None."""
+    probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
+                           capture_output=True, text=True, env=START_ENV, check=False)
+    return probe.stdout.strip() if probe.returncode == 0 else None
