@@ -37,38 +37,38 @@ def affine_relu_backward(dout, cache):
     return affine_backward(relu_backward(dout, relu_cache), fc_cache)
 
 
+def _affine_norm_relu_forward(x, w, b, gamma, beta, norm_param, norm_forward):
+    a, fc_cache = affine_forward(x, w, b)
+    a_norm, norm_cache = norm_forward(a, gamma, beta, norm_param)
+    out, relu_cache = relu_forward(a_norm)
+    return out, (fc_cache, norm_cache, relu_cache)
+
+
+def _affine_norm_relu_backward(dout, cache, norm_backward):
+    fc_cache, norm_cache, relu_cache = cache
+    da, dgamma, dbeta = norm_backward(relu_backward(dout, relu_cache), norm_cache)
+    dx, dw, db = affine_backward(da, fc_cache)
+    return dx, dw, db, dgamma, dbeta
+
+
 def affine_bn_relu_forward(x, w, b, gamma, beta, bn_param):
     """affine -> batchnorm -> relu."""
-    a, fc_cache = affine_forward(x, w, b)
-    a_bn, bn_cache = batchnorm_forward(a, gamma, beta, bn_param)
-    out, relu_cache = relu_forward(a_bn)
-    return out, (fc_cache, bn_cache, relu_cache)
+    return _affine_norm_relu_forward(x, w, b, gamma, beta, bn_param, batchnorm_forward)
 
 
 def affine_bn_relu_backward(dout, cache):
     """Returns dx, dw, db, dgamma, dbeta."""
-    fc_cache, bn_cache, relu_cache = cache
-    da_bn = relu_backward(dout, relu_cache)
-    da, dgamma, dbeta = batchnorm_backward(da_bn, bn_cache)
-    dx, dw, db = affine_backward(da, fc_cache)
-    return dx, dw, db, dgamma, dbeta
+    return _affine_norm_relu_backward(dout, cache, batchnorm_backward)
 
 
 def affine_ln_relu_forward(x, w, b, gamma, beta, ln_param):
     """affine -> layernorm -> relu."""
-    a, fc_cache = affine_forward(x, w, b)
-    a_ln, ln_cache = layernorm_forward(a, gamma, beta, ln_param)
-    out, relu_cache = relu_forward(a_ln)
-    return out, (fc_cache, ln_cache, relu_cache)
+    return _affine_norm_relu_forward(x, w, b, gamma, beta, ln_param, layernorm_forward)
 
 
 def affine_ln_relu_backward(dout, cache):
     """Returns dx, dw, db, dgamma, dbeta."""
-    fc_cache, ln_cache, relu_cache = cache
-    da_ln = relu_backward(dout, relu_cache)
-    da, dgamma, dbeta = layernorm_backward(da_ln, ln_cache)
-    dx, dw, db = affine_backward(da, fc_cache)
-    return dx, dw, db, dgamma, dbeta
+    return _affine_norm_relu_backward(dout, cache, layernorm_backward)
 
 
 def conv_relu_forward(x, w, b, conv_param):
