@@ -201,9 +201,8 @@ def conv_forward(x, w, b, conv_param):
     """Convolution on the fast path; same contract and results as :func:`conv_forward_naive`.
 
     Per chunk of images: im2col (C*HH*WW, n*OH*OW), one BLAS GEMM with w (F, C*HH*WW),
-    then the bias is added while moving F back next to the spatial axes. Scratch memory
-    is bounded by CONV_WORKSPACE_BYTES whatever N is. When all the columns fit in that
-    bound, they are kept in the cache so that the backward pass need not rebuild them.
+    then the bias is added while moving F back next to the spatial axes.
+    Workspace is bounded by CONV_WORKSPACE_BYTES whatever N is.
     """
     x, w, b, stride, pad, out_h, out_w = _conv_geometry(x, w, b, conv_param)
     x = np.ascontiguousarray(x)
@@ -213,29 +212,24 @@ def conv_forward(x, w, b, conv_param):
     rows, plane = w_rows.shape[1], out_h * out_w
     out = np.empty((x.shape[0], F, out_h, out_w), dtype=x.dtype)
     threads = get_num_threads()
-    chunks = _gemm_chunks(x, w, plane)
-    kept_cols = None
-    for start, stop in chunks:
+    for start, stop in _gemm_chunks(x, w, plane):
         n = stop - start
-        if len(chunks) == 1:
-            cols = kept_cols = np.empty((rows, n * plane), dtype=x.dtype)
-        else:
-            cols = _workspace.take("cols", (rows, n * plane), x.dtype)
+        cols = _workspace.take("cols", (rows, n * plane), x.dtype)
         _im2col_kernels.im2col(x[start:stop], cols, HH, WW, pad, stride, out_h, out_w, threads)
         product = np.matmul(w_rows, cols, out=_workspace.take("rows", (F, n * plane), x.dtype))
         _im2col_kernels.rows_to_images(product, b, out[start:stop].reshape(n, F, plane), threads)
-    return out, (x, w, b, stride, pad, kept_cols)
+    return out, (x, w, b, stride, pad)
 
 
 def conv_backward(dout, cache, compute_dx=True):
     """Backward pass of :func:`conv_forward`: returns dx (N, C, H, W), dw (F, C, HH, WW), db (F,).
 
-    Columns too large to keep from the forward pass are rebuilt chunk by chunk, which
-    bounds memory at the cost of one more im2col. ``compute_dx=False`` skips dx
+    The columns are rebuilt chunk by chunk rather than kept from the forward pass,
+    which bounds memory at the cost of one more im2col. ``compute_dx=False`` skips dx
     (returned as None): a network's first layer never needs it, and it costs a third
     of the work.
     """
-    x, w, b, stride, pad, kept_cols = cache
+    x, w, b, stride, pad = cache
     N, C, H, W = x.shape
     F, _, HH, WW = w.shape
     out_h = (H + 2 * pad - HH) // stride + 1
@@ -255,17 +249,13 @@ def conv_backward(dout, cache, compute_dx=True):
         dout_rows = _workspace.take("rows", (F, n * plane), x.dtype)
         _im2col_kernels.images_to_rows(dout[start:stop].reshape(n, F, plane), dout_rows, threads)
         db += dout_rows.sum(axis=1)
-        if kept_cols is not None:
-            cols = kept_cols
-        else:
-            cols = _workspace.take("cols", (rows, n * plane), x.dtype)
-            _im2col_kernels.im2col(x[start:stop], cols, HH, WW, pad, stride, out_h, out_w, threads)
+        cols = _workspace.take("cols", (rows, n * plane), x.dtype)
+        _im2col_kernels.im2col(x[start:stop], cols, HH, WW, pad, stride, out_h, out_w, threads)
         dw_cols += np.matmul(cols, dout_rows.T, out=dw_chunk)
         if compute_dx:
-            # d(columns) goes to the workspace: the kept columns stay valid, so the same
-            # cache can be given to backward again.
-            dcols = np.matmul(w_rows.T, dout_rows, out=_workspace.take("cols", (rows, n * plane), x.dtype))
-            _im2col_kernels.col2im(dcols, dx[start:stop], HH, WW, pad, stride, out_h, out_w, threads)
+            # The columns are no longer needed: their buffer receives d(columns).
+            np.matmul(w_rows.T, dout_rows, out=cols)
+            _im2col_kernels.col2im(cols, dx[start:stop], HH, WW, pad, stride, out_h, out_w, threads)
     return dx, np.ascontiguousarray(dw_cols.T).reshape(w.shape), db
 
 
