@@ -116,6 +116,13 @@ class Solver:
     # ------------------------------------------------------------------
 
     @property
+    def best_params(self):
+        """CS231n's name for the best state: parameters ('param/<name>') and batch-norm
+        running statistics ('bn/<layer>/<stat>') of the best epoch; restore it with
+        ``model.load_state(solver.best_params)`` (train() does so after the last epoch)."""
+        return self.best_state
+
+    @property
     def progress_epochs(self):
         """Training progress in epochs, e.g. 2.5 halfway through the third epoch."""
         return self.epoch + self.batch_in_epoch / self.iterations_per_epoch

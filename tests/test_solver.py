@@ -98,6 +98,7 @@ def test_best_state_includes_batchnorm_statistics(rng):
     solver = convnet_solver(image_data(rng), num_epochs=3).train()
     assert solver.best_state is not None
     assert any(key.startswith("bn/") for key in solver.best_state)
+    assert solver.best_params is solver.best_state  # the CS231n name
     final = solver.model.state()
     for key, value in solver.best_state.items():
         np.testing.assert_array_equal(final[key], value)
