@@ -465,24 +465,27 @@ spatial_batchnorm_backward_fast = spatial_batchnorm_backward
 
 
 # ---------------------------------------------------------------------------
-# spatial group normalisation (numpy)
+# spatial group normalisation
 # ---------------------------------------------------------------------------
 
 
-def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+def _check_groupnorm(x, gamma, beta, G):
+    x, gamma_flat, beta_flat = _check_spatial_norm(x, gamma, beta)
+    G = require_int("G", G, 1)
+    if x.shape[1] % G != 0:
+        raise ValueError(f"G={G} groups must divide the {x.shape[1]} channels of x (shape {x.shape})")
+    return x, gamma_flat, beta_flat, G
+
+
+def spatial_groupnorm_forward_reference(x, gamma, beta, G, gn_param):
     """Group normalisation: each image's C channels split into G groups of C/G channels,
     each group standardised over its channels and H, W; then a per-channel scale and shift.
 
     x: (N, C, H, W); gamma, beta: (1, C, 1, 1) (or (C,)); G divides C; gn_param: {'eps': 1e-5}.
     Behaves the same in train and test mode. Returns out (N, C, H, W) and a cache.
     """
-    x = _check_images("x", x)
+    x, gamma_flat, beta_flat, G = _check_groupnorm(x, gamma, beta, G)
     N, C, H, W = x.shape
-    G = require_int("G", G, 1)
-    if C % G != 0:
-        raise ValueError(f"G={G} groups must divide the {C} channels of x (shape {x.shape})")
-    gamma_flat = require_channel_vector("gamma", gamma, C)
-    beta_flat = require_channel_vector("beta", beta, C)
     eps = (gn_param or {}).get("eps", 1e-5)
     groups = x.reshape(N, G, C // G, H, W)
     xhat_groups, _, _, inv_std = normalize(groups, (2, 3, 4), eps)
@@ -491,8 +494,8 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     return out.astype(x.dtype, copy=False), (xhat_groups, inv_std, gamma_flat, np.shape(gamma))
 
 
-def spatial_groupnorm_backward(dout, cache):
-    """Backward pass of :func:`spatial_groupnorm_forward`: dx, dgamma, dbeta (dgamma, dbeta shaped like gamma)."""
+def spatial_groupnorm_backward_reference(dout, cache):
+    """Backward pass of :func:`spatial_groupnorm_forward_reference`: dx, dgamma, dbeta (shaped like gamma)."""
     xhat_groups, inv_std, gamma_flat, gamma_shape = cache
     N, G, Cg, H, W = xhat_groups.shape
     dout = as_float_array("dout", dout)
@@ -503,3 +506,36 @@ def spatial_groupnorm_backward(dout, cache):
     dxhat = (dout * gamma_flat[None, :, None, None]).reshape(xhat_groups.shape)
     dx = normalize_backward(dxhat, xhat_groups, inv_std, (2, 3, 4)).reshape(dout.shape)
     return dx.astype(dout.dtype, copy=False), dgamma, dbeta
+
+
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    """Group normalisation on the fast path; same contract and results as
+    :func:`spatial_groupnorm_forward_reference`. Statistics per (image, group) are
+    computed in float64 (two passes) straight on NCHW. Returns out (N, C, H, W) and a cache.
+    """
+    x, gamma_flat, beta_flat, G = _check_groupnorm(x, gamma, beta, G)
+    eps = float((gn_param or {}).get("eps", 1e-5))
+    x = np.ascontiguousarray(x)
+    gamma64 = np.ascontiguousarray(gamma_flat, dtype=np.float64)
+    beta64 = np.ascontiguousarray(beta_flat, dtype=np.float64)
+    out = np.empty_like(x)
+    mean, inv_std = np.empty((x.shape[0], G)), np.empty((x.shape[0], G))
+    _batchnorm_kernels.groupnorm_forward(x, gamma64, beta64, G, eps, out, mean, inv_std, get_num_threads())
+    return out, (x, gamma64, G, mean, inv_std, np.shape(gamma))
+
+
+def spatial_groupnorm_backward(dout, cache):
+    """Backward pass of :func:`spatial_groupnorm_forward`: dx, dgamma, dbeta (dgamma, dbeta shaped like gamma)."""
+    x, gamma64, G, mean, inv_std, gamma_shape = cache
+    dout = np.ascontiguousarray(_check_dout(dout, x.shape, x.dtype))
+    dx = np.empty_like(x)
+    dgamma_parts, dbeta_parts = np.empty(x.shape[:2]), np.empty(x.shape[:2])
+    _batchnorm_kernels.groupnorm_backward(dout, x, gamma64, G, mean, inv_std, dx, dgamma_parts, dbeta_parts,
+                                          get_num_threads())
+    dgamma = dgamma_parts.sum(axis=0).astype(x.dtype).reshape(gamma_shape)
+    dbeta = dbeta_parts.sum(axis=0).astype(x.dtype).reshape(gamma_shape)
+    return dx, dgamma, dbeta
+
+
+spatial_groupnorm_forward_fast = spatial_groupnorm_forward
+spatial_groupnorm_backward_fast = spatial_groupnorm_backward

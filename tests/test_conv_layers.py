@@ -169,22 +169,32 @@ def test_spatial_batchnorm_train_then_test(rng, forward):
     np.testing.assert_array_equal(bn_param["running_var"], frozen[1])
 
 
+GROUPNORM_PAIRS = {
+    "fast": (cl.spatial_groupnorm_forward, cl.spatial_groupnorm_backward),
+    "reference": (cl.spatial_groupnorm_forward_reference, cl.spatial_groupnorm_backward_reference),
+}
+
+
 @pytest.mark.parametrize("G", [1, 2, 4])
-def test_spatial_groupnorm_gradients(rng, G):
+@pytest.mark.parametrize("path", GROUPNORM_PAIRS)
+def test_spatial_groupnorm_gradients(rng, G, path):
+    forward, backward = GROUPNORM_PAIRS[path]
     N, C, H, W = 2, 4, 3, 3
     x = 2 * rng.standard_normal((N, C, H, W)) + 1
     gamma = rng.standard_normal((1, C, 1, 1))
     beta = rng.standard_normal((1, C, 1, 1))
 
     def gn(x, gamma, beta):
-        return cl.spatial_groupnorm_forward(x, gamma, beta, G, {"eps": 1e-5})
+        return forward(x, gamma, beta, G, {"eps": 1e-5})
 
-    assert_layer_gradients(gn, cl.spatial_groupnorm_backward, [x, gamma, beta], [0, 1, 2], rng)
+    assert_layer_gradients(gn, backward, [x, gamma, beta], [0, 1, 2], rng)
 
 
-def test_spatial_groupnorm_normalises_each_group(rng):
+@pytest.mark.parametrize("path", GROUPNORM_PAIRS)
+def test_spatial_groupnorm_normalises_each_group(rng, path):
+    forward = GROUPNORM_PAIRS[path][0]
     x = 3 * rng.standard_normal((2, 6, 4, 4)) + 5
-    out, _ = cl.spatial_groupnorm_forward(x, np.ones((1, 6, 1, 1)), np.zeros((1, 6, 1, 1)), 3, {})
+    out, _ = forward(x, np.ones((1, 6, 1, 1)), np.zeros((1, 6, 1, 1)), 3, {})
     groups = out.reshape(2, 3, -1)
     np.testing.assert_allclose(groups.mean(axis=2), 0, atol=1e-10)
     np.testing.assert_allclose(groups.std(axis=2), 1, rtol=1e-4)
@@ -280,9 +290,16 @@ def test_spatial_batchnorm_rejects_bad_input(rng, forward):
         forward(x[0], np.ones(3), np.zeros(3), {"mode": "train"})
 
 
-def test_groupnorm_rejects_groups_that_do_not_divide_channels(rng):
+@pytest.mark.parametrize("path", GROUPNORM_PAIRS)
+def test_groupnorm_rejects_bad_groups_and_parameters(rng, path):
+    forward = GROUPNORM_PAIRS[path][0]
+    x = rng.standard_normal((2, 6, 3, 3))
     with pytest.raises(ValueError, match="G=4 groups must divide the 6 channels"):
-        cl.spatial_groupnorm_forward(rng.standard_normal((2, 6, 3, 3)), np.ones(6), np.zeros(6), 4, {})
+        forward(x, np.ones(6), np.zeros(6), 4, {})
+    with pytest.raises(ValueError, match="G must be >= 1"):
+        forward(x, np.ones(6), np.zeros(6), 0, {})
+    with pytest.raises(ValueError, match=r"gamma must have shape \(6,\)"):
+        forward(x, np.ones(5), np.zeros(6), 3, {})
 
 
 @pytest.mark.parametrize(
@@ -297,6 +314,8 @@ def test_groupnorm_rejects_groups_that_do_not_divide_channels(rng):
         (cl.spatial_batchnorm_forward, cl.spatial_batchnorm_backward,
          lambda x: (x, np.ones(3), np.zeros(3), {"mode": "train"})),
         (cl.spatial_groupnorm_forward, cl.spatial_groupnorm_backward, lambda x: (x, np.ones(3), np.zeros(3), 3, {})),
+        (cl.spatial_groupnorm_forward_reference, cl.spatial_groupnorm_backward_reference,
+         lambda x: (x, np.ones(3), np.zeros(3), 3, {})),
     ],
 )
 def test_backward_rejects_dout_of_wrong_shape(rng, forward, backward, args):

@@ -263,6 +263,47 @@ def test_spatial_batchnorm_accepts_broadcastable_gamma(rng):
 
 
 # ---------------------------------------------------------------------------
+# spatial group normalisation
+# ---------------------------------------------------------------------------
+
+
+def groupnorm_both_ways(x, gamma, beta, G, dout, layout):
+    out, cache = cl.spatial_groupnorm_forward(in_layout(x, layout), gamma, beta, G, {"eps": 1e-5})
+    fast = (out,) + cl.spatial_groupnorm_backward(in_layout(dout, layout), cache)
+    x64, gamma64, beta64, dout64 = as64(x, gamma, beta, dout)
+    ref_out, ref_cache = cl.spatial_groupnorm_forward_reference(x64, gamma64, beta64, G, {"eps": 1e-5})
+    reference = (ref_out,) + cl.spatial_groupnorm_backward_reference(dout64, ref_cache)
+    return fast, reference
+
+
+@HYPOTHESIS
+@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.integers(1, 5), st.integers(1, 5)),
+       dtype=st.sampled_from(DTYPES), layout=st.sampled_from(LAYOUTS), seed=st.integers(0, 2**32 - 1))
+def test_spatial_groupnorm_fast_matches_reference(shape, dtype, layout, seed):
+    N, G, per_group, H, W = shape
+    if per_group * H * W < 2:
+        per_group = 2  # one value per group has zero variance: nothing to compare
+    C = G * per_group
+    rng = np.random.default_rng(seed)
+    x = (3 * rng.standard_normal((N, C, H, W)) + 2).astype(dtype)
+    gamma = rng.standard_normal(C).astype(dtype)
+    beta = rng.standard_normal(C).astype(dtype)
+    dout = rng.standard_normal(x.shape).astype(dtype)
+    fast, reference = groupnorm_both_ways(x, gamma, beta, G, dout, layout)
+    for name, a, e in zip(["out", "dx", "dgamma", "dbeta"], fast, reference):
+        assert_agree(a, e, dtype, name)
+
+
+def test_spatial_groupnorm_float32_is_stable_for_large_means(rng):
+    x = (rng.standard_normal((4, 8, 16, 16)) + 1000.0).astype(np.float32)
+    gamma, beta = np.ones(8, np.float32), np.zeros(8, np.float32)
+    dout = rng.standard_normal(x.shape).astype(np.float32)
+    fast, reference = groupnorm_both_ways(x, gamma, beta, 4, dout, "contiguous")
+    for name, a, e in zip(["out", "dx", "dgamma", "dbeta"], fast, reference):
+        assert_agree(a, e, np.float32, name)
+
+
+# ---------------------------------------------------------------------------
 # threads
 # ---------------------------------------------------------------------------
 
@@ -287,6 +328,8 @@ def all_fast_layers(x, dout_rng):
     results += [out, cl.max_pool_backward(dout_rng.standard_normal(out.shape).astype(x.dtype), cache)]
     out, cache = cl.spatial_batchnorm_forward(x, np.ones(C, x.dtype), np.zeros(C, x.dtype), {"mode": "train"})
     results += [out, *cl.spatial_batchnorm_backward(dout_rng.standard_normal(out.shape).astype(x.dtype), cache)]
+    out, cache = cl.spatial_groupnorm_forward(x, np.ones(C, x.dtype), np.zeros(C, x.dtype), 2, {})
+    results += [out, *cl.spatial_groupnorm_backward(dout_rng.standard_normal(out.shape).astype(x.dtype), cache)]
     return results
 
 

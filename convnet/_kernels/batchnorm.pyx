@@ -1,4 +1,7 @@
-"""Spatial batch normalisation on NCHW data, one channel per parallel task.
+"""Spatial batch and group normalisation on NCHW data.
+
+Batch norm runs one channel per parallel task; group norm one (image, group) per
+task, whose C/G channels are a single contiguous block of (C/G) * H * W values.
 
 Per channel c the M = N * H * W values are N contiguous blocks of H * W, so no
 transposed copy is ever made. Sums are accumulated in float64 with four
@@ -197,3 +200,74 @@ def batchnorm_backward(const real[:, :, :, ::1] dout, const real[:, :, :, ::1] x
                 dx_block = &dx[n, c, 0, 0]
                 for i in range(plane):
                     dx_block[i] = a * g_block[i] + b * (x_block[i] - centre) + d
+
+
+def groupnorm_forward(const real[:, :, :, ::1] x, const double[::1] gamma, const double[::1] beta, int G,
+                      double eps, real[:, :, :, ::1] out, double[:, ::1] mean, double[:, ::1] inv_std,
+                      int num_threads):
+    """out = gamma * (x - mean) * inv_std + beta with statistics per (image, group).
+
+    x, out: (N, C, H, W); gamma, beta: (C,); G divides C. mean and inv_std (N, G) are written.
+    """
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], plane = x.shape[2] * x.shape[3]
+    cdef Py_ssize_t per_group = C // G, length = per_group * plane
+    cdef Py_ssize_t task, n, g, c
+    cdef double m, istd
+    with nogil:
+        for task in prange(N * G, num_threads=num_threads, schedule="static"):
+            n = task // G
+            g = task % G
+            m = block_sum(&x[n, g * per_group, 0, 0], length) / length
+            istd = 1.0 / sqrt(block_squared_deviation(&x[n, g * per_group, 0, 0], length, m) / length + eps)
+            mean[n, g] = m
+            inv_std[n, g] = istd
+            for c in range(g * per_group, (g + 1) * per_group):
+                normalize_block(&x[n, c, 0, 0], &out[n, c, 0, 0], plane, <real>m, <real>(gamma[c] * istd),
+                                <real>beta[c], False)
+
+
+def groupnorm_backward(const real[:, :, :, ::1] dout, const real[:, :, :, ::1] x, const double[::1] gamma,
+                       int G, const double[:, ::1] mean, const double[:, ::1] inv_std, real[:, :, :, ::1] dx,
+                       double[:, ::1] dgamma_parts, double[:, ::1] dbeta_parts, int num_threads):
+    """Fused backward pass per (image, group); dx (N, C, H, W) is written, and the per-image
+    parts of the parameter gradients: dgamma_parts[n, c] = sum(dout * xhat), dbeta_parts[n, c]
+    = sum(dout) over H, W (the caller sums them over n).
+
+    With dxhat = gamma * dout and L values per group:
+      dx = inv_std * (dxhat - sum(dxhat) / L - xhat * sum(dxhat * xhat) / L),
+    computed per channel as dx = a_c * dout + b * (x - mean) + d in one pass.
+    """
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], plane = x.shape[2] * x.shape[3]
+    cdef Py_ssize_t per_group = C // G
+    cdef double length = <double>(per_group * plane)
+    cdef Py_ssize_t task, n, g, c, i
+    cdef double m, istd, sum_dxhat, sum_dxhat_dev, part_g, part_g_dev
+    cdef const real* dy_block
+    cdef const real* x_block
+    cdef real* dx_block
+    cdef real a, b, d, centre
+    with nogil:
+        for task in prange(N * G, num_threads=num_threads, schedule="static"):
+            n = task // G
+            g = task % G
+            m = mean[n, g]
+            istd = inv_std[n, g]
+            sum_dxhat = 0
+            sum_dxhat_dev = 0
+            for c in range(g * per_group, (g + 1) * per_group):
+                part_g = block_sum(&dout[n, c, 0, 0], plane)
+                part_g_dev = block_dot_deviation(&dout[n, c, 0, 0], &x[n, c, 0, 0], plane, m)
+                dbeta_parts[n, c] = part_g
+                dgamma_parts[n, c] = part_g_dev * istd
+                sum_dxhat = sum_dxhat + gamma[c] * part_g
+                sum_dxhat_dev = sum_dxhat_dev + gamma[c] * part_g_dev
+            centre = <real>m
+            b = <real>(-istd * istd * istd * sum_dxhat_dev / length)
+            d = <real>(-istd * sum_dxhat / length)
+            for c in range(g * per_group, (g + 1) * per_group):
+                a = <real>(gamma[c] * istd)
+                dy_block = &dout[n, c, 0, 0]
+                x_block = &x[n, c, 0, 0]
+                dx_block = &dx[n, c, 0, 0]
+                for i in range(plane):
+                    dx_block[i] = a * dy_block[i] + b * (x_block[i] - centre) + d
