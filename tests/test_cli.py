@@ -91,6 +91,7 @@ def test_bad_config_stops_before_training(tmp_path, capsys):
     assert train.main([str(path), "--set", "optim.learning_rat"]) == train.EXIT_CONFIG
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")  # the point
 def test_divergence_exits_with_a_message(tmp_path, capsys):
     path = write_config(tmp_path, optim={"rule": "sgd", "learning_rate": 1e30})
     assert train.main([str(path), "--output-dir", str(tmp_path / "runs"), "--quiet"]) == train.EXIT_ERROR
