@@ -29,6 +29,10 @@ except ImportError as exc:  # pragma: no cover - exercised by hand, not in an in
         "run Python from outside the source directory so the installed copy is imported."
     ) from exc
 
+from convnet.allocator import tune_malloc as _tune_malloc  # noqa: E402
 from convnet.threads import get_num_threads, set_num_threads  # noqa: E402
+
+#: Whether convnet.allocator's glibc settings are in effect (CONVNET_MALLOC_TUNING=0 turns them off).
+malloc_tuned = _tune_malloc()
 
 __all__ = ["__version__", "get_num_threads", "set_num_threads"]

@@ -1,9 +1,12 @@
 """Packaging: the import guard, the public surface and the CS231n aliases."""
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import convnet
 from convnet import conv_layers
@@ -32,3 +35,28 @@ def test_cs231n_aliases_point_at_the_fast_layers():
 
 def test_thread_count_is_positive():
     assert convnet.get_num_threads() >= 1
+
+
+def _glibc():
+    try:
+        return bool(os.confstr("CS_GNU_LIBC_VERSION"))
+    except (ValueError, AttributeError):
+        return False
+
+
+def _malloc_tuned_in_child(setting):
+    env = {key: value for key, value in os.environ.items() if key != "CONVNET_MALLOC_TUNING"}
+    if setting is not None:
+        env["CONVNET_MALLOC_TUNING"] = setting
+    result = subprocess.run([sys.executable, "-c", "import convnet; print(convnet.malloc_tuned)"],
+                            env=env, capture_output=True, text=True, check=True)
+    return result.stdout.strip()
+
+
+@pytest.mark.skipif(not (sys.platform.startswith("linux") and _glibc()), reason="malloc tuning is glibc-only")
+def test_malloc_tuning_is_on_by_default_on_glibc():
+    assert _malloc_tuned_in_child(None) == "True"
+
+
+def test_malloc_tuning_can_be_turned_off():
+    assert _malloc_tuned_in_child("0") == "False"
