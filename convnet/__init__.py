@@ -32,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - exercised by hand, not in an in
 from convnet.allocator import tune_malloc as _tune_malloc  # noqa: E402
 from convnet.threads import get_num_threads, set_num_threads  # noqa: E402
 
-#: Whether convnet.allocator's glibc settings are in effect (CONVNET_MALLOC_TUNING=0 turns them off).
-malloc_tuned = _tune_malloc()
+#: Whether convnet.allocator's glibc settings are in effect (opt-in: CONVNET_MALLOC_TUNING=1).
+malloc_tuned = _os.environ.get("CONVNET_MALLOC_TUNING") == "1" and _tune_malloc()
 
 __all__ = ["__version__", "get_num_threads", "set_num_threads"]

@@ -54,9 +54,10 @@ def _malloc_tuned_in_child(setting):
 
 
 @pytest.mark.skipif(not (sys.platform.startswith("linux") and _glibc()), reason="malloc tuning is glibc-only")
-def test_malloc_tuning_is_on_by_default_on_glibc():
-    assert _malloc_tuned_in_child(None) == "True"
+def test_malloc_tuning_applies_when_asked_for_on_glibc():
+    assert _malloc_tuned_in_child("1") == "True"
 
 
-def test_malloc_tuning_can_be_turned_off():
+def test_malloc_tuning_is_off_by_default():
+    assert _malloc_tuned_in_child(None) == "False"
     assert _malloc_tuned_in_child("0") == "False"
