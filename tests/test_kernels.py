@@ -28,6 +28,13 @@ def assert_agree(actual, expected64, dtype, what):
     assert worst <= TOLERANCE[np.dtype(dtype)] * scale, f"{what}: max difference {worst:g} (scale {scale:g})"
 
 
+def assert_all_agree(names, fast, reference, dtype):
+    """Each fast result agrees with its float64 reference; ``names`` label them, in order."""
+    assert len(fast) == len(reference) == len(names), f"{len(fast)} fast and {len(reference)} reference results"
+    for name, actual, expected in zip(names, fast, reference):
+        assert_agree(actual, expected, dtype, name)
+
+
 def in_layout(a, layout):
     """The same values as ``a`` in a memory layout other than C order (or C order itself)."""
     if layout == "contiguous":
@@ -88,8 +95,7 @@ def test_conv_fast_matches_naive(case, dtype, layout, seed):
     out_shape = cl.conv_forward_naive(x, w, b, conv_param)[0].shape
     dout = rng.standard_normal(out_shape).astype(dtype)
     fast, reference = conv_both_ways(x, w, b, conv_param, dout, layout)
-    for name, a, e in zip(["out", "dx", "dw", "db"], fast, reference):
-        assert_agree(a, e, dtype, name)
+    assert_all_agree(["out", "dx", "dw", "db"], fast, reference, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -111,8 +117,7 @@ def test_conv_regressions(rng, dtype, x_shape, w_shape, stride, pad):
     conv_param = {"stride": stride, "pad": pad}
     dout = rng.standard_normal(cl.conv_forward_naive(x, w, b, conv_param)[0].shape).astype(dtype)
     fast, reference = conv_both_ways(x, w, b, conv_param, dout, "contiguous")
-    for name, a, e in zip(["out", "dx", "dw", "db"], fast, reference):
-        assert_agree(a, e, dtype, name)
+    assert_all_agree(["out", "dx", "dw", "db"], fast, reference, dtype)
 
 
 def test_conv_backward_can_be_called_twice_with_one_cache(rng):
@@ -175,8 +180,7 @@ def test_max_pool_fast_matches_naive(case, dtype, layout, ties, seed):
     dout_shape = cl.max_pool_forward_naive(x, pool_param)[0].shape
     dout = rng.standard_normal(dout_shape).astype(dtype)
     fast, reference = pool_both_ways(x, pool_param, dout, layout)
-    for name, a, e in zip(["out", "dx"], fast, reference):
-        assert_agree(a, e, dtype, name)
+    assert_all_agree(["out", "dx"], fast, reference, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -190,8 +194,7 @@ def test_max_pool_regressions(rng, dtype, shape, window, stride):
     x = rng.standard_normal(shape).astype(dtype)
     dout = rng.standard_normal(cl.max_pool_forward_naive(x, pool_param)[0].shape).astype(dtype)
     fast, reference = pool_both_ways(x, pool_param, dout, "contiguous")
-    for name, a, e in zip(["out", "dx"], fast, reference):
-        assert_agree(a, e, dtype, name)
+    assert_all_agree(["out", "dx"], fast, reference, dtype)
 
 
 def test_max_pool_propagates_nan():
@@ -240,8 +243,7 @@ def test_spatial_batchnorm_fast_matches_reference(shape, dtype, layout, mode, re
     beta = rng.standard_normal(shape[1]).astype(dtype)
     dout = rng.standard_normal(shape).astype(dtype)
     fast, reference = batchnorm_both_ways(x, gamma, beta, mode, dout, layout, relu)
-    for name, a, e in zip(["out", "dx", "dgamma", "dbeta"], fast, reference):
-        assert_agree(a, e, dtype, name)
+    assert_all_agree(["out", "dx", "dgamma", "dbeta"], fast, reference, dtype)
 
 
 def test_spatial_batchnorm_float32_is_stable_for_large_means(rng):
@@ -251,8 +253,7 @@ def test_spatial_batchnorm_float32_is_stable_for_large_means(rng):
     gamma, beta = np.ones(4, np.float32), np.zeros(4, np.float32)
     dout = rng.standard_normal(x.shape).astype(np.float32)
     fast, reference = batchnorm_both_ways(x, gamma, beta, "train", dout, "contiguous")
-    for name, a, e in zip(["out", "dx", "dgamma", "dbeta"], fast, reference):
-        assert_agree(a, e, np.float32, name)
+    assert_all_agree(["out", "dx", "dgamma", "dbeta"], fast, reference, np.float32)
 
 
 def test_spatial_batchnorm_accepts_broadcastable_gamma(rng):
@@ -290,8 +291,7 @@ def test_spatial_groupnorm_fast_matches_reference(shape, dtype, layout, seed):
     beta = rng.standard_normal(C).astype(dtype)
     dout = rng.standard_normal(x.shape).astype(dtype)
     fast, reference = groupnorm_both_ways(x, gamma, beta, G, dout, layout)
-    for name, a, e in zip(["out", "dx", "dgamma", "dbeta"], fast, reference):
-        assert_agree(a, e, dtype, name)
+    assert_all_agree(["out", "dx", "dgamma", "dbeta"], fast, reference, dtype)
 
 
 def test_spatial_groupnorm_float32_is_stable_for_large_means(rng):
@@ -299,8 +299,7 @@ def test_spatial_groupnorm_float32_is_stable_for_large_means(rng):
     gamma, beta = np.ones(8, np.float32), np.zeros(8, np.float32)
     dout = rng.standard_normal(x.shape).astype(np.float32)
     fast, reference = groupnorm_both_ways(x, gamma, beta, 4, dout, "contiguous")
-    for name, a, e in zip(["out", "dx", "dgamma", "dbeta"], fast, reference):
-        assert_agree(a, e, np.float32, name)
+    assert_all_agree(["out", "dx", "dgamma", "dbeta"], fast, reference, np.float32)
 
 
 # ---------------------------------------------------------------------------
