@@ -380,16 +380,21 @@ def spatial_batchnorm_backward_reference(dout, cache):
     return dx, dgamma.reshape(gamma_shape), dbeta.reshape(gamma_shape)
 
 
+def _norm_kernel_operands(x, gamma_flat, beta_flat):
+    """What the normalisation kernels take: C-ordered x, float64 (C,) gamma and beta, and an output like x."""
+    x = np.ascontiguousarray(x)
+    gamma64 = np.ascontiguousarray(gamma_flat, dtype=np.float64)
+    beta64 = np.ascontiguousarray(beta_flat, dtype=np.float64)
+    return x, gamma64, beta64, np.empty_like(x)
+
+
 def _spatial_batchnorm(x, gamma, beta, bn_param, relu):
     """Fast spatial batch norm, optionally fused with a ReLU on its output (one pass over x)."""
     x, gamma_flat, beta_flat = _check_spatial_norm(x, gamma, beta)
     mode = require_mode("bn_param", require_param(bn_param, "bn_param", "mode"))
     eps = float(bn_param.get("eps", 1e-5))
-    x = np.ascontiguousarray(x)
+    x, gamma64, beta64, out = _norm_kernel_operands(x, gamma_flat, beta_flat)
     C = x.shape[1]
-    gamma64 = np.ascontiguousarray(gamma_flat, dtype=np.float64)
-    beta64 = np.ascontiguousarray(beta_flat, dtype=np.float64)
-    out = np.empty_like(x)
     threads = get_num_threads()
     if mode == "train":
         mean, var, inv_std = np.empty(C), np.empty(C), np.empty(C)
@@ -515,10 +520,7 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     """
     x, gamma_flat, beta_flat, G = _check_groupnorm(x, gamma, beta, G)
     eps = float((gn_param or {}).get("eps", 1e-5))
-    x = np.ascontiguousarray(x)
-    gamma64 = np.ascontiguousarray(gamma_flat, dtype=np.float64)
-    beta64 = np.ascontiguousarray(beta_flat, dtype=np.float64)
-    out = np.empty_like(x)
+    x, gamma64, beta64, out = _norm_kernel_operands(x, gamma_flat, beta_flat)
     mean, inv_std = np.empty((x.shape[0], G)), np.empty((x.shape[0], G))
     _batchnorm_kernels.groupnorm_forward(x, gamma64, beta64, G, eps, out, mean, inv_std, get_num_threads())
     return out, (x, gamma64, G, mean, inv_std, np.shape(gamma))
