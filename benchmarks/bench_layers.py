@@ -10,7 +10,9 @@ the convnet and torch workers alternate over --rounds rounds so that slow drifts
 machine reach both. Separate processes matter: idle OpenMP and OpenBLAS worker threads
 spin for a while after each call, and two libraries sharing one process (and 2 cores)
 slow each other down by up to 2x, which would make any ratio meaningless. Every library
-runs with its own defaults (convnet sets OMP_WAIT_POLICY=PASSIVE for itself on import).
+runs with its own defaults: the convnet and reference workers start with
+convnet.ENVIRONMENT_DEFAULTS (the thread-waiting settings convnet makes for itself on
+import), the torch worker without them.
 
 Conv rates are GFLOP/s (forward 2*N*F*OH*OW*C*HH*WW flops; fwd+bwd computes dx and dw
 too, 3x the forward). Pool and batchnorm rates are GB/s of the least traffic possible
@@ -165,8 +167,9 @@ def run_worker(args):
 
 def run_worker_process(impl, args, repeats):
     """{key: [seconds]} from one worker process timing ``impl``."""
+    env_defaults = {} if impl == "torch" else timing.convnet_env_defaults()
     records = timing.run_worker(__file__, ["--worker", impl, "--dtype", args.dtype, "--layers", args.layers,
-                                           "--repeats", str(repeats), "--threads", str(args.threads)])
+                                           "--repeats", str(repeats), "--threads", str(args.threads)], env_defaults)
     return {tuple(json.dumps(k) for k in record["key"]): record["times"] for record in records}
 
 

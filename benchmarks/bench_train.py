@@ -22,7 +22,8 @@ batch; 3 warm-up steps precede the timed ones.
 Each implementation is timed in a worker process of its own, and the convnet and
 torch workers alternate over --rounds rounds so that slow drifts of the machine reach
 both (see benchmarks/timing.py for why processes). Every library runs with its own
-defaults (convnet sets OMP_WAIT_POLICY=PASSIVE for itself on import). Reported: the
+defaults (convnet's workers start with convnet.ENVIRONMENT_DEFAULTS, the thread-waiting
+settings convnet makes for itself on import; the torch worker without them). Reported: the
 median milliseconds per step, images/s, and convnet's images/s divided by PyTorch's
 (the project's target is at least 0.7). --profile adds where convnet's step time goes,
 per block type, forward and backward apart.
@@ -329,6 +330,7 @@ def convnet_worker(args):
     times = timing.time_calls(lambda: trainer.step(X, y), args.repeats, WARMUP_STEPS)
     blas = [f"{lib['internal_api']} {lib['version']}" for lib in threadpool_info() if lib["user_api"] == "blas"]
     emit(info={"convnet": convnet.__version__, "numpy": np.__version__, "blas": ", ".join(blas) or "unknown",
+               "blas_threads_sleep": convnet.blas_threads_sleep,
                "parameters": model.num_parameters(), "network": describe_spec(model.spec, count_classes(model))})
     emit(times=times)
 
@@ -495,7 +497,8 @@ def measure(args, implementations):
     per_round = max(1, args.repeats // args.rounds)
     for _ in range(args.rounds):
         for impl in implementations:
-            for record in timing.run_worker(__file__, worker_arguments(args, impl, per_round)):
+            env_defaults = {} if impl == "torch" else timing.convnet_env_defaults()
+            for record in timing.run_worker(__file__, worker_arguments(args, impl, per_round), env_defaults):
                 info.update(record.get("info", {}))
                 times[impl] += record.get("times", [])
     return times, info
@@ -513,7 +516,8 @@ def print_table(times, batch_size):
 
 def print_profile(args):
     """Run the profile worker and print the time per block type, then per block."""
-    record = timing.run_worker(__file__, worker_arguments(args, "profile", args.repeats))[0]["profile"]
+    record = timing.run_worker(__file__, worker_arguments(args, "profile", args.repeats),
+                               timing.convnet_env_defaults())[0]["profile"]
     steps = record["steps"]
     total = sum(steps)
     per_step = lambda seconds: seconds / len(steps) * 1e3  # noqa: E731  mean ms per step
@@ -551,7 +555,8 @@ def machine_line(info, torch_version, args):
     except (OSError, StopIteration):
         pass
     return (f"convnet {info.get('convnet')}, numpy {info.get('numpy')} ({info.get('blas')}), "
-            f"torch {torch_version or 'not measured'}; threads {args.threads} of {os.cpu_count()} cores ({cpu})")
+            f"torch {torch_version or 'not measured'}; threads {args.threads} of {os.cpu_count()} cores ({cpu})"
+            f"{'' if info.get('blas_threads_sleep', True) else '; OPENBLAS_THREAD_TIMEOUT not in effect'}")
 
 
 WORKERS = {"convnet": convnet_worker, "torch": torch_worker, "check": check_worker, "profile": profile_worker}

@@ -8,12 +8,31 @@ Layers come as numpy references (:mod:`convnet.layers`, the ``*_naive`` function
 __version__ = "0.1.0"
 
 import os as _os
+import sys as _sys
 
-# The kernels' OpenMP threads and numpy's BLAS threads take turns on the same cores.
-# OpenMP's default (spin-waiting after each parallel loop) steals those cores from BLAS
-# and made convolutions up to 2x slower; sleeping threads cost only microseconds to wake.
-# It must be set before the OpenMP runtime loads, i.e. before the kernels are imported.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+#: Environment settings convnet makes for itself on import, unless already set.
+#: The kernels' OpenMP threads and numpy's BLAS threads take turns on the same cores,
+#: and each runtime by default keeps its idle threads spinning, which takes the cores
+#: from the other one:
+#:
+#: - OMP_WAIT_POLICY: OpenMP threads spinning after each kernel made the BLAS products
+#:   of a convolution up to 2x slower. Read when the OpenMP runtime loads, i.e. when the
+#:   kernels are imported below.
+#: - OPENBLAS_THREAD_TIMEOUT: OpenBLAS threads spin for 2**28 cycles (~0.1 s) after each
+#:   product; the conv and batch-norm kernels that ran in that time measured 1.4-1.7x
+#:   slower, and a training step ~10% slower. 4 (2**4 cycles) lets them sleep at once.
+#:   OpenBLAS reads it when numpy is first imported: import convnet before numpy (or
+#:   set it yourself) for it to count; ``blas_threads_sleep`` says whether it did.
+#:
+#: Sleeping threads cost microseconds to wake, nothing next to a kernel or a product.
+ENVIRONMENT_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
+
+#: Whether OpenBLAS will read an OPENBLAS_THREAD_TIMEOUT (convnet's or the user's): true
+#: unless numpy was imported before convnet without one.
+blas_threads_sleep = "OPENBLAS_THREAD_TIMEOUT" in _os.environ or "numpy" not in _sys.modules
+
+for _name, _value in ENVIRONMENT_DEFAULTS.items():
+    _os.environ.setdefault(_name, _value)
 
 try:
     from convnet._kernels import batchnorm as _batchnorm  # noqa: F401
@@ -35,4 +54,4 @@ from convnet.threads import get_num_threads, set_num_threads  # noqa: E402
 #: Whether convnet.allocator's glibc settings are in effect (opt-in: CONVNET_MALLOC_TUNING=1).
 malloc_tuned = _os.environ.get("CONVNET_MALLOC_TUNING") == "1" and _tune_malloc()
 
-__all__ = ["__version__", "get_num_threads", "set_num_threads"]
+__all__ = ["ENVIRONMENT_DEFAULTS", "__version__", "blas_threads_sleep", "get_num_threads", "set_num_threads"]

@@ -61,3 +61,28 @@ def test_malloc_tuning_applies_when_asked_for_on_glibc():
 def test_malloc_tuning_is_off_by_default():
     assert _malloc_tuned_in_child(None) == "False"
     assert _malloc_tuned_in_child("0") == "False"
+
+
+def _thread_settings_in_child(code, env_update):
+    """What ``code`` prints in a fresh interpreter whose environment lacks the thread settings."""
+    env = {k: v for k, v in os.environ.items() if k not in convnet.ENVIRONMENT_DEFAULTS}
+    env.update(env_update)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return result.stdout.split()
+
+
+IMPORT_AND_REPORT = "import os, convnet; print(convnet.blas_threads_sleep, os.environ['OMP_WAIT_POLICY'], " \
+                    "os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+
+
+def test_import_sets_the_thread_waiting_defaults_before_numpy_loads():
+    assert _thread_settings_in_child(IMPORT_AND_REPORT, {}) == ["True", "PASSIVE", "4"]
+
+
+def test_import_keeps_the_users_own_thread_settings():
+    settings = {"OMP_WAIT_POLICY": "ACTIVE", "OPENBLAS_THREAD_TIMEOUT": "20"}
+    assert _thread_settings_in_child("import numpy; " + IMPORT_AND_REPORT, settings) == ["True", "ACTIVE", "20"]
+
+
+def test_import_after_numpy_reports_that_the_blas_setting_came_too_late():
+    assert _thread_settings_in_child("import numpy; " + IMPORT_AND_REPORT, {})[0] == "False"
