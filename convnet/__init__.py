@@ -20,12 +20,14 @@ import sys as _sys
 #:   kernels are imported below.
 #: - OPENBLAS_THREAD_TIMEOUT: OpenBLAS threads spin for 2**28 cycles (~0.1 s) after each
 #:   product; the conv and batch-norm kernels that ran in that time measured 1.4-1.7x
-#:   slower, and a training step ~10% slower. 4 (2**4 cycles) lets them sleep at once.
+#:   slower, and a training step ~15% slower. 20 (2**20 cycles, ~0.4 ms) still covers the
+#:   gap between back-to-back products: with 4 (sleep at once), a loop of small products
+#:   such as the naive reference convolution ran 2-3x slower, waking threads every call.
 #:   OpenBLAS reads it when numpy is first imported: import convnet before numpy (or
 #:   set it yourself) for it to count; ``blas_threads_sleep`` says whether it did.
 #:
 #: Sleeping threads cost microseconds to wake, nothing next to a kernel or a product.
-ENVIRONMENT_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
+ENVIRONMENT_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "20"}
 
 #: Whether OpenBLAS will read an OPENBLAS_THREAD_TIMEOUT (convnet's or the user's): true
 #: unless numpy was imported before convnet without one.
