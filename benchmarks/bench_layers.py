@@ -167,9 +167,9 @@ def run_worker(args):
 
 def run_worker_process(impl, args, repeats):
     """{key: [seconds]} from one worker process timing ``impl``."""
-    env_defaults = {} if impl == "torch" else timing.convnet_env_defaults()
     records = timing.run_worker(__file__, ["--worker", impl, "--dtype", args.dtype, "--layers", args.layers,
-                                           "--repeats", str(repeats), "--threads", str(args.threads)], env_defaults)
+                                           "--repeats", str(repeats), "--threads", str(args.threads)],
+                                timing.env_defaults_for(impl))
     return {tuple(json.dumps(k) for k in record["key"]): record["times"] for record in records}
 
 

@@ -497,8 +497,8 @@ def measure(args, implementations):
     per_round = max(1, args.repeats // args.rounds)
     for _ in range(args.rounds):
         for impl in implementations:
-            env_defaults = {} if impl == "torch" else timing.convnet_env_defaults()
-            for record in timing.run_worker(__file__, worker_arguments(args, impl, per_round), env_defaults):
+            arguments = worker_arguments(args, impl, per_round)
+            for record in timing.run_worker(__file__, arguments, timing.env_defaults_for(impl)):
                 info.update(record.get("info", {}))
                 times[impl] += record.get("times", [])
     return times, info
@@ -517,7 +517,7 @@ def print_table(times, batch_size):
 def print_profile(args):
     """Run the profile worker and print the time per block type, then per block."""
     record = timing.run_worker(__file__, worker_arguments(args, "profile", args.repeats),
-                               timing.convnet_env_defaults())[0]["profile"]
+                               timing.env_defaults_for("convnet"))[0]["profile"]
     steps = record["steps"]
     total = sum(steps)
     per_step = lambda seconds: seconds / len(steps) * 1e3  # noqa: E731  mean ms per step

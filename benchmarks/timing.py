@@ -50,9 +50,12 @@ def run_worker(script, arguments, env_defaults=None):
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
-def convnet_env_defaults():
-    """The environment convnet sets for itself on import (see convnet.ENVIRONMENT_DEFAULTS),
-    for the workers that time convnet or its numpy references."""
+def env_defaults_for(implementation):
+    """The ``env_defaults`` of run_worker for a worker timing ``implementation``: none for
+    "torch", which keeps PyTorch's defaults; otherwise the settings convnet makes for itself
+    on import (convnet.ENVIRONMENT_DEFAULTS), for convnet and its numpy references."""
+    if implementation == "torch":
+        return {}
     import convnet
 
     return convnet.ENVIRONMENT_DEFAULTS

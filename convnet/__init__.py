@@ -26,7 +26,8 @@ import sys as _sys
 #:   OpenBLAS reads it when numpy is first imported: import convnet before numpy (or
 #:   set it yourself) for it to count; ``blas_threads_sleep`` says whether it did.
 #:
-#: Sleeping threads cost microseconds to wake, nothing next to a kernel or a product.
+#: Waking a sleeping thread is not free (up to ~0.4 ms per BLAS call on the 2-core test
+#: machine), hence OpenBLAS's short spin; an OpenMP kernel lasts milliseconds.
 ENVIRONMENT_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "20"}
 
 #: Whether OpenBLAS will read an OPENBLAS_THREAD_TIMEOUT (convnet's or the user's): true
