@@ -16,18 +16,17 @@ import sys as _sys
 #: from the other one:
 #:
 #: - OMP_WAIT_POLICY: OpenMP threads spinning after each kernel made the BLAS products
-#:   of a convolution up to 2x slower. Read when the OpenMP runtime loads, i.e. when the
+#:   of a convolution up to 2x slower; PASSIVE lets them sleep at once, which costs little
+#:   next to a kernel of milliseconds. Read when the OpenMP runtime loads, i.e. when the
 #:   kernels are imported below.
 #: - OPENBLAS_THREAD_TIMEOUT: OpenBLAS threads spin for 2**28 cycles (~0.1 s) after each
 #:   product; the conv and batch-norm kernels that ran in that time measured 1.4-1.7x
 #:   slower, and a training step ~15% slower. 20 (2**20 cycles, ~0.4 ms) still covers the
 #:   gap between back-to-back products: with 4 (sleep at once), a loop of small products
-#:   such as the naive reference convolution ran 2-3x slower, waking threads every call.
+#:   such as the naive reference convolution ran 2-3x slower, waking threads every call
+#:   (up to ~0.4 ms per call on the 2-core test machine).
 #:   OpenBLAS reads it when numpy is first imported: import convnet before numpy (or
 #:   set it yourself) for it to count; ``blas_threads_sleep`` says whether it did.
-#:
-#: Waking a sleeping thread is not free (up to ~0.4 ms per BLAS call on the 2-core test
-#: machine), hence OpenBLAS's short spin; an OpenMP kernel lasts milliseconds.
 ENVIRONMENT_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "20"}
 
 #: Whether OpenBLAS will read an OPENBLAS_THREAD_TIMEOUT (convnet's or the user's): true
