@@ -49,6 +49,12 @@ class ConvNet(Model):
         "reg": Option(0.0, float, range="[0, inf)", help="L2 strength on the weights"),
     }
 
+    @staticmethod
+    def check_options(options, where="model"):
+        """ConfigError if the block list does not fit input_dim (every block's shape is inferred)."""
+        layers = DEFAULT_LAYERS if options["layers"] is None else options["layers"]
+        blocks.resolve_layers(layers, options["input_dim"], f"{where}.layers")
+
     def __init__(self, layers=None, input_dim=(3, 32, 32), num_classes=10, reg=0.0, dtype=np.float32, seed=None):
         super().__init__(reg, dtype, seed)
         self.input_dim = blocks.check_input_dim(input_dim)
