@@ -21,9 +21,10 @@ with the closest valid one, a wrong type or value says what is allowed.
 
 from pathlib import Path
 
+import numpy as np
 import yaml
 
-from convnet.data import NORMALIZATIONS
+from convnet.data import IMAGE_SHAPE, NORMALIZATIONS, NUM_CLASSES
 from convnet.models import MODEL_TYPES
 from convnet.optim import HYPERPARAMETERS, UPDATE_RULES
 from convnet.options import NONE, REQUIRED, ConfigError, Option, check, not_one_of, resolve, unknown_key
@@ -140,6 +141,18 @@ def _check_data_counts(data):
         raise ConfigError(f"config key 'data.num_test' is {data['num_test']}, but {where} holds only {test} test images")
 
 
+def _check_model_fits_data(model, source):
+    """Refuse a model whose input or class count does not match the images and labels of the source."""
+    input_dim = model.get("input_dim")
+    expected = list(IMAGE_SHAPE) if isinstance(input_dim, list) else int(np.prod(IMAGE_SHAPE))
+    if input_dim is not None and input_dim != expected:
+        raise ConfigError(f"config key 'model.input_dim' is {input_dim}, but the images of data.source {source!r} "
+                          f"are {tuple(IMAGE_SHAPE)}: use {expected}")
+    if model.get("num_classes", NUM_CLASSES) < NUM_CLASSES:
+        raise ConfigError(f"config key 'model.num_classes' is {model['num_classes']}, but data.source {source!r} "
+                          f"has {NUM_CLASSES} classes")
+
+
 def _check_output_dir(directory):
     """Refuse an output.dir that cannot be a directory because a path above it is a file."""
     path = Path(directory)
@@ -167,6 +180,7 @@ def validate_config(raw):
     if config["data"]["source"] == "sample" and config["data"]["download"]:
         raise ConfigError("config key 'data.download' only applies to data.source 'cifar10'")
     _check_data_counts(config["data"])
+    _check_model_fits_data(config["model"], config["data"]["source"])
     _check_output_dir(config["output"]["dir"])
     return config
 

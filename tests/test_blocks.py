@@ -100,7 +100,7 @@ def test_a_new_block_type_is_one_registry_entry(monkeypatch, rng):
     model = ConvNet(layers, input_dim=(3, 8, 8), num_classes=2, seed=0)
     assert model.network.blocks[1].out_shape == (4, 4, 4)
     model.loss(rng.standard_normal((2, 3, 8, 8)), np.array([0, 1]))
-    raw = {"name": "t", "model": {"type": "ConvNet", "input_dim": [3, 8, 8], "layers": layers}}
+    raw = {"name": "t", "model": {"type": "ConvNet", "layers": layers}}
     assert validate_config(raw)["model"]["layers"][1] == {"type": "scale", "factor": 2}
     raw["model"]["layers"][1]["factor"] = 0
     with pytest.raises(ValueError, match=r"'model.layers\[1\].factor' must be > 0"):

@@ -87,6 +87,10 @@ REFUSED = [
      "'model.layers[5]' (pool) does not fit its input (3, 1, 1)"),
     (merged(model=convnet("global_avgpool", "pool")), "'model.layers[1]' (pool) needs (C, H, W) input"),
     (merged(model={"type": "ConvNet", "input_dim": [3, 30, 30]}), "'model.layers[5]' (pool) does not fit its input (64, 15, 15)"),
+    (merged(model={**BASE["model"], "input_dim": [3, 16, 16]}), "'model.input_dim' is [3, 16, 16], but the images"),
+    (merged(model={"type": "TwoLayerNet", "input_dim": 1000}), "'model.input_dim' is 1000, but the images of data.source "
+                                                               "'sample' are (3, 32, 32): use 3072"),
+    (merged(model={**BASE["model"], "num_classes": 5}), "'model.num_classes' is 5, but data.source 'sample' has 10"),
     (merged(model=convnet({"type": "residul", "filters": 4})), "did you mean 'residual'"),
     (merged(seed=-1), "'seed' must be >= 0, got -1"),
     (merged(data={"num_training": 3000}), "'data.num_training' is 3000 (+ data.num_validation 1000), but the "
