@@ -8,15 +8,19 @@ An experiment file has these sections (every key but ``name`` has a default)::
     data:    {source: sample|cifar10, root, download, num_training, num_validation,
               num_test, normalization: mean_image|per_channel|null,
               augment: {crop_padding, flip, cutout_size}}
-    model:   {type: TwoLayerNet|FullyConnectedNet|ThreeLayerConvNet|ConvNet, ...its arguments}
+    model:   {type: TwoLayerNet|FullyConnectedNet|ThreeLayerConvNet|ConvNet, ...its OPTIONS}
     optim:   {rule: sgd|sgd_momentum|nesterov|rmsprop|adam|adamw, ...its hyperparameters}
     schedule: {type: constant|exponential|step|cosine|onecycle, ...its options}
     solver:  {batch_size, num_epochs, num_train_samples, num_val_samples, print_every,
               eval_batch_size}
     output:  {dir, checkpoint, plots}
 
-:func:`load_config` validates everything before anything runs: an unknown key is named
-with the closest valid one, a wrong type or value says what is allowed.
+:func:`load_config` validates everything before any data is read: an unknown key is named
+with the closest valid one, a wrong type or value says what is allowed, a ConvNet's block
+shapes are inferred, and image counts are checked against the data source. Every key is a
+:class:`convnet.options.Option` declared once: the sections here, each model class's
+``OPTIONS``, ``convnet.schedules.SCHEDULES`` and ``convnet.models.blocks.BLOCKS``; the
+tables of docs/experiments.md are generated from them (:mod:`convnet.config_tables`).
 """
 
 from pathlib import Path

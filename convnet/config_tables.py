@@ -28,6 +28,13 @@ def _cell(text):
     return text.replace("|", "\\|")
 
 
+def _allowed(declared):
+    """declared.describe(), with choices written as code: one of `sample`, `cifar10`."""
+    if declared.choices is None:
+        return declared.describe()
+    return "one of " + ", ".join(f"`{'null' if choice is None else choice}`" for choice in declared.choices)
+
+
 def _sections_rows():
     sections = [("", config.TOP), ("data.", config.DATA), ("data.augment.", config.AUGMENT),
                 ("solver.", config.SOLVER), ("output.", config.OUTPUT)]
@@ -41,7 +48,7 @@ def _sections_rows():
                 allowed = "one of " + ", ".join(f"`{name}`" for name in kinds[1])
                 yield f"`{key}.{kinds[0]}`", kinds[2], allowed, declared.help
                 continue
-            yield f"`{prefix}{key}`", markdown_default(declared), declared.describe(), declared.help
+            yield f"`{prefix}{key}`", markdown_default(declared), _allowed(declared), declared.help
 
 
 def sections_table():
@@ -57,7 +64,7 @@ def _options_cell(options):
         name = f"`{key}`" if declared.default is REQUIRED else f"`{key}: {markdown_default(declared).strip('`')}`"
         note = "required: " if declared.default is REQUIRED else ""
         extra = f"; {declared.help}" if declared.help else ""
-        parts.append(f"{name} ({note}{declared.describe()}{extra})")
+        parts.append(f"{name} ({note}{_allowed(declared)}{extra})")
     return ", ".join(parts)
 
 

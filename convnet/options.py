@@ -190,6 +190,6 @@ def markdown_default(declared):
     value = declared.default
     if value is REQUIRED:
         return "required"
-    if value is None or isinstance(value, bool):
-        return f"`{ {None: 'null', True: 'true', False: 'false'}[value] }`"
-    return '`""`' if value == "" else f"`{value}`"
+    words = {None: "null", True: "true", False: "false", "": '""'}
+    text = words[value] if value is None or isinstance(value, bool) or value == "" else str(value)
+    return f"`{text}`"

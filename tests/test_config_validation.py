@@ -203,3 +203,16 @@ def test_config_errors_are_value_errors_naming_the_key():
     with pytest.raises(ValueError, match="'schedule.gamma' must be in"):
         make_schedule({"type": "step", "gamma": 2}, 0.1, 10)
     assert issubclass(ConfigError, ValueError)
+
+
+def test_the_command_line_prints_one_line_and_no_traceback(tmp_path):
+    """The real `python -m convnet.train` process, for the crash that used to come after a full epoch."""
+    import subprocess
+    import sys
+
+    path = write_config(tmp_path, merged(schedule={"type": "step", "step_size": 0}))
+    result = subprocess.run([sys.executable, "-m", "convnet.train", str(path), "--output-dir", str(tmp_path / "runs")],
+                            capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr == "error: config key 'schedule.step_size' must be >= 1, got 0\n"
+    assert "loading data" not in result.stdout and not (tmp_path / "runs").exists()
