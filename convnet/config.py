@@ -94,8 +94,6 @@ TOP = {
 }
 #: Every model type's config also takes the floating-point type it computes in.
 DTYPE = Option("float32", str, choices=("float32", "float64"), help="the floating-point type of the computation")
-#: Every hyperparameter of an update rule is a non-negative number.
-HYPERPARAMETER = Option(None, float, range=COUNT)
 
 
 def model_options(kind):
@@ -121,12 +119,12 @@ def _optim_section(raw):
     rule = optim.pop("rule", "sgd")
     if rule not in UPDATE_RULES:
         raise not_one_of("optim.rule", rule, UPDATE_RULES)
-    allowed = HYPERPARAMETERS[rule]
+    declared = HYPERPARAMETERS[rule]
     for key, value in optim.items():
-        if key not in allowed:
-            raise unknown_key(f"optim.{key}", key, allowed, f" for {rule}")
-        optim[key] = check(f"optim.{key}", value, HYPERPARAMETER)
-    return {"rule": rule, **optim}
+        if key not in declared:
+            raise unknown_key(f"optim.{key}", key, list(declared), f" for {rule}")
+        optim[key] = check(f"optim.{key}", value, declared[key])
+    return {"rule": rule, **optim}  # only what the config sets: the rule fills in its own defaults
 
 
 def _check_data_counts(data):

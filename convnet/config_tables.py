@@ -1,7 +1,7 @@
 """The tables of docs/experiments.md, generated from the declared options.
 
-The config sections (convnet.config), the model types (each class's OPTIONS), the
-learning-rate schedules (convnet.schedules.SCHEDULES) and the ConvNet blocks
+The config sections (convnet.config), the model types (each class's OPTIONS), the update
+rules' hyperparameters (convnet.optim.HYPERPARAMETERS), the learning-rate schedules (convnet.schedules.SCHEDULES) and the ConvNet blocks
 (convnet.models.blocks.BLOCKS) are declared once; this module writes them as Markdown
 between ``<!-- generated: NAME -->`` and ``<!-- end generated -->`` markers, so the docs
 cannot drift from the code (tests/test_config_validation.py checks the committed file).
@@ -75,6 +75,14 @@ def models_table():
     return "\n".join(lines) + "\n"
 
 
+def optim_table():
+    lines = ["| `optim.rule` | hyperparameters (allowed values; left out: the rule's default) |", "|---|---|"]
+    for rule, declared in HYPERPARAMETERS.items():
+        cell = ", ".join(f"`{key}` ({_allowed(o)}; {o.help})" for key, o in declared.items())
+        lines.append(f"| `{rule}` | {_cell(cell)} |")
+    return "\n".join(lines) + "\n"
+
+
 def schedules_table():
     lines = ["| `schedule.type` | options (defaults; allowed values) | what it does |", "|---|---|---|"]
     for kind, schedule in SCHEDULES.items():
@@ -89,7 +97,8 @@ def blocks_table():
     return "\n".join(lines) + "\n"
 
 
-TABLES = {"sections": sections_table, "models": models_table, "schedules": schedules_table, "blocks": blocks_table}
+TABLES = {"sections": sections_table, "models": models_table, "optim": optim_table, "schedules": schedules_table,
+          "blocks": blocks_table}
 
 
 def update(text):

@@ -93,6 +93,9 @@ REFUSED = [
     (merged(model={**BASE["model"], "num_classes": 5}), "'model.num_classes' is 5, but data.source 'sample' has 10"),
     (merged(model=convnet({"type": "residul", "filters": 4})), "did you mean 'residual'"),
     (merged(seed=-1), "'seed' must be >= 0, got -1"),
+    (merged(optim={"rule": "adam", "beta1": 1}), "'optim.beta1' must be in [0, 1), got 1"),
+    (merged(optim={"rule": "sgd_momentum", "momentum": "high"}), "'optim.momentum' must be a number in [0, 1)"),
+    (merged(optim={"rule": "rmsprop", "epsilon": 0}), "'optim.epsilon' must be > 0"),
     (merged(data={"num_training": 3000}), "'data.num_training' is 3000 (+ data.num_validation 1000), but the "
                                           "bundled sample holds only 2700"),
     (merged(data={"num_training": 2000, "num_validation": 800}), "'data.num_training' is 2000"),
@@ -186,7 +189,7 @@ def test_model_defaults_from_the_declarations_build_the_model():
 
 def test_docs_tables_match_the_declarations():
     text = DOCS.read_text()
-    assert text.count("<!-- generated:") == 4
+    assert text.count("<!-- generated:") == 5
     assert config_tables.update(text) == text, "run: python -m convnet.config_tables docs/experiments.md"
 
 
