@@ -1,9 +1,9 @@
 """The tables of docs/experiments.md, generated from the declared options.
 
 The config sections (convnet.config), the model types (each class's OPTIONS), the update
-rules' hyperparameters (convnet.optim.HYPERPARAMETERS), the learning-rate schedules (convnet.schedules.SCHEDULES) and the ConvNet blocks
-(convnet.models.blocks.BLOCKS) are declared once; this module writes them as Markdown
-between ``<!-- generated: NAME -->`` and ``<!-- end generated -->`` markers, so the docs
+rules' hyperparameters (convnet.optim.HYPERPARAMETERS), the learning-rate schedules
+(convnet.schedules.SCHEDULES) and the ConvNet blocks (convnet.models.blocks.BLOCKS) are
+declared once; this module writes them as Markdown between ``<!-- generated: NAME -->`` and ``<!-- end generated -->`` markers, so the docs
 cannot drift from the code (tests/test_config_validation.py checks the committed file).
 
     python -m convnet.config_tables docs/experiments.md     # rewrite the tables in place
