@@ -30,8 +30,8 @@ import yaml
 
 from convnet.data import IMAGE_SHAPE, NORMALIZATIONS, NUM_CLASSES
 from convnet.models import MODEL_TYPES
-from convnet.optim import HYPERPARAMETERS, UPDATE_RULES
-from convnet.options import NONE, REQUIRED, ConfigError, Option, check, not_one_of, resolve, unknown_key
+from convnet.optim import HYPERPARAMETERS
+from convnet.options import NONE, REQUIRED, ConfigError, Option, check, choose, resolve, unknown_key
 from convnet.schedules import resolve_schedule
 
 __all__ = ["ConfigError", "apply_override", "dump_config", "load_config", "validate_config"]
@@ -105,10 +105,9 @@ def _model_section(raw):
     """type + the options the model class declares (the top-level seed seeds the model)."""
     model = dict(raw)
     kind = model.pop("type", None)
-    if kind not in MODEL_TYPES:
-        raise not_one_of("model.type", kind, MODEL_TYPES)
+    cls = choose("model.type", kind, MODEL_TYPES)
     resolved = resolve("model", model, model_options(kind), context=f" for {kind}")
-    check_options = getattr(MODEL_TYPES[kind], "check_options", None)
+    check_options = getattr(cls, "check_options", None)
     if check_options is not None:  # what one option alone cannot say, e.g. ConvNet's block shapes
         check_options(resolved, "model")
     return {"type": kind, **resolved}
@@ -117,9 +116,7 @@ def _model_section(raw):
 def _optim_section(raw):
     optim = dict(raw)
     rule = optim.pop("rule", "sgd")
-    if rule not in UPDATE_RULES:
-        raise not_one_of("optim.rule", rule, UPDATE_RULES)
-    declared = HYPERPARAMETERS[rule]
+    declared = choose("optim.rule", rule, HYPERPARAMETERS)
     for key, value in optim.items():
         if key not in declared:
             raise unknown_key(f"optim.{key}", key, list(declared), f" for {rule}")

@@ -115,6 +115,13 @@ def not_one_of(path, value, allowed, context=""):
                        f"{did_you_mean(value, allowed)}")
 
 
+def choose(path, name, registry):
+    """registry[name] for the type/rule name at config key path, else the not_one_of ConfigError."""
+    if not isinstance(name, str) or name not in registry:
+        raise not_one_of(path, name, registry)
+    return registry[name]
+
+
 def unknown_key(path, key, allowed, context=""):
     """ConfigError for a key that is not declared; context says what decides the keys, e.g. ' for adam'."""
     return ConfigError(f"config key '{path}'{context}: unknown{did_you_mean(key, allowed)} "

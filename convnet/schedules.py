@@ -13,7 +13,7 @@ Each type and its options (types, ranges, defaults) are declared once, in SCHEDU
 import math
 from typing import Callable, NamedTuple
 
-from convnet.options import Option, not_one_of, resolve
+from convnet.options import Option, choose, resolve
 
 
 class Schedule(NamedTuple):
@@ -113,9 +113,7 @@ def resolve_schedule(spec, where="schedule"):
         return resolve(where, spec, {})  # raises: must be a mapping
     spec = dict(spec)
     kind = spec.pop("type", "constant")
-    if kind not in SCHEDULES:
-        raise not_one_of(f"{where}.type", kind, SCHEDULES)
-    options = SCHEDULES[kind].options
+    options = choose(f"{where}.type", kind, SCHEDULES).options
     return {"type": kind, **resolve(where, spec, options, context=f" for {kind}")}
 
 

@@ -92,6 +92,10 @@ REFUSED = [
                                                                "'sample' are (3, 32, 32): use 3072"),
     (merged(model={**BASE["model"], "num_classes": 5}), "'model.num_classes' is 5, but data.source 'sample' has 10"),
     (merged(model=convnet({"type": "residul", "filters": 4})), "did you mean 'residual'"),
+    (merged(model=convnet({"type": ["conv"], "filters": 4})), "'model.layers[0].type' must be one of"),
+    (merged(model={"type": {"name": "ConvNet"}}), "'model.type' must be one of"),
+    (merged(optim={"rule": ["sgd"]}), "'optim.rule' must be one of"),
+    (merged(schedule={"type": ["cosine"]}), "'schedule.type' must be one of"),
     (merged(seed=-1), "'seed' must be >= 0, got -1"),
     (merged(optim={"rule": "adam", "beta1": 1}), "'optim.beta1' must be in [0, 1), got 1"),
     (merged(optim={"rule": "sgd_momentum", "momentum": "high"}), "'optim.momentum' must be a number in [0, 1)"),
@@ -219,3 +223,10 @@ def test_the_command_line_prints_one_line_and_no_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr == "error: config key 'schedule.step_size' must be >= 1, got 0\n"
     assert "loading data" not in result.stdout and not (tmp_path / "runs").exists()
+
+
+def test_every_update_rule_declares_its_hyperparameters():
+    from convnet.optim import HYPERPARAMETERS, UPDATE_RULES
+
+    assert list(HYPERPARAMETERS) == list(UPDATE_RULES)
+    assert all("learning_rate" in declared for declared in HYPERPARAMETERS.values())

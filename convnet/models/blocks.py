@@ -18,7 +18,7 @@ import numpy as np
 
 from convnet import conv_layers, layers
 from convnet.checks import window_output_size
-from convnet.options import REQUIRED, ConfigError, Option, check, not_one_of, resolve
+from convnet.options import REQUIRED, ConfigError, Option, check, choose, resolve
 
 
 def same_pad(size):
@@ -385,9 +385,7 @@ def resolve_layers(layers, input_dim, where="layers"):
                               f"got {entry!r}")
         options = dict(entry)
         kind = options.pop("type")
-        if kind not in BLOCKS:
-            raise not_one_of(f"{here}.type", kind, BLOCKS)
-        block = BLOCKS[kind]
+        block = choose(f"{here}.type", kind, BLOCKS)
         options = resolve(here, options, block.options, context=f" for {kind}")
         if block.images and len(shape) != 3:
             raise ConfigError(f"config key '{here}' ({kind}) needs (C, H, W) input, but the blocks before it "
