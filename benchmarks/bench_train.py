@@ -8,8 +8,8 @@ ConvNet, convnet against the same network in PyTorch on the CPU (when installed)
 The network is the block list of ConvNet (default: the model of the cifar10_convnet
 experiment; --config reads `model: {type: ConvNet, layers: [...]}` from a YAML
 experiment file) on (3, 32, 32) float32 images with 10 classes. The PyTorch twin is
-built from the same block list, block type by block type, and starts from convnet's
-initial parameters. Before timing, --check (on by default, a few seconds) verifies
+built stage by stage from what the block registry built (twin_layers), and starts from
+convnet's initial parameters. Before timing, --check (on by default, a few seconds) verifies
 that the twin is the same network: equal train-mode scores, loss and gradients on a
 small batch, and equal parameters after one SGD-with-momentum step; it stops the run
 (exit status 1) if they differ.
@@ -156,66 +156,66 @@ def leaf_blocks(block):
 # ---------------------------------------------------------------------------
 
 
-def build_torch_net(spec, input_dim, num_classes):
-    """nn.Sequential equal to ConvNet(spec): spec is ConvNet's normalised [(type, options)].
+def twin_layers(block, params):
+    """The PyTorch twin of a built convnet block, as [(torch.nn class name, arguments)].
 
-    Shapes are per image; BatchNorm momentum is 1 - convnet's (torch weighs the new batch,
-    convnet the running average), eps is the same.
+    The twin follows the stages that the block registry's builders (convnet.models.blocks.BLOCKS)
+    made, not the block list: a new block type built from existing stages needs nothing here,
+    a new kind of stage one branch. Needs no torch. Residual stages become
+    ("Residual", {"body": [...], "shortcut": [...]}). BatchNorm momentum is 1 - convnet's
+    (torch weighs the new batch, convnet the running average); eps is the same.
     """
+    from convnet.models import blocks
+
+    if isinstance(block, blocks.Sequence):
+        return [layer for child in block.blocks for layer in twin_layers(child, params)]
+    if isinstance(block, blocks.Residual):
+        return [("Residual", {"body": twin_layers(block.body, params), "shortcut": twin_layers(block.shortcut, params)})]
+    if isinstance(block, blocks.Conv):
+        filters, channels, size, _ = params[block.w].shape
+        return [("Conv2d", {"in_channels": channels, "out_channels": filters, "kernel_size": size,
+                            "stride": block.conv_param["stride"], "padding": block.conv_param["pad"],
+                            "bias": block.b is not None})]
+    if isinstance(block, blocks.BatchNorm):
+        norm = "BatchNorm2d" if len(block.in_shape) == 3 else "BatchNorm1d"
+        layers = [(norm, {"num_features": block.in_shape[0], "eps": block.bn_param["eps"],
+                          "momentum": 1 - block.bn_param["momentum"]})]
+        return layers + ([("ReLU", {})] if block.relu else [])
+    if isinstance(block, blocks.ReLU):
+        return [("ReLU", {})]
+    if isinstance(block, blocks.MaxPool):
+        return [("MaxPool2d", {"kernel_size": block.pool_param["pool_height"], "stride": block.pool_param["stride"]})]
+    if isinstance(block, blocks.GlobalAvgPool):
+        return [("AdaptiveAvgPool2d", {"output_size": 1}), ("Flatten", {})]  # the mean over H, W: (N, C)
+    if isinstance(block, blocks.Dropout):
+        return [("Dropout", {"p": 1 - block.dropout_param["p"]})]  # torch's p drops, convnet's keep keeps
+    if isinstance(block, blocks.Affine):
+        fan_in, units = params[block.w].shape
+        return [("Flatten", {}), ("Linear", {"in_features": fan_in, "out_features": units})]
+    raise ValueError(f"no PyTorch twin for convnet stage {type(block).__name__}")
+
+
+def build_torch_net(model):
+    """nn.Sequential equal to the ConvNet ``model`` (parameters registered in convnet's order)."""
     import torch
     from torch import nn
 
     class Residual(nn.Module):
-        """relu(bn(conv(relu(bn(conv(x))))) + shortcut(x)), registered in convnet's parameter order."""
+        """relu(body(x) + shortcut(x))."""
 
-        def __init__(self, channels, filters):
+        def __init__(self, body, shortcut):
             super().__init__()
-            self.body = nn.Sequential(*conv_bn(channels, filters, 3, 1, 1), nn.ReLU(), *conv_bn(filters, filters, 3, 1, 1))
-            self.shortcut = nn.Identity() if channels == filters else nn.Sequential(*conv_bn(channels, filters, 1, 1, 0))
+            self.body = sequential(body)
+            self.shortcut = sequential(shortcut) if shortcut else nn.Identity()
 
         def forward(self, x):
             return torch.relu(self.body(x) + self.shortcut(x))
 
-    def conv_bn(channels, filters, size, stride, pad):
-        return [nn.Conv2d(channels, filters, size, stride, pad, bias=False), nn.BatchNorm2d(filters, eps=1e-5, momentum=0.1)]
+    def sequential(layers):
+        return nn.Sequential(*[Residual(**args) if name == "Residual" else getattr(nn, name)(**args)
+                               for name, args in layers])
 
-    layers = []
-    shape = tuple(input_dim)  # (C, H, W), or (D,) after global_avgpool / affine
-    for kind, o in spec:
-        if kind in ("conv", "conv_relu", "conv_bn_relu"):
-            pad = (o["size"] - 1) // 2 if o["pad"] is None else o["pad"]
-            if kind == "conv_bn_relu":
-                layers += conv_bn(shape[0], o["filters"], o["size"], o["stride"], pad) + [nn.ReLU()]
-            else:
-                layers.append(nn.Conv2d(shape[0], o["filters"], o["size"], o["stride"], pad, bias=True))
-                layers += [nn.ReLU()] if kind == "conv_relu" else []
-            side = [(n + 2 * pad - o["size"]) // o["stride"] + 1 for n in shape[1:]]
-            shape = (o["filters"], *side)
-        elif kind == "batchnorm":
-            norm = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
-            layers.append(norm(shape[0], eps=o["eps"], momentum=1 - o["momentum"]))
-        elif kind == "relu":
-            layers.append(nn.ReLU())
-        elif kind == "pool":
-            stride = o["size"] if o["stride"] is None else o["stride"]
-            layers.append(nn.MaxPool2d(o["size"], stride))
-            shape = (shape[0], *[(n - o["size"]) // stride + 1 for n in shape[1:]])
-        elif kind == "global_avgpool":
-            layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]  # the mean over H, W: (N, C)
-            shape = (shape[0],)
-        elif kind == "dropout":
-            layers.append(nn.Dropout(1 - o["keep"]))  # torch's p drops, convnet's keep keeps
-        elif kind in ("affine", "affine_relu"):
-            layers += [nn.Flatten(), nn.Linear(int(np.prod(shape)), o["units"])]
-            layers += [nn.ReLU()] if kind == "affine_relu" else []
-            shape = (o["units"],)
-        elif kind == "residual":
-            layers.append(Residual(shape[0], o["filters"]))
-            shape = (o["filters"], *shape[1:])
-        else:
-            raise ValueError(f"no PyTorch twin for block type {kind!r}")
-    layers += [nn.Flatten(), nn.Linear(int(np.prod(shape)), num_classes)]  # ConvNet's fc_out
-    return nn.Sequential(*layers)
+    return sequential(twin_layers(model.network, model.params))
 
 
 def pair_parameters(model, net):
@@ -341,7 +341,7 @@ def torch_worker(args):
     import torch
 
     model = build_convnet(args)
-    net = build_torch_net(model.spec, model.input_dim, count_classes(model))
+    net = build_torch_net(model)
     copy_parameters(model, pair_parameters(model, net))
     X, y = make_batch(args.batch_size, model.input_dim, count_classes(model))
     X, y = torch.from_numpy(X), torch.from_numpy(y)
@@ -360,7 +360,7 @@ def check_worker(args):
 
     model = build_convnet(args)
     classes = count_classes(model)
-    net = build_torch_net(model.spec, model.input_dim, classes)
+    net = build_torch_net(model)
     pairs = pair_parameters(model, net)
     copy_parameters(model, pairs)
     for param in model.dropout_params:

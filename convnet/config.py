@@ -8,223 +8,179 @@ An experiment file has these sections (every key but ``name`` has a default)::
     data:    {source: sample|cifar10, root, download, num_training, num_validation,
               num_test, normalization: mean_image|per_channel|null,
               augment: {crop_padding, flip, cutout_size}}
-    model:   {type: TwoLayerNet|FullyConnectedNet|ThreeLayerConvNet|ConvNet, ...its arguments}
+    model:   {type: TwoLayerNet|FullyConnectedNet|ThreeLayerConvNet|ConvNet, ...its OPTIONS}
     optim:   {rule: sgd|sgd_momentum|nesterov|rmsprop|adam|adamw, ...its hyperparameters}
     schedule: {type: constant|exponential|step|cosine|onecycle, ...its options}
     solver:  {batch_size, num_epochs, num_train_samples, num_val_samples, print_every,
               eval_batch_size}
     output:  {dir, checkpoint, plots}
 
-:func:`load_config` validates everything before anything runs: an unknown key is named
-with the closest valid one, a wrong type or value says what is allowed.
+:func:`load_config` validates everything before any data is read: an unknown key is named
+with the closest valid one, a wrong type or value says what is allowed, a ConvNet's block
+shapes are inferred, and image counts are checked against the data source. Every key is a
+:class:`convnet.options.Option` declared once: the sections here, each model class's
+``OPTIONS``, ``convnet.schedules.SCHEDULES`` and ``convnet.models.blocks.BLOCKS``; the
+tables of docs/experiments.md are generated from them (:mod:`convnet.config_tables`).
 """
 
-import copy
-import difflib
-import inspect
 from pathlib import Path
-from typing import NamedTuple
 
+import numpy as np
 import yaml
 
-from convnet.data import NORMALIZATIONS
+from convnet.data import IMAGE_SHAPE, NORMALIZATIONS, NUM_CLASSES
 from convnet.models import MODEL_TYPES
-from convnet.models.conv_net import normalize_spec
-from convnet.optim import HYPERPARAMETERS, UPDATE_RULES
-from convnet.schedules import SCHEDULE_OPTIONS
+from convnet.optim import HYPERPARAMETERS
+from convnet.options import NONE, REQUIRED, ConfigError, Option, check, choose, resolve, unknown_key
+from convnet.schedules import resolve_schedule
 
-REQUIRED = object()
-NONE = type(None)
+__all__ = ["ConfigError", "apply_override", "dump_config", "load_config", "validate_config"]
 
-
-class ConfigError(ValueError):
-    """A config key, type or value is not allowed; the message names the key."""
-
-
-class Option(NamedTuple):
-    default: object
-    types: tuple
-    choices: tuple = None
-    minimum: float = None
-    help: str = ""
-
+COUNT = "[0, inf)"
+POSITIVE = "[1, inf)"
 
 AUGMENT = {
-    "crop_padding": Option(0, (int,), minimum=0, help="zero-pad by this many pixels, then crop randomly"),
-    "flip": Option(False, (bool,), help="mirror half of the images left-right"),
-    "cutout_size": Option(0, (int,), minimum=0, help="zero a random square of this size"),
+    "crop_padding": Option(0, int, range=COUNT, help="zero-pad by this many pixels, then crop randomly"),
+    "flip": Option(False, bool, help="mirror half of the images left-right"),
+    "cutout_size": Option(0, int, range=COUNT, help="zero a random square of this size"),
 }
 DATA = {
-    "source": Option("sample", (str,), choices=("sample", "cifar10"),
-                     help="the sample bundled with convnet, or the official CIFAR-10"),
-    "root": Option(None, (str, NONE), help="CIFAR-10 directory (default $CONVNET_DATA or ~/.cache/convnet)"),
-    "download": Option(False, (bool,), help="download CIFAR-10 when it is missing"),
-    "num_training": Option(None, (int, NONE), minimum=1, help="training images (null: all left after validation)"),
-    "num_validation": Option(1000, (int,), minimum=0, help="validation images, taken after the training ones"),
-    "num_test": Option(None, (int, NONE), minimum=0, help="test images (null: all)"),
-    "normalization": Option("mean_image", (str, NONE), choices=NORMALIZATIONS),
-    "augment": Option(None, (dict, NONE), help="per-batch augmentation (null: none)"),
+    "source": Option("sample", str, choices=("sample", "cifar10"),
+                     help="`sample` is the CIFAR-10 sample bundled with convnet; `cifar10` is the official data"),
+    "root": Option(None, (str, NONE),
+                   help="the CIFAR-10 directory (`null`: `$CONVNET_DATA`, else `~/.cache/convnet`)"),
+    "download": Option(False, bool, help="download CIFAR-10 (MD5-checked) if it is missing"),
+    "num_training": Option(None, (int, NONE), range=POSITIVE,
+                           help="the first N training images (`null`: all left after validation)"),
+    "num_validation": Option(1000, int, range=COUNT, help="the images right after the training ones (CS231n's split)"),
+    "num_test": Option(None, (int, NONE), range=COUNT, help="the first N test images (`null`: all)"),
+    "normalization": Option("mean_image", (str, NONE), choices=NORMALIZATIONS,
+                            help="`mean_image` subtracts the per-pixel training mean; `per_channel` subtracts the "
+                                 "per-channel training mean and divides by the per-channel std; `null` does nothing"),
+    "augment": Option(None, (dict, NONE), help="per-batch augmentation (`null`: none); keys below"),
 }
+#: (training, test) images of each data source, known before any image is read: the
+#: bundled sample's counts (tests/test_config_validation.py checks them against the file)
+#: and the official CIFAR-10's. A CIFAR-10 directory with other counts is found when loaded.
+AVAILABLE_IMAGES = {"sample": (2700, 500), "cifar10": (50000, 10000)}
 SOLVER = {
-    "batch_size": Option(100, (int,), minimum=1),
-    "num_epochs": Option(10, (int,), minimum=1),
-    "num_train_samples": Option(1000, (int, NONE), minimum=1, help="images for the per-epoch train accuracy"),
-    "num_val_samples": Option(None, (int, NONE), minimum=1, help="validation images per check (null: all)"),
-    "print_every": Option(100, (int,), minimum=1),
-    "eval_batch_size": Option(256, (int,), minimum=1),
+    "batch_size": Option(100, int, range=POSITIVE, help="images per update"),
+    "num_epochs": Option(10, int, range=POSITIVE, help="full passes over the training images"),
+    "num_train_samples": Option(1000, (int, NONE), range=POSITIVE,
+                                help="training images used for the train accuracy after each epoch (`null`: all)"),
+    "num_val_samples": Option(None, (int, NONE), range=POSITIVE, help="validation images per check (`null`: all)"),
+    "print_every": Option(100, int, range=POSITIVE,
+                          help="log the loss every this many iterations (to `metrics.csv`; printed when there is "
+                               "no progress bar)"),
+    "eval_batch_size": Option(256, int, range=POSITIVE, help="images per forward pass when measuring accuracy"),
 }
 OUTPUT = {
-    "dir": Option("runs", (str,), help="runs are written to <dir>/<name>/<timestamp>/"),
-    "checkpoint": Option(True, (bool,), help="write checkpoint.npz and best.npz every epoch"),
-    "plots": Option(True, (bool,), help="write PNG plots at the end"),
+    "dir": Option("runs", str, help="where run directories go: `<dir>/<name>/<timestamp>/`"),
+    "checkpoint": Option(True, bool, help="write `checkpoint.npz` and `best.npz` after every epoch"),
+    "plots": Option(True, bool, help="write `loss.png`, `accuracy.png` and `filters.png` at the end"),
 }
 TOP = {
-    "name": Option(REQUIRED, (str,)),
-    "description": Option("", (str,)),
-    "seed": Option(0, (int,)),
-    "threads": Option(None, (int, NONE), minimum=1),
-    "data": Option({}, (dict,)),
-    "model": Option(REQUIRED, (dict,)),
-    "optim": Option({}, (dict,)),
-    "schedule": Option(None, (dict, str, NONE)),
-    "solver": Option({}, (dict,)),
-    "output": Option({}, (dict,)),
+    "name": Option(REQUIRED, str, help="runs are written to `<output.dir>/<name>/<timestamp>/`"),
+    "description": Option("", str, help="free text"),
+    "seed": Option(0, int, range=COUNT, help="seeds initialisation, shuffling, augmentation, dropout and sub-sampling"),
+    "threads": Option(None, (int, NONE), range=POSITIVE,
+                      help="threads for the kernels and BLAS (`null`: `OMP_NUM_THREADS`, else all cores)"),
+    "data": Option({}, dict),
+    "model": Option(REQUIRED, dict, help="`type` and that class's options (below)"),
+    "optim": Option({}, dict, help="`rule` and that rule's hyperparameters (below)"),
+    "schedule": Option(None, (dict, str, NONE), help="`type` and that schedule's options (below)"),
+    "solver": Option({}, dict),
+    "output": Option({}, dict),
 }
-TYPE_NAMES = {int: "an integer", float: "a number", bool: "true/false", str: "a string", dict: "a mapping",
-              list: "a list", NONE: "null"}
+#: Every model type's config also takes the floating-point type it computes in.
+DTYPE = Option("float32", str, choices=("float32", "float64"), help="the floating-point type of the computation")
 
 
-def _suggest(key, allowed):
-    match = difflib.get_close_matches(str(key), list(allowed), n=1, cutoff=0.6)
-    return f"; did you mean {match[0]!r}?" if match else ""
-
-
-def _unknown(where, key, allowed, context=""):
-    """ConfigError for an unknown key; context says what decides the allowed keys, e.g. ' for adam'."""
-    return ConfigError(f"config key '{where}{key}'{context}: unknown{_suggest(key, allowed)} "
-                       f"(allowed: {', '.join(allowed)})")
-
-
-def _check_value(path, value, option):
-    """Return value if it fits option (ints are accepted where floats are), else raise ConfigError."""
-    types = option.types
-    if float in types and isinstance(value, str):
-        # PyYAML follows YAML 1.1, which reads 3e-4 (no dot) as a string; accept it as the number meant.
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    is_bool = isinstance(value, bool)
-    fits = any(
-        (t is float and isinstance(value, (int, float)) and not is_bool)
-        or (t is int and isinstance(value, int) and not is_bool)
-        or (t is bool and is_bool)
-        or (t not in (int, float, bool) and isinstance(value, t))
-        for t in types
-    )
-    if not fits:
-        expected = " or ".join(TYPE_NAMES.get(t, t.__name__) for t in types)
-        raise ConfigError(f"config key '{path}' must be {expected}, got {value!r}")
-    if option.choices is not None and value not in option.choices:
-        raise ConfigError(f"config key '{path}' must be one of {list(option.choices)}, got {value!r}"
-                          f"{_suggest(value, [c for c in option.choices if c])}")
-    if option.minimum is not None and value is not None and value < option.minimum:
-        raise ConfigError(f"config key '{path}' must be >= {option.minimum}, got {value!r}")
-    return float(value) if float in types and int not in types and value is not None else value
-
-
-def _section(raw, schema, where):
-    """Validate a mapping against a fixed schema and fill in the defaults."""
-    raw = {} if raw is None else raw
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config key '{where.rstrip('.')}' must be a mapping, got {raw!r}")
-    for key in raw:
-        if key not in schema:
-            raise _unknown(where, key, schema)
-    resolved = {}
-    for key, option in schema.items():
-        if key not in raw:
-            if option.default is REQUIRED:
-                raise ConfigError(f"config key '{where}{key}' is required")
-            resolved[key] = copy.deepcopy(option.default)
-        else:
-            resolved[key] = _check_value(f"{where}{key}", raw[key], option)
-    return resolved
+def model_options(kind):
+    """The declared config options of model type ``kind``: its class's OPTIONS, then dtype."""
+    return {**MODEL_TYPES[kind].OPTIONS, "dtype": DTYPE}
 
 
 def _model_section(raw):
-    """type + the model class's constructor arguments (the top-level seed seeds the model)."""
+    """type + the options the model class declares (the top-level seed seeds the model)."""
     model = dict(raw)
     kind = model.pop("type", None)
-    if kind not in MODEL_TYPES:
-        raise ConfigError(f"config key 'model.type' must be one of {list(MODEL_TYPES)}, got {kind!r}"
-                          f"{_suggest(kind, MODEL_TYPES)}")
-    parameters = inspect.signature(MODEL_TYPES[kind].__init__).parameters
-    allowed = [name for name in parameters if name not in ("self", "seed")]
-    for key in model:
-        if key not in allowed:
-            raise _unknown("model.", key, allowed, f" for {kind}")
-    if model.setdefault("dtype", "float32") not in ("float32", "float64"):
-        raise ConfigError(f"config key 'model.dtype' must be 'float32' or 'float64', got {model['dtype']!r}")
-    for name in allowed:
-        default = parameters[name].default
-        if name not in model:
-            if default is inspect.Parameter.empty:
-                raise ConfigError(f"config key 'model.{name}' is required for {kind}")
-            # tuples become lists so that the resolved config is plain YAML
-            model[name] = list(default) if isinstance(default, tuple) else default
-    if kind == "ConvNet" and model["layers"] is not None:
-        try:
-            normalize_spec(model["layers"], "model.layers")
-        except ValueError as exc:
-            raise ConfigError(f"config key {exc}") from exc
-    return {"type": kind, **model}
+    cls = choose("model.type", kind, MODEL_TYPES)
+    resolved = resolve("model", model, model_options(kind), context=f" for {kind}")
+    check_options = getattr(cls, "check_options", None)
+    if check_options is not None:  # what one option alone cannot say, e.g. ConvNet's block shapes
+        check_options(resolved, "model")
+    return {"type": kind, **resolved}
 
 
 def _optim_section(raw):
     optim = dict(raw)
     rule = optim.pop("rule", "sgd")
-    if rule not in UPDATE_RULES:
-        raise ConfigError(f"config key 'optim.rule' must be one of {list(UPDATE_RULES)}, got {rule!r}"
-                          f"{_suggest(rule, UPDATE_RULES)}")
-    allowed = HYPERPARAMETERS[rule]
+    declared = choose("optim.rule", rule, HYPERPARAMETERS)
     for key, value in optim.items():
-        if key not in allowed:
-            raise _unknown("optim.", key, allowed, f" for {rule}")
-        optim[key] = _check_value(f"optim.{key}", value, Option(None, (float,), minimum=0))
-    return {"rule": rule, **optim}
+        if key not in declared:
+            raise unknown_key(f"optim.{key}", key, list(declared), f" for {rule}")
+        optim[key] = check(f"optim.{key}", value, declared[key])
+    return {"rule": rule, **optim}  # only what the config sets: the rule fills in its own defaults
 
 
-def _schedule_section(raw):
-    if raw is None:
-        return {"type": "constant"}
-    schedule = {"type": raw} if isinstance(raw, str) else dict(raw)
-    kind = schedule.get("type", "constant")
-    if kind not in SCHEDULE_OPTIONS:
-        raise ConfigError(f"config key 'schedule.type' must be one of {list(SCHEDULE_OPTIONS)}, got {kind!r}"
-                          f"{_suggest(kind, SCHEDULE_OPTIONS)}")
-    allowed = SCHEDULE_OPTIONS[kind]
-    for key in schedule:
-        if key != "type" and key not in allowed:
-            raise _unknown("schedule.", key, ["type", *allowed], f" for {kind}")
-    return {"type": kind, **{key: schedule.get(key, default) for key, default in allowed.items()}}
+def _check_data_counts(data):
+    """Refuse more training/validation/test images than the source holds, before reading any."""
+    train, test = AVAILABLE_IMAGES[data["source"]]
+    where = "the bundled sample" if data["source"] == "sample" else "CIFAR-10"
+    num_validation = data["num_validation"]
+    if data["num_training"] is None:
+        if num_validation >= train:
+            raise ConfigError(f"config key 'data.num_validation' is {num_validation}, which leaves no training "
+                              f"images: {where} holds {train}")
+    elif data["num_training"] + num_validation > train:
+        raise ConfigError(f"config key 'data.num_training' is {data['num_training']} (+ data.num_validation "
+                          f"{num_validation}), but {where} holds only {train} training images")
+    if data["num_test"] is not None and data["num_test"] > test:
+        raise ConfigError(f"config key 'data.num_test' is {data['num_test']}, but {where} holds only {test} test images")
+
+
+def _check_model_fits_data(model, source):
+    """Refuse a model whose input or class count does not match the images and labels of the source."""
+    input_dim = model.get("input_dim")
+    expected = list(IMAGE_SHAPE) if isinstance(input_dim, list) else int(np.prod(IMAGE_SHAPE))
+    if input_dim is not None and input_dim != expected:
+        raise ConfigError(f"config key 'model.input_dim' is {input_dim}, but the images of data.source {source!r} "
+                          f"are {tuple(IMAGE_SHAPE)}: use {expected}")
+    if model.get("num_classes", NUM_CLASSES) < NUM_CLASSES:
+        raise ConfigError(f"config key 'model.num_classes' is {model['num_classes']}, but data.source {source!r} "
+                          f"has {NUM_CLASSES} classes")
+
+
+def _check_output_dir(directory):
+    """Refuse an output.dir that cannot be a directory because a path above it is a file."""
+    path = Path(directory)
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"config key 'output.dir' is {directory!r}, but {str(parent)!r} is a file, "
+                                  "not a directory")
+            return
 
 
 def validate_config(raw):
     """The resolved config (every default filled in) for a raw dict, or ConfigError."""
     if not isinstance(raw, dict):
         raise ConfigError(f"a config must be a YAML mapping of sections, got {type(raw).__name__}")
-    config = _section(raw, TOP, "")
-    config["data"] = _section(config["data"], DATA, "data.")
+    config = resolve("", raw, TOP)
+    config["data"] = resolve("data", config["data"], DATA)
     if config["data"]["augment"] is not None:
-        config["data"]["augment"] = _section(config["data"]["augment"], AUGMENT, "data.augment.")
-    config["solver"] = _section(config["solver"], SOLVER, "solver.")
-    config["output"] = _section(config["output"], OUTPUT, "output.")
+        config["data"]["augment"] = resolve("data.augment", config["data"]["augment"], AUGMENT)
+    config["solver"] = resolve("solver", config["solver"], SOLVER)
+    config["output"] = resolve("output", config["output"], OUTPUT)
     config["model"] = _model_section(config["model"])
     config["optim"] = _optim_section(config["optim"])
-    config["schedule"] = _schedule_section(config["schedule"])
+    config["schedule"] = resolve_schedule(config["schedule"])
     if config["data"]["source"] == "sample" and config["data"]["download"]:
         raise ConfigError("config key 'data.download' only applies to data.source 'cifar10'")
+    _check_data_counts(config["data"])
+    _check_model_fits_data(config["model"], config["data"]["source"])
+    _check_output_dir(config["output"]["dir"])
     return config
 
 
@@ -245,14 +201,19 @@ def apply_override(raw, assignment):
         raise ConfigError(f"--set {assignment!r}: the value is not valid YAML ({exc})") from exc
     target = raw
     for depth, key in enumerate(keys[:-1]):
+        here = ".".join(keys[: depth + 1])
         if isinstance(target, list):
-            target = target[_list_index(target, key, keys[: depth + 1])]
-            continue
-        if target.get(key) is None:
-            target[key] = {}
-        target = target[key]
-        if not isinstance(target, (dict, list)):
-            raise ConfigError(f"--set {assignment!r}: '{'.'.join(keys[: depth + 1])}' is not a section")
+            child = target[_list_index(target, key, keys[: depth + 1])]
+        else:
+            if target.get(key) is None:
+                target[key] = {}
+            child = target[key]
+        if not isinstance(child, (dict, list)):
+            hint = ""
+            if isinstance(target, list) and isinstance(child, str):  # a block written by its type name alone
+                hint = f"; write the whole item instead, e.g. --set {here}='{{type: {child}, {keys[-1]}: ...}}'"
+            raise ConfigError(f"--set {assignment!r}: '{here}' is not a section (it is {child!r}){hint}")
+        target = child
     if isinstance(target, list):
         target[_list_index(target, keys[-1], keys)] = value
     else:
@@ -270,12 +231,19 @@ def load_config(path, overrides=()):
     """Read, override and validate an experiment file; returns the resolved config dict."""
     path = Path(path)
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             raw = yaml.safe_load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory; give the experiment's YAML file") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not a text file (not UTF-8); give the experiment's YAML file") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        # one line: PyYAML's message spans several, with the position on the last
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a YAML mapping of sections, got {type(raw).__name__}")

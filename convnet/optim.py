@@ -9,6 +9,8 @@ Every rule reads ``config['learning_rate']``, which the Solver's schedule sets e
 
 import numpy as np
 
+from convnet.options import Option
+
 #: The learning rate each rule uses when config has none (CS231n's defaults).
 DEFAULT_LEARNING_RATES = {
     "sgd": 1e-2,
@@ -126,14 +128,19 @@ def adamw(w, dw, config=None):
     return w, config
 
 
-#: The hyperparameters each rule reads from its config (what a YAML experiment may set).
+#: The hyperparameters each rule reads from its config (what a YAML experiment may set), with
+#: their allowed values; a value left out takes the rule's own default (see each rule).
+_RATE = Option(None, float, range="[0, inf)", help="step size")
+_DECAY = Option(None, float, range="[0, 1)", help="weight of the running average")
+_EPSILON = Option(None, float, range="(0, inf)", help="added to the denominator")
 HYPERPARAMETERS = {
-    "sgd": ("learning_rate",),
-    "sgd_momentum": ("learning_rate", "momentum"),
-    "nesterov": ("learning_rate", "momentum"),
-    "rmsprop": ("learning_rate", "decay_rate", "epsilon"),
-    "adam": ("learning_rate", "beta1", "beta2", "epsilon"),
-    "adamw": ("learning_rate", "beta1", "beta2", "epsilon", "weight_decay"),
+    "sgd": {"learning_rate": _RATE},
+    "sgd_momentum": {"learning_rate": _RATE, "momentum": _DECAY},
+    "nesterov": {"learning_rate": _RATE, "momentum": _DECAY},
+    "rmsprop": {"learning_rate": _RATE, "decay_rate": _DECAY, "epsilon": _EPSILON},
+    "adam": {"learning_rate": _RATE, "beta1": _DECAY, "beta2": _DECAY, "epsilon": _EPSILON},
+    "adamw": {"learning_rate": _RATE, "beta1": _DECAY, "beta2": _DECAY, "epsilon": _EPSILON,
+              "weight_decay": Option(None, float, range="[0, inf)", help="decoupled weight decay")},
 }
 
 UPDATE_RULES = {

@@ -6,17 +6,24 @@ decays are smooth within an epoch; per-epoch rules (exponential, step) are const
 within an epoch.
 
     make_schedule({"type": "cosine", "warmup_epochs": 1}, base_lr=0.1, num_epochs=30)
+
+Each type and its options (types, ranges, defaults) are declared once, in SCHEDULES.
 """
 
 import math
+from typing import Callable, NamedTuple
 
-SCHEDULE_OPTIONS = {
-    "constant": {},
-    "exponential": {"decay": 0.95},  # CS231n's lr_decay: lr = base * decay ** completed_epochs
-    "step": {"step_size": 10, "gamma": 0.1, "milestones": None},
-    "cosine": {"warmup_epochs": 0.0, "min_lr": 0.0},
-    "onecycle": {"peak_epoch": None, "start_factor": 0.1, "final_factor": 0.001},
-}
+from convnet.options import Option, choose, resolve
+
+
+class Schedule(NamedTuple):
+    """A schedule type: its options (declared once: validation and docs read them) and its builder."""
+
+    build: Callable  # (base_lr, num_epochs, **options) -> lr(epoch)
+    options: dict
+    help: str
+
+
 
 
 def constant(base_lr):
@@ -64,30 +71,58 @@ def onecycle(base_lr, num_epochs, peak_epoch=None, start_factor=0.1, final_facto
     return lr
 
 
-def make_schedule(spec, base_lr, num_epochs):
-    """A schedule from a spec: None or a type name or {"type": ..., options}.
+SCHEDULES = {
+    "constant": Schedule(lambda base_lr, num_epochs: constant(base_lr), {}, "the base learning rate throughout"),
+    "exponential": Schedule(
+        lambda base_lr, num_epochs, **o: exponential(base_lr, **o),
+        {"decay": Option(0.95, float, range="(0, 1]", help="factor applied after each epoch")},
+        "CS231n's lr_decay: base * decay ** completed_epochs"),
+    "step": Schedule(
+        lambda base_lr, num_epochs, **o: step(base_lr, **o),
+        {"step_size": Option(10, int, range="[1, inf)", help="epochs between decays"),
+         "gamma": Option(0.1, float, range="(0, 1]", help="factor applied at each decay"),
+         "milestones": Option(None, (list, type(None)), each=Option(None, int, range="[1, inf)"),
+                              help="epochs at which to decay (replaces step_size)")},
+        "multiply by gamma every step_size epochs, or at each milestone"),
+    "cosine": Schedule(
+        cosine,
+        {"warmup_epochs": Option(0.0, float, range="[0, inf)", help="linear warm-up from 0 over this many epochs"),
+         "min_lr": Option(0.0, float, range="[0, inf)", help="learning rate at the end")},
+        "linear warm-up, then a half cosine down to min_lr"),
+    "onecycle": Schedule(
+        onecycle,
+        {"peak_epoch": Option(None, (float, type(None)), range="[0, inf)",
+                              help="epoch of the peak (null: 30% of training)"),
+         "start_factor": Option(0.1, float, range="(0, inf)", help="start at start_factor * base"),
+         "final_factor": Option(0.001, float, range="[0, inf)", help="end at final_factor * base")},
+        "linear up to the base rate at peak_epoch, then linear down"),
+}
 
-    Options and defaults are listed in SCHEDULE_OPTIONS; unknown types or options raise
-    ValueError naming what is allowed.
+
+def resolve_schedule(spec, where="schedule"):
+    """{'type': ..., every option}: the spec checked against SCHEDULES, defaults filled in.
+
+    spec: None (constant), a type name, or {"type": ..., options}. Raises ConfigError
+    (a ValueError) naming the key.
     """
     if spec is None:
         spec = {"type": "constant"}
     if isinstance(spec, str):
         spec = {"type": spec}
+    if not isinstance(spec, dict):
+        return resolve(where, spec, {})  # raises: must be a mapping
     spec = dict(spec)
-    kind = spec.pop("type", None)
-    if kind not in SCHEDULE_OPTIONS:
-        raise ValueError(f"schedule type must be one of {sorted(SCHEDULE_OPTIONS)}, got {kind!r}")
-    unknown = set(spec) - set(SCHEDULE_OPTIONS[kind])
-    if unknown:
-        raise ValueError(f"schedule {kind!r} has no option {sorted(unknown)} (allowed: {sorted(SCHEDULE_OPTIONS[kind])})")
-    options = {**SCHEDULE_OPTIONS[kind], **spec}
-    if kind == "constant":
-        return constant(base_lr)
-    if kind == "exponential":
-        return exponential(base_lr, options["decay"])
-    if kind == "step":
-        return step(base_lr, options["step_size"], options["gamma"], options["milestones"])
-    if kind == "cosine":
-        return cosine(base_lr, num_epochs, options["warmup_epochs"], options["min_lr"])
-    return onecycle(base_lr, num_epochs, options["peak_epoch"], options["start_factor"], options["final_factor"])
+    kind = spec.pop("type", "constant")
+    options = choose(f"{where}.type", kind, SCHEDULES).options
+    return {"type": kind, **resolve(where, spec, options, context=f" for {kind}")}
+
+
+def make_schedule(spec, base_lr, num_epochs):
+    """A function lr(epoch) from a spec: None, a type name or {"type": ..., options}.
+
+    Types and options (with their defaults and ranges) are declared in SCHEDULES; an
+    unknown type or option, or a value out of range, raises ConfigError (a ValueError).
+    """
+    options = resolve_schedule(spec)
+    kind = options.pop("type")
+    return SCHEDULES[kind].build(base_lr, num_epochs, **options)

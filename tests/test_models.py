@@ -142,10 +142,10 @@ def test_convnet_dtype_and_shapes(rng):
 @pytest.mark.parametrize(
     "layers, message",
     [
-        ([{"type": "covn", "filters": 3}], "unknown block type 'covn'; did you mean 'conv'"),
-        ([{"type": "conv", "filter": 3}], "conv has no option 'filter'; did you mean 'filters'"),
-        ([{"type": "affine"}], "affine needs 'units'"),
-        ([{"type": "conv", "filters": 0}], "filters must be a positive integer"),
+        ([{"type": "covn", "filters": 3}], r"'layers\[0\].type' must be one of .*got 'covn'; did you mean 'conv'"),
+        ([{"type": "conv", "filter": 3}], r"'layers\[0\].filter' for conv: unknown; did you mean 'filters'"),
+        ([{"type": "affine"}], r"'layers\[0\].units' is required for affine"),
+        ([{"type": "conv", "filters": 0}], r"'layers\[0\].filters' must be >= 1, got 0"),
         ([{"type": "pool", "size": 3}], "does not tile"),
         (["global_avgpool", "pool"], r"needs \(C, H, W\) input"),
         ([], "non-empty list"),

@@ -104,7 +104,7 @@ def test_schedules_by_hand(spec, epochs_and_rates):
 
 @pytest.mark.parametrize(
     "spec, message",
-    [("linear", "schedule type must be one of"), ({"type": "cosine", "warmup": 1}, r"no option \['warmup'\]")],
+    [("linear", r"'schedule.type' must be one of"), ({"type": "cosine", "warmup": 1}, r"'schedule.warmup' for cosine: unknown")],
 )
 def test_bad_schedules_are_rejected(spec, message):
     with pytest.raises(ValueError, match=message):

@@ -1,8 +1,9 @@
 """Models with the CS231n interface: ``params``, ``loss(X, y=None)``."""
 
 from convnet.models.base import Model
+from convnet.models.blocks import BLOCKS
 from convnet.models.cnn import ThreeLayerConvNet
-from convnet.models.conv_net import BLOCK_OPTIONS, ConvNet
+from convnet.models.conv_net import ConvNet
 from convnet.models.fc_net import FullyConnectedNet, TwoLayerNet
 
 MODEL_TYPES = {
@@ -12,4 +13,4 @@ MODEL_TYPES = {
     "ConvNet": ConvNet,
 }
 
-__all__ = ["BLOCK_OPTIONS", "MODEL_TYPES", "ConvNet", "FullyConnectedNet", "Model", "ThreeLayerConvNet", "TwoLayerNet"]
+__all__ = ["BLOCKS", "MODEL_TYPES", "ConvNet", "FullyConnectedNet", "Model", "ThreeLayerConvNet", "TwoLayerNet"]

@@ -1,16 +1,47 @@
-"""Building blocks of :class:`convnet.models.ConvNet`.
+"""Building blocks of :class:`convnet.models.ConvNet` and the registry of block types.
 
 A block knows its input and output shapes (per image, without N), creates its
 parameters in the model's ``params`` dict under its own name prefix, and offers
 ``forward(params, x) -> (out, cache)`` and ``backward(params, dout, cache, grads) -> dx``,
 writing its parameter gradients into ``grads``. Weights use He initialisation,
 N(0, 2 / fan_in), which keeps activations at a steady scale through ReLU layers.
+
+``BLOCKS`` maps each block type a ConvNet layer list may name (``conv_bn_relu``, ``pool``,
+...) to its declared options (types, ranges, defaults), its output shape and its builder;
+ConvNet, config validation, the docs table and the benchmark's PyTorch twin all read it.
+A new block type is one ``BLOCKS`` entry plus its builder.
 """
+
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from convnet import conv_layers, layers
 from convnet.checks import window_output_size
+from convnet.options import REQUIRED, ConfigError, Option, check, choose, resolve
+
+
+def same_pad(size):
+    """The zero padding that keeps H x W at stride 1 for an odd filter size."""
+    return (size - 1) // 2
+
+
+def conv_shape(in_shape, filters, size=3, stride=1, pad=None, where="conv"):
+    """(F, H', W') of a size x size convolution of (C, H, W); ValueError if it does not tile the input."""
+    _, H, W = in_shape
+    pad = same_pad(size) if pad is None else pad
+    return (filters,
+            window_output_size("height", H, size, stride, pad, f"{where} input", "filter"),
+            window_output_size("width", W, size, stride, pad, f"{where} input", "filter"))
+
+
+def pool_shape(in_shape, size=2, stride=None, where="pool"):
+    """(C, H', W') of size x size max pooling (stride defaults to size); ValueError if it does not tile."""
+    C, H, W = in_shape
+    stride = size if stride is None else stride
+    return (C,
+            window_output_size("height", H, size, stride, 0, f"{where} input", "pool window"),
+            window_output_size("width", W, size, stride, 0, f"{where} input", "pool window"))
 
 
 def he_normal(rng, shape, fan_in, dtype):
@@ -39,12 +70,10 @@ class Conv(Block):
 
     def __init__(self, model, name, in_shape, filters, size=3, stride=1, pad=None, bias=True):
         super().__init__(in_shape)
-        C, H, W = self.in_shape
-        pad = (size - 1) // 2 if pad is None else pad
+        C = self.in_shape[0]
+        pad = same_pad(size) if pad is None else pad
         self.conv_param = {"stride": stride, "pad": pad}
-        out_h = window_output_size("height", H, size, stride, pad, f"{name} input", "filter")
-        out_w = window_output_size("width", W, size, stride, pad, f"{name} input", "filter")
-        self.out_shape = (filters, out_h, out_w)
+        self.out_shape = conv_shape(self.in_shape, filters, size, stride, pad, name)
         self.w = f"{name}.W"
         model.params[self.w] = he_normal(model.rng, (filters, C, size, size), C * size * size, model.dtype)
         if bias:
@@ -116,12 +145,7 @@ class MaxPool(Block):
         super().__init__(in_shape)
         stride = size if stride is None else stride
         self.pool_param = {"pool_height": size, "pool_width": size, "stride": stride}
-        C, H, W = self.in_shape
-        self.out_shape = (
-            C,
-            window_output_size("height", H, size, stride, 0, f"{name} input", "pool window"),
-            window_output_size("width", W, size, stride, 0, f"{name} input", "pool window"),
-        )
+        self.out_shape = pool_shape(self.in_shape, size, stride, name)
 
     def forward(self, params, x):
         return conv_layers.max_pool_forward(x, self.pool_param)
@@ -150,8 +174,6 @@ class Dropout(Block):
 
     def __init__(self, model, in_shape, keep=0.5):
         super().__init__(in_shape)
-        if not 0 < keep <= 1:
-            raise ValueError(f"dropout keep must be a probability in (0, 1], got {keep}")
         self.dropout_param = {"mode": "train", "p": keep, "rng": model.rng}
         model.dropout_params.append(self.dropout_param)
 
@@ -244,3 +266,143 @@ class Residual(Block):
         dx = self.body.backward(params, dsum, body_cache, grads, need_dx)
         dshort = self.shortcut.backward(params, dsum, short_cache, grads, need_dx)
         return dx + dshort if need_dx else None
+
+
+# ---------------------------------------------------------------------------
+# the registry: block type -> options, output shape, builder
+# ---------------------------------------------------------------------------
+
+
+class BlockType(NamedTuple):
+    """One entry of BLOCKS.
+
+    options: {name: Option}, what a layer-list entry of this type may set.
+    shape: (in_shape, **options) -> out_shape, per image; raises ValueError when the block
+    does not fit its input (validation infers every shape with it before building anything).
+    build: (model, name, in_shape, **options) -> [Block, ...]; ``name(prefix)`` numbers the
+    parameter prefixes ('conv' -> 'conv1', 'conv2', ...) across the whole network.
+    images: True if the block needs (C, H, W) input (False: any shape, e.g. after global_avgpool).
+    """
+
+    options: dict
+    shape: Callable
+    build: Callable
+    images: bool
+    help: str
+
+
+def _same(in_shape, **options):
+    return tuple(in_shape)
+
+
+def build_conv(model, name, in_shape, filters, size, stride, pad):
+    return [Conv(model, name("conv"), in_shape, filters, size, stride, pad)]
+
+
+def build_conv_relu(model, name, in_shape, filters, size, stride, pad):
+    conv = Conv(model, name("conv"), in_shape, filters, size, stride, pad)
+    return [conv, ReLU(conv.out_shape)]
+
+
+def build_conv_bn_relu(model, name, in_shape, filters, size, stride, pad):
+    conv = Conv(model, name("conv"), in_shape, filters, size, stride, pad, bias=False)
+    return [conv, BatchNorm(model, name("bn"), conv.out_shape, relu=True)]  # batch norm + ReLU: one fused kernel
+
+
+def build_affine(model, name, in_shape, units):
+    return [Affine(model, name("fc"), in_shape, units)]
+
+
+def build_affine_relu(model, name, in_shape, units):
+    affine = Affine(model, name("fc"), in_shape, units)
+    return [affine, ReLU(affine.out_shape)]
+
+
+POSITIVE = "[1, inf)"
+FILTERS = Option(REQUIRED, int, range=POSITIVE, help="output channels")
+CONV_OPTIONS = {
+    "filters": FILTERS,
+    "size": Option(3, int, range=POSITIVE, help="filter side"),
+    "stride": Option(1, int, range=POSITIVE),
+    "pad": Option(None, (int, type(None)), range="[0, inf)", help='zero padding (null: (size - 1) // 2, "same")'),
+}
+UNITS = {"units": Option(REQUIRED, int, range=POSITIVE, help="outputs")}
+
+BLOCKS = {
+    "conv": BlockType(CONV_OPTIONS, conv_shape, build_conv, True, "convolution with a bias"),
+    "conv_relu": BlockType(CONV_OPTIONS, conv_shape, build_conv_relu, True, "convolution, then ReLU"),
+    "conv_bn_relu": BlockType(
+        CONV_OPTIONS, conv_shape, build_conv_bn_relu, True,
+        "convolution without a bias (the batch norm would cancel it), then spatial batch norm and ReLU"),
+    "batchnorm": BlockType(
+        {"momentum": Option(0.9, float, range="[0, 1]", help="weight of the old running statistics"),
+         "eps": Option(1e-5, float, range="(0, inf)")},
+        _same, lambda model, name, in_shape, momentum, eps: [BatchNorm(model, name("bn"), in_shape, momentum, eps)],
+        False, "batch norm: spatial on images, vanilla on vectors"),
+    "relu": BlockType({}, _same, lambda model, name, in_shape: [ReLU(in_shape)], False, "ReLU"),
+    "pool": BlockType(
+        {"size": Option(2, int, range=POSITIVE, help="window side"),
+         "stride": Option(None, (int, type(None)), range=POSITIVE, help="null: = size")},
+        pool_shape, lambda model, name, in_shape, size, stride: [MaxPool(name("pool"), in_shape, size, stride)],
+        True, "max pooling"),
+    "residual": BlockType(
+        {"filters": FILTERS},
+        lambda in_shape, filters: conv_shape(in_shape, filters, 3, 1),
+        lambda model, name, in_shape, filters: [Residual(model, name("res"), in_shape, filters)],
+        True, "relu(bn(conv(relu(bn(conv(x))))) + shortcut(x)), both convolutions 3x3 at stride 1; the "
+              "shortcut is a 1x1 convolution + batch norm when the channel count changes"),
+    "global_avgpool": BlockType(
+        {}, lambda in_shape: (in_shape[0],), lambda model, name, in_shape: [GlobalAvgPool(in_shape)],
+        True, "mean over H and W: (C, H, W) becomes (C,)"),
+    "dropout": BlockType(
+        {"keep": Option(0.5, float, range="(0, 1]", help="probability of keeping a unit")},
+        _same, lambda model, name, in_shape, keep: [Dropout(model, in_shape, keep)],
+        False, "inverted dropout"),
+    "affine": BlockType(UNITS, lambda in_shape, units: (units,), build_affine, False, "fully connected layer"),
+    "affine_relu": BlockType(UNITS, lambda in_shape, units: (units,), build_affine_relu, False,
+                             "fully connected layer, then ReLU"),
+}
+
+
+def resolve_layers(layers, input_dim, where="layers"):
+    """Check a block list against BLOCKS and infer every block's output shape.
+
+    layers: [type name or {"type": ..., options}]; input_dim: (C, H, W).
+    Returns ([(type, {option: value})] with defaults filled in, [output shape per block]).
+    Raises ConfigError naming the entry (``where[index]``), the key and, for a block that
+    does not fit its input, the input shape.
+    """
+    if not isinstance(layers, (list, tuple)) or not layers:
+        raise ConfigError(f"config key '{where}' must be a non-empty list of blocks, got {layers!r}")
+    spec, shapes = [], []
+    shape = tuple(input_dim)
+    for index, entry in enumerate(layers):
+        here = f"{where}[{index}]"
+        if isinstance(entry, str):
+            entry = {"type": entry}
+        if not isinstance(entry, dict) or "type" not in entry:
+            raise ConfigError(f"config key '{here}' must be a block type name or a mapping with a 'type' key, "
+                              f"got {entry!r}")
+        options = dict(entry)
+        kind = options.pop("type")
+        block = choose(f"{here}.type", kind, BLOCKS)
+        options = resolve(here, options, block.options, context=f" for {kind}")
+        if block.images and len(shape) != 3:
+            raise ConfigError(f"config key '{here}' ({kind}) needs (C, H, W) input, but the blocks before it "
+                              f"produce {shape}")
+        try:
+            shape = tuple(block.shape(shape, **options))
+        except ValueError as exc:
+            raise ConfigError(f"config key '{here}' ({kind}) does not fit its input {shape}: {exc}") from None
+        spec.append((kind, options))
+        shapes.append(shape)
+    return spec, shapes
+
+
+IMAGE_SHAPE = Option([3, 32, 32], list, each=Option(REQUIRED, int, range=POSITIVE), length=3,
+                     help="(C, H, W) of the input images")
+
+
+def check_input_dim(input_dim, where="input_dim"):
+    """input_dim as a (C, H, W) tuple of positive integers, else ConfigError."""
+    return tuple(check(where, list(input_dim) if isinstance(input_dim, tuple) else input_dim, IMAGE_SHAPE))

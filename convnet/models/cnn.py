@@ -10,6 +10,8 @@ from convnet.layer_utils import (
 )
 from convnet.layers import affine_backward, affine_forward
 from convnet.models.base import Model
+from convnet.models.blocks import IMAGE_SHAPE
+from convnet.options import Option
 
 
 class ThreeLayerConvNet(Model):
@@ -20,6 +22,17 @@ class ThreeLayerConvNet(Model):
     b1 (F,), W2 (F * H/2 * W/2, hidden_dim), b2, W3 (hidden_dim, num_classes), b3;
     weights from N(0, weight_scale^2), biases zero.
     """
+
+    #: The config options (model.<key>) of this class: convnet.config reads them.
+    OPTIONS = {
+        "input_dim": IMAGE_SHAPE,
+        "num_filters": Option(32, int, range="[1, inf)"),
+        "filter_size": Option(7, int, range="[1, inf)", help="odd, so that the convolution keeps H x W"),
+        "hidden_dim": Option(100, int, range="[1, inf)"),
+        "num_classes": Option(10, int, range="[1, inf)"),
+        "weight_scale": Option(1e-3, float, range="(0, inf)", help="standard deviation of the initial weights"),
+        "reg": Option(0.0, float, range="[0, inf)", help="L2 strength on the weights"),
+    }
 
     def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100, num_classes=10,
                  weight_scale=1e-3, reg=0.0, dtype=np.float32, seed=None):

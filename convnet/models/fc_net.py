@@ -12,6 +12,7 @@ from convnet.layer_utils import (
 )
 from convnet.layers import affine_backward, affine_forward, dropout_backward, dropout_forward
 from convnet.models.base import Model
+from convnet.options import REQUIRED, Option
 
 NORMALIZATIONS = (None, "batchnorm", "layernorm")
 
@@ -22,6 +23,15 @@ class TwoLayerNet(Model):
     Parameters: W1 (D, H), b1 (H,), W2 (H, C), b2 (C,); weights drawn from
     N(0, weight_scale^2), biases zero. reg is the L2 strength (loss gets 0.5 * reg * sum W^2).
     """
+
+    #: The config options (model.<key>) of this class: convnet.config reads them.
+    OPTIONS = {
+        "input_dim": Option(3 * 32 * 32, int, range="[1, inf)", help="features per input (C * H * W)"),
+        "hidden_dim": Option(100, int, range="[1, inf)"),
+        "num_classes": Option(10, int, range="[1, inf)"),
+        "weight_scale": Option(1e-3, float, range="(0, inf)", help="standard deviation of the initial weights"),
+        "reg": Option(0.0, float, range="[0, inf)", help="L2 strength on the weights"),
+    }
 
     def __init__(self, input_dim=3 * 32 * 32, hidden_dim=100, num_classes=10, weight_scale=1e-3, reg=0.0,
                  dtype=np.float32, seed=None):
@@ -55,6 +65,18 @@ class FullyConnectedNet(Model):
     the dropout masks reproducible; to freeze the mask for a gradient check, set
     ``model.dropout_param['seed']``. Parameters W1..WL, b1..bL (+ gamma1.., beta1..).
     """
+
+    #: The config options (model.<key>) of this class: convnet.config reads them.
+    OPTIONS = {
+        "hidden_dims": Option(REQUIRED, list, each=Option(REQUIRED, int, range="[1, inf)"),
+                              help="sizes of the hidden layers"),
+        "input_dim": Option(3 * 32 * 32, int, range="[1, inf)", help="features per input (C * H * W)"),
+        "num_classes": Option(10, int, range="[1, inf)"),
+        "dropout_keep_ratio": Option(1.0, float, range="(0, 1]", help="keep probability of dropout (1: none)"),
+        "normalization": Option(None, (str, type(None)), choices=NORMALIZATIONS),
+        "reg": Option(0.0, float, range="[0, inf)", help="L2 strength on the weights"),
+        "weight_scale": Option(1e-2, float, range="(0, inf)", help="standard deviation of the initial weights"),
+    }
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout_keep_ratio=1.0,
                  normalization=None, reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None):

@@ -1,0 +1,124 @@
+"""The tables of docs/experiments.md, generated from the declared options.
+
+The config sections (convnet.config), the model types (each class's OPTIONS), the update
+rules' hyperparameters (convnet.optim.HYPERPARAMETERS), the learning-rate schedules
+(convnet.schedules.SCHEDULES) and the ConvNet blocks (convnet.models.blocks.BLOCKS) are
+declared once; this module writes them as Markdown between ``<!-- generated: NAME -->`` and ``<!-- end generated -->`` markers, so the docs
+cannot drift from the code (tests/test_config_validation.py checks the committed file).
+
+    python -m convnet.config_tables docs/experiments.md     # rewrite the tables in place
+"""
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from convnet import config
+from convnet.models import MODEL_TYPES
+from convnet.models.blocks import BLOCKS
+from convnet.optim import HYPERPARAMETERS
+from convnet.options import REQUIRED, markdown_default
+from convnet.schedules import SCHEDULES
+
+MARKER = re.compile(r"(<!-- generated: (\w+) -->\n)(.*?)(<!-- end generated -->)", re.S)
+
+
+def _cell(text):
+    return text.replace("|", "\\|")
+
+
+def _allowed(declared):
+    """declared.describe(), with choices written as code: one of `sample`, `cifar10`."""
+    if declared.choices is None:
+        return declared.describe()
+    return "one of " + ", ".join(f"`{'null' if choice is None else choice}`" for choice in declared.choices)
+
+
+def _sections_rows():
+    sections = [("", config.TOP), ("data.", config.DATA), ("data.augment.", config.AUGMENT),
+                ("solver.", config.SOLVER), ("output.", config.OUTPUT)]
+    for prefix, options in sections:
+        for key, declared in options.items():
+            if prefix == "" and key in ("data", "solver", "output"):
+                continue  # sections whose keys have rows of their own
+            if key in ("model", "optim", "schedule"):
+                kinds = {"model": ("type", MODEL_TYPES, "required"), "optim": ("rule", HYPERPARAMETERS, "`sgd`"),
+                         "schedule": ("type", SCHEDULES, "`constant`")}[key]
+                allowed = "one of " + ", ".join(f"`{name}`" for name in kinds[1])
+                yield f"`{key}.{kinds[0]}`", kinds[2], allowed, declared.help
+                continue
+            yield f"`{prefix}{key}`", markdown_default(declared), _allowed(declared), declared.help
+
+
+def sections_table():
+    lines = ["| key | default | allowed | meaning |", "|---|---|---|---|"]
+    lines += [f"| {' | '.join(_cell(part) for part in row)} |" for row in _sections_rows()]
+    return "\n".join(lines) + "\n"
+
+
+def _options_cell(options):
+    """'`filters` (required: an integer >= 1), `size: 3` (an integer >= 1)' for a dict of Options."""
+    parts = []
+    for key, declared in options.items():
+        name = f"`{key}`" if declared.default is REQUIRED else f"`{key}: {markdown_default(declared).strip('`')}`"
+        note = "required: " if declared.default is REQUIRED else ""
+        extra = f"; {declared.help}" if declared.help else ""
+        parts.append(f"{name} ({note}{_allowed(declared)}{extra})")
+    return ", ".join(parts)
+
+
+def models_table():
+    lines = ["| `model.type` | options (defaults; allowed values) |", "|---|---|"]
+    for kind in MODEL_TYPES:
+        lines.append(f"| `{kind}` | {_cell(_options_cell(config.model_options(kind)))} |")
+    return "\n".join(lines) + "\n"
+
+
+def optim_table():
+    lines = ["| `optim.rule` | hyperparameters (allowed values; left out: the rule's default) |", "|---|---|"]
+    for rule, declared in HYPERPARAMETERS.items():
+        cell = ", ".join(f"`{key}` ({_allowed(o)}; {o.help})" for key, o in declared.items())
+        lines.append(f"| `{rule}` | {_cell(cell)} |")
+    return "\n".join(lines) + "\n"
+
+
+def schedules_table():
+    lines = ["| `schedule.type` | options (defaults; allowed values) | what it does |", "|---|---|---|"]
+    for kind, schedule in SCHEDULES.items():
+        lines.append(f"| `{kind}` | {_cell(_options_cell(schedule.options))} | {_cell(schedule.help)} |")
+    return "\n".join(lines) + "\n"
+
+
+def blocks_table():
+    lines = ["| type | options (defaults; allowed values) | what it is |", "|---|---|---|"]
+    for kind, block in BLOCKS.items():
+        lines.append(f"| `{kind}` | {_cell(_options_cell(block.options))} | {_cell(block.help)} |")
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {"sections": sections_table, "models": models_table, "optim": optim_table, "schedules": schedules_table,
+          "blocks": blocks_table}
+
+
+def update(text):
+    """text with every generated table rewritten; KeyError for an unknown table name."""
+    return MARKER.sub(lambda m: m.group(1) + TABLES[m.group(2)]() + m.group(4), text)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m convnet.config_tables", description=__doc__.split("\n\n")[0])
+    parser.add_argument("path", type=Path, help="the Markdown file to rewrite (docs/experiments.md)")
+    parser.add_argument("--check", action="store_true", help="only report whether the file is up to date")
+    args = parser.parse_args(argv)
+    text = args.path.read_text()
+    new = update(text)
+    if args.check:
+        print(f"{args.path}: {'up to date' if new == text else 'out of date'}")
+        return 0 if new == text else 1
+    args.path.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
