@@ -1,10 +1,14 @@
 """Solver: true epochs, reproducibility, accuracy, checkpoints and resume, divergence, Ctrl-C."""
 
+import os
+import signal
+
 import numpy as np
 import pytest
 
 from convnet.augment import augment_batch
-from convnet.checkpoint import load_arrays_and_meta
+from convnet.callbacks import Checkpoint
+from convnet.checkpoint import CheckpointError, load_arrays_and_meta
 from convnet.models import ConvNet
 from convnet.models.base import Model
 from convnet.solver import Solver, TrainingDiverged
@@ -98,10 +102,19 @@ def test_best_state_includes_batchnorm_statistics(rng):
     solver = convnet_solver(image_data(rng), num_epochs=3).train()
     assert solver.best_state is not None
     assert any(key.startswith("bn/") for key in solver.best_state)
-    assert solver.best_params is solver.best_state  # the CS231n name
     final = solver.model.state()
     for key, value in solver.best_state.items():
         np.testing.assert_array_equal(final[key], value)
+
+
+def test_best_params_are_keyed_like_model_params(rng):
+    solver = convnet_solver(image_data(rng), num_epochs=2).train()
+    best = solver.best_params
+    assert set(best) == set(solver.model.params)
+    for name, value in best.items():
+        np.testing.assert_array_equal(value, solver.best_state[f"param/{name}"])
+    solver.model.params = solver.best_params  # the CS231n idiom
+    assert solver.check_accuracy(solver.X_val, solver.y_val) == solver.val_acc_history[solver.best_epoch - 1]
 
 
 def test_adamw_weight_decay_spares_one_dimensional_parameters(rng):
@@ -131,7 +144,7 @@ def test_ctrl_c_saves_mid_epoch_and_resume_matches(rng, tmp_path):
 
     def interrupt(event, solver, info):
         if event == "iteration" and info["iteration"] == 6:  # halfway through epoch 2
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
 
     stopped = convnet_solver(data, checkpoint_dir=tmp_path, callbacks=[interrupt]).train()
     assert stopped.interrupted and stopped.iteration == 6
@@ -169,7 +182,7 @@ def test_checkpoint_write_is_atomic(rng, tmp_path, monkeypatch):
 
     monkeypatch.setattr(np, "savez", broken_savez)
     with pytest.raises(OSError, match="disk full"):
-        solver.save_checkpoint()
+        Checkpoint(tmp_path).save(solver)
     assert (tmp_path / "checkpoint.npz").read_bytes() == before
     assert not list(tmp_path.glob("*.tmp"))
 
@@ -177,7 +190,7 @@ def test_checkpoint_write_is_atomic(rng, tmp_path, monkeypatch):
 def test_resume_refuses_a_checkpoint_for_other_data(rng, tmp_path):
     convnet_solver(image_data(rng), checkpoint_dir=tmp_path).train(epochs=1)
     other = convnet_solver(image_data(rng, 20), checkpoint_dir=tmp_path)
-    with pytest.raises(ValueError, match="was written for 30 training images .* this solver has 20"):
+    with pytest.raises(CheckpointError, match="was written for 30 training images .* this solver has 20"):
         other.load_checkpoint(tmp_path / "checkpoint.npz")
 
 
