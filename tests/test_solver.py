@@ -208,3 +208,21 @@ def test_bad_arguments_are_named(rng):
         Solver(small_convnet(), image_data(rng), update_rule="adagrad")
     with pytest.raises(ValueError, match="same, non-zero number of samples"):
         Solver(small_convnet(), {"X_train": np.zeros((3, 3, 8, 8)), "y_train": np.zeros(2, int)})
+
+
+def test_the_checkpoint_event_comes_after_the_file_is_on_disk(rng, tmp_path):
+    seen = []
+
+    def on_checkpoint(event, solver, info):
+        if event == "checkpoint":
+            _, meta = load_arrays_and_meta(info["path"])  # readable now, and holding this very state
+            seen.append((info["reason"], meta["iteration"], solver.iteration, (tmp_path / "best.npz").is_file()))
+
+    convnet_solver(image_data(rng), checkpoint_dir=tmp_path, callbacks=[on_checkpoint]).train()
+    assert seen == [("epoch", 4, 4, True), ("epoch", 8, 8, True)]
+
+
+def test_verbose_prints_cs231n_progress_lines(rng, capsys):
+    convnet_solver(image_data(rng), verbose=True, progress=False, print_every=3).train()
+    heads = [line.split(")")[0] for line in capsys.readouterr().out.splitlines()]
+    assert heads == ["(Iteration 3 / 8", "(Epoch 1 / 2", "(Iteration 6 / 8", "(Epoch 2 / 2"]
