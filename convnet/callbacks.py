@@ -3,7 +3,8 @@
 A callback is any function ``callback(event, solver, info)``. The Solver sends:
 
 - ``'start'``       when train() begins (info: epoch, iteration);
-- ``'epoch_start'`` before the first step of an epoch;
+- ``'epoch_start'`` before the first step this call makes in an epoch (epoch, batch_in_epoch:
+                    not 0 when a resumed run continues a partial epoch);
 - ``'iteration'``   after each update (iteration, epoch as a float, loss, learning_rate);
 - ``'epoch'``       after each epoch's evaluation (epoch, train_acc, val_acc, loss, learning_rate,
                     seconds, images_per_second);

@@ -194,7 +194,7 @@ class Solver:
             while self.epoch < stop_at:
                 if self.batch_in_epoch == 0:
                     self._epoch_seconds, self._epoch_images = 0.0, 0
-                    self.notify("epoch_start", {"epoch": self.epoch})
+                self.notify("epoch_start", {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch})
                 while self.batch_in_epoch < self.iterations_per_epoch:
                     started = time.perf_counter()
                     count, loss, lr = self.step()
