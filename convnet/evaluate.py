@@ -78,7 +78,7 @@ def main(argv=None):
     )
     parser.add_argument("target", type=Path, metavar="RUN_DIR|CHECKPOINT")
     parser.add_argument("--split", choices=["test", "val", "train"], default="test", help="(default: test)")
-    parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
+    parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass, at least 1 (default: 256)")
     parser.add_argument("--data-root", help="where CIFAR-10 lives, if not where the run found it")
     parser.add_argument("--no-plot", action="store_true", help="skip the confusion-matrix PNG")
     args = parser.parse_args(argv)
