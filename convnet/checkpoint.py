@@ -205,6 +205,16 @@ def _put_solver_rng(solver, state):
     solver.rng.bit_generator.state = state
 
 
+def _numpy_global_rng(solver):
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    return [name, keys.tolist(), int(position), int(has_gauss), float(cached_gaussian)]
+
+
+def _put_numpy_global_rng(solver, state):
+    name, keys, position, has_gauss, cached_gaussian = state
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
+
+
 def _put_epoch_order(solver, arrays):
     solver.epoch_order = arrays.get("order")
 
@@ -225,6 +235,8 @@ FIELDS = [
     Field("solver_rng", lambda s: s.rng.bit_generator.state, _put_solver_rng),
     Field("model_rng", lambda s: s.model.rng.bit_generator.state if getattr(s.model, "rng", None) is not None
           else None, _put_model_rng),
+    # CS231n-style models draw dropout masks from numpy's global generator.
+    Field("numpy_global_rng", _numpy_global_rng, _put_numpy_global_rng),
     *(_attribute(name) for name in (
         "epoch", "iteration", "batch_in_epoch", "loss_history", "lr_history", "train_acc_history",
         "val_acc_history", "epoch_seconds", "train_seconds", "best_score", "best_val_acc", "best_epoch",

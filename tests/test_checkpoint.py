@@ -219,3 +219,41 @@ def test_weight_decay_follows_the_models_regularisation_rule(tmp_path):
     student = Solver(ScriptedModel(4), scripted_data(), update_rule="adamw", optim_config={"weight_decay": 0.1},
                      verbose=False)  # no regularized(): the same default rule, by dimension
     assert {n for n, c in student.optim_configs.items() if c["weight_decay"]} == {"W"}
+
+
+class StudentDropoutNet:
+    """A student's two-layer net: dropout masks from numpy's global generator, as CS231n's layers do."""
+
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.params = {"W1": 0.1 * rng.standard_normal((2, 6)), "W2": 0.1 * rng.standard_normal((6, 3))}
+
+    def loss(self, X, y=None):
+        h = np.maximum(X @ self.params["W1"], 0)
+        mask = (np.random.rand(*h.shape) < 0.5) / 0.5 if y is not None else 1.0
+        scores = (h * mask) @ self.params["W2"]
+        if y is None:
+            return scores
+        p = np.exp(scores - scores.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        loss = -np.mean(np.log(p[np.arange(len(y)), y]))
+        p[np.arange(len(y)), y] -= 1
+        dscores = p / len(y)
+        dh = (dscores @ self.params["W2"].T) * mask * (h > 0)
+        return loss, {"W1": X.T @ dh, "W2": (h * mask).T @ dscores}
+
+
+def test_a_student_model_drawing_from_numpy_global_generator_resumes_exactly(tmp_path):
+    def solver(**kwargs):
+        return Solver(StudentDropoutNet(), scripted_data(), update_rule="sgd_momentum", batch_size=5, num_epochs=2,
+                      verbose=False, seed=0, checkpoint_dir=tmp_path, **kwargs)
+
+    np.random.seed(231)
+    straight = solver().train()
+    np.random.seed(231)
+    solver().train(epochs=1)
+    np.random.seed(0)  # whatever happens in between
+    resumed = solver().load_checkpoint(tmp_path / "checkpoint.npz").train()
+    assert resumed.loss_history == straight.loss_history
+    for name, value in straight.model.params.items():
+        np.testing.assert_array_equal(resumed.model.params[name], value, err_msg=name)
