@@ -5,7 +5,7 @@ A callback is any function ``callback(event, solver, info)``. The Solver sends:
 - ``'start'``       when train() begins (info: epoch, iteration);
 - ``'epoch_start'`` before the first step this call makes in an epoch (epoch, batch_in_epoch:
                     not 0 when a resumed run continues a partial epoch);
-- ``'iteration'``   after each update (iteration, epoch as a float, loss, learning_rate);
+- ``'iteration'``   after each update (iteration, epoch as a float, loss, learning_rate, images);
 - ``'epoch'``       after each epoch's evaluation (epoch, train_acc, val_acc, loss, learning_rate,
                     seconds, images_per_second);
 - ``'interrupt'``   when a Ctrl-C is acted on, between two steps (epoch, iteration);
@@ -55,7 +55,7 @@ class Progress:
 
     def _step(self, solver, info):
         if self._bar is not None:
-            self._images += solver.batch_size
+            self._images += info["images"]
             self._loss = info["loss"] if self._loss is None else 0.9 * self._loss + 0.1 * info["loss"]
             rate = self._images / max(time.perf_counter() - self._started, 1e-9)
             self._bar.set_postfix(loss=f"{self._loss:.3f}", lr=f"{info['learning_rate']:.2e}", img_s=f"{rate:.0f}",

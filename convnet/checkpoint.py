@@ -143,7 +143,7 @@ def load_weights(model, path):
     naming the file when it is damaged or does not fit the model.
     """
     arrays, _ = load_arrays_and_meta(path)
-    state = {key: value for key, value in arrays.items() if key.startswith(("param/", "bn/"))}
+    state = _field_arrays("model", arrays)
     try:
         load_model_state(model, state)
     except (ValueError, KeyError) as exc:
@@ -247,9 +247,20 @@ FIELDS = [
 _COMPATIBILITY = ("num_train", "batch_size")
 
 
+# The model's state keeps its own 'param/...' and 'bn/...' names, so model.load reads a checkpoint too;
+# every other array field is stored under '<field>/'.
+_MODEL_PREFIXES = ("param/", "bn/")
+
+
 def _array_key(field, name):
-    # The model's state keeps its own 'param/...' and 'bn/...' names, so model.load reads a checkpoint too.
     return name if field == "model" else f"{field}/{name}"
+
+
+def _field_arrays(field, arrays):
+    if field == "model":
+        return {key: value for key, value in arrays.items() if key.startswith(_MODEL_PREFIXES)}
+    prefix = f"{field}/"
+    return {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
 
 
 def solver_checkpoint(solver):
@@ -292,14 +303,7 @@ def restore_solver(solver, path):
             f"{path} was written for {meta['num_train']} training images in batches of {meta['batch_size']}, "
             f"but this solver has {len(solver.X_train)} in batches of {solver.batch_size}")
     for field in FIELDS:
-        if field.arrays:
-            prefix = "" if field.name == "model" else f"{field.name}/"
-            group = [key for key in arrays if key.startswith(prefix)]
-            if field.name == "model":
-                group = [key for key in group if key.startswith(("param/", "bn/"))]
-            value = {key[len(prefix):]: arrays[key] for key in group}
-        else:
-            value = meta[field.name]
+        value = _field_arrays(field.name, arrays) if field.arrays else meta[field.name]
         try:
             field.put(solver, value)
         except (ValueError, KeyError, TypeError) as exc:

@@ -201,7 +201,7 @@ class Solver:
                     self._epoch_seconds += time.perf_counter() - started
                     self._epoch_images += count
                     self.notify("iteration", {"iteration": self.iteration, "epoch": self.progress_epochs,
-                                              "loss": loss, "learning_rate": lr})
+                                              "loss": loss, "learning_rate": lr, "images": count})
                     if self._stop_requested:
                         return self._interrupt()
                 self._check_parameters()

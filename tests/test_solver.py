@@ -226,3 +226,10 @@ def test_verbose_prints_cs231n_progress_lines(rng, capsys):
     convnet_solver(image_data(rng), verbose=True, progress=False, print_every=3).train()
     heads = [line.split(")")[0] for line in capsys.readouterr().out.splitlines()]
     assert heads == ["(Iteration 3 / 8", "(Epoch 1 / 2", "(Iteration 6 / 8", "(Epoch 2 / 2"]
+
+
+def test_the_progress_bar_runs_on_stderr(rng, capsys):
+    convnet_solver(image_data(rng), verbose=True, progress=True).train()
+    captured = capsys.readouterr()
+    assert "epoch 1/2" in captured.err and "epoch 2/2" in captured.err
+    assert "(Iteration" not in captured.out and captured.out.count("(Epoch") == 2
