@@ -27,11 +27,13 @@ METRIC_FIELDS = ["kind", "epoch", "iteration", "loss", "train_acc", "val_acc", "
 
 
 class Progress:
-    """A tqdm bar per epoch (when ``bar``), CS231n's '(Iteration i / n) loss' lines every
-    ``print_every`` iterations otherwise, and one line per epoch; prints nothing unless verbose."""
+    """A tqdm bar per epoch (when ``bar``; None: when stderr is a terminal), CS231n's
+    '(Iteration i / n) loss' lines every ``print_every`` iterations otherwise, and one line
+    per epoch; prints nothing unless verbose."""
 
-    def __init__(self, verbose=True, bar=False, print_every=10, file=None):
-        self.verbose, self.bar, self.print_every = verbose, bar, print_every
+    def __init__(self, verbose=True, bar=None, print_every=10, file=None):
+        self.verbose, self.print_every = verbose, print_every
+        self.bar = sys.stderr.isatty() if bar is None else bar
         self.file = file
         self._bar, self._started, self._images = None, None, 0
 

@@ -25,7 +25,6 @@ or non-finite parameters at the end of an epoch, stop training with
 
 import math
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -92,8 +91,7 @@ class Solver:
         self.eval_batch_size = int(eval_batch_size)
         self.rng = np.random.default_rng(seed)
         self.iterations_per_epoch = math.ceil(len(self.X_train) / self.batch_size)
-        bar = (verbose and sys.stderr.isatty()) if progress is None else progress
-        self.callbacks = [Progress(verbose, bar, print_every), *callbacks]
+        self.callbacks = [Progress(verbose, progress, print_every), *callbacks]
         if checkpoint_dir is not None or checkpoint_name is not None:
             self.callbacks.append(Checkpoint(checkpoint_dir, checkpoint_name))
         self._reset()
