@@ -240,7 +240,7 @@ FIELDS = [
     *(_attribute(name) for name in (
         "epoch", "iteration", "batch_in_epoch", "loss_history", "lr_history", "train_acc_history",
         "val_acc_history", "epoch_seconds", "train_seconds", "best_score", "best_val_acc", "best_epoch",
-        "_epoch_seconds", "_epoch_images")),
+        "epoch_train_seconds", "epoch_images")),
 ]
 
 # Written alongside, checked on restore, never put back: what the checkpoint was made for.

@@ -115,7 +115,7 @@ class Solver:
         self.interrupted = False
         self.last_checkpoint = None  # path of the newest checkpoint on disk ('checkpoint' event)
         self._stop_requested = False
-        self._epoch_seconds, self._epoch_images = 0.0, 0
+        self.epoch_train_seconds, self.epoch_images = 0.0, 0  # the current epoch's so far
         # Weight decay follows the model's L2 rule: one rule for both (convnet.models.base).
         decayed = set(self.model.regularized() if hasattr(self.model, "regularized")
                       else regularized_names(self.model.params))
@@ -191,13 +191,13 @@ class Solver:
             self.notify("start", {"epoch": self.epoch, "iteration": self.iteration})
             while self.epoch < stop_at:
                 if self.batch_in_epoch == 0:
-                    self._epoch_seconds, self._epoch_images = 0.0, 0
+                    self.epoch_train_seconds, self.epoch_images = 0.0, 0
                 self.notify("epoch_start", {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch})
                 while self.batch_in_epoch < self.iterations_per_epoch:
                     started = time.perf_counter()
                     count, loss, lr = self.step()
-                    self._epoch_seconds += time.perf_counter() - started
-                    self._epoch_images += count
+                    self.epoch_train_seconds += time.perf_counter() - started
+                    self.epoch_images += count
                     self.notify("iteration", {"iteration": self.iteration, "epoch": self.progress_epochs,
                                               "loss": loss, "learning_rate": lr, "images": count})
                     if self._stop_requested:
@@ -221,19 +221,19 @@ class Solver:
         val_acc = self.check_accuracy(self.X_val, self.y_val, self.num_val_samples) if self.has_validation else None
         self.train_acc_history.append(train_acc)
         self.val_acc_history.append(val_acc)
-        self.epoch_seconds.append(self._epoch_seconds)
-        self.train_seconds += self._epoch_seconds
+        self.epoch_seconds.append(self.epoch_train_seconds)
+        self.train_seconds += self.epoch_train_seconds
         self.epoch += 1
         self.epoch_order, self.batch_in_epoch = None, 0
         score = val_acc if val_acc is not None else train_acc
         if self.best_score is None or score > self.best_score:
             self.best_score, self.best_val_acc, self.best_epoch = score, val_acc, self.epoch
             self.best_state = model_state(self.model)
-        seconds = self._epoch_seconds
+        seconds = self.epoch_train_seconds
         self.notify("epoch", {"epoch": self.epoch, "train_acc": train_acc, "val_acc": val_acc,
                               "loss": float(np.mean(self.loss_history[-self.iterations_per_epoch:])),
                               "learning_rate": self.lr_history[-1], "seconds": seconds,
-                              "images_per_second": self._epoch_images / seconds if seconds > 0 else float("nan")})
+                              "images_per_second": self.epoch_images / seconds if seconds > 0 else float("nan")})
 
     def check_accuracy(self, X, y, num_samples=None, batch_size=None):
         """Fraction of correctly classified samples, computed in batches in test mode.
