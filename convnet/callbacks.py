@@ -28,17 +28,16 @@ METRIC_FIELDS = ["kind", "epoch", "iteration", "loss", "train_acc", "val_acc", "
 
 class Progress:
     """A tqdm bar per epoch (when ``bar``; None: when stderr is a terminal), CS231n's
-    '(Iteration i / n) loss' lines every ``print_every`` iterations otherwise, and one line
-    per epoch; prints nothing unless verbose."""
+    '(Iteration i / n) loss' lines every ``solver.print_every`` iterations otherwise, and one
+    line per epoch; prints nothing unless ``solver.verbose``."""
 
-    def __init__(self, verbose=True, bar=None, print_every=10, file=None):
-        self.verbose, self.print_every = verbose, print_every
+    def __init__(self, bar=None, file=None):
         self.bar = sys.stderr.isatty() if bar is None else bar
         self.file = file
         self._bar, self._started, self._images = None, None, 0
 
     def __call__(self, event, solver, info):
-        if not self.verbose:
+        if not solver.verbose:
             return
         if event == "epoch_start" and self.bar:
             self._bar = tqdm(total=solver.iterations_per_epoch, initial=solver.batch_in_epoch, unit="batch",
@@ -63,7 +62,7 @@ class Progress:
             self._bar.set_postfix(loss=f"{self._loss:.3f}", lr=f"{info['learning_rate']:.2e}", img_s=f"{rate:.0f}",
                                   refresh=False)
             self._bar.update(1)
-        elif self.print_every and info["iteration"] % self.print_every == 0:
+        elif solver.print_every and info["iteration"] % solver.print_every == 0:
             total = solver.num_epochs * solver.iterations_per_epoch
             self._say(f"(Iteration {info['iteration']} / {total}) loss: {info['loss']:f}")
 

@@ -91,7 +91,7 @@ class Solver:
         self.eval_batch_size = int(eval_batch_size)
         self.rng = np.random.default_rng(seed)
         self.iterations_per_epoch = math.ceil(len(self.X_train) / self.batch_size)
-        self.callbacks = [Progress(verbose, progress, print_every), *callbacks]
+        self.callbacks = [Progress(progress), *callbacks]
         if checkpoint_dir is not None or checkpoint_name is not None:
             self.callbacks.append(Checkpoint(checkpoint_dir, checkpoint_name))
         self._reset()
