@@ -175,6 +175,14 @@ def test_a_resume_refused_for_a_changed_batch_size_rewrites_nothing(run_copy, ca
     assert yaml.safe_load((run_copy / "config.yaml").read_text())["solver"]["num_epochs"] == 3
 
 
+def test_a_resume_refused_for_a_changed_model_rewrites_nothing(run_copy, capsys):
+    before = snapshot(run_copy)
+    assert train.main(["--resume", str(run_copy), "--set", "model.layers.0.filters=6", "--quiet"]) == train.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{run_copy / 'checkpoint.npz'} does not fit this run" in err
+    assert snapshot(run_copy) == before
+
+
 def test_a_metrics_row_cut_off_mid_write_does_not_stop_a_resume(run_copy):
     with open(run_copy / "metrics.csv", "a") as f:
         f.write("step,2.25")  # killed mid-row: no newline, the iteration and later fields missing
