@@ -79,10 +79,19 @@ def straight(tmp_path_factory):
 NUM_PARAMS = len(small_convnet().params)  # update-rule calls per step
 
 
-@pytest.mark.parametrize("where", ["update rule, mid-step", "augmentation", "forward pass",
-                                   "evaluation of epoch 2", "evaluation of epoch 3"])
+# where the SIGINT lands -> (completed epochs, iterations) when the run stops; 4 steps an epoch
+WHERE = {
+    "update rule, mid-step": (1, 6),  # step 6, after three of its parameter updates
+    "augmentation": (1, 7),
+    "forward pass": (0, 3),
+    "evaluation of epoch 2": (2, 8),
+    "evaluation of epoch 3": (3, 12),
+}
+
+
+@pytest.mark.parametrize("where", WHERE)
 def test_sigint_inside_a_step_or_an_evaluation_resumes_bit_for_bit(tmp_path, straight, where):
-    if where == "update rule, mid-step":  # step 6 of 12 (mid epoch 2), after two of its parameter updates
+    if where == "update rule, mid-step":
         stopped = make_solver(tmp_path, update_rule=kill_on_call(optim.adam, 5 * NUM_PARAMS + 3))
     elif where == "augmentation":
         stopped = make_solver(tmp_path, augment=kill_on_call(augment_batch, 7))
@@ -95,10 +104,10 @@ def test_sigint_inside_a_step_or_an_evaluation_resumes_bit_for_bit(tmp_path, str
             model.predict = kill_on_call(model.predict, 4 if where.endswith("2") else 6)
     handler_before = signal.getsignal(signal.SIGINT)
     stopped.train()
-    assert stopped.interrupted
+    assert stopped.interrupted and (stopped.epoch, stopped.iteration) == WHERE[where]
     assert signal.getsignal(signal.SIGINT) is handler_before, "train() restores the previous SIGINT handler"
-    assert stopped.iteration < straight.iteration or where.endswith("3")
     resumed = make_solver(tmp_path).load_checkpoint(tmp_path / "checkpoint.npz")
+    assert (resumed.epoch, resumed.iteration) == WHERE[where]
     resumed.train()
     assert not resumed.interrupted
     assert_same_run(resumed, straight)
