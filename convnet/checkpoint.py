@@ -1,18 +1,38 @@
-"""Reading and writing arrays (+ JSON metadata) as .npz files, atomically.
+"""The checkpoint format: .npz files of arrays plus JSON metadata, written atomically.
 
 A file is written to a temporary name in the same directory and renamed over the
 target only once complete, so a crash or Ctrl-C mid-write never leaves a truncated
-checkpoint behind, and the previous one stays intact.
+checkpoint behind, and the previous one stays intact. Temporaries left by a killed
+write (``<name>.npz.<random>.tmp``) are removed by :func:`remove_stale_temporaries`.
+
+A training checkpoint is written and restored from one list, :data:`FIELDS`: each field
+says how to read it from a Solver and how to put it back, so adding a field there is
+all it takes. The metadata lists every array the file holds, and a checkpoint missing
+a field or an array (a parameter, a momentum buffer) is refused with a
+:class:`CheckpointError` naming the file, never resumed with a part silently reset.
 """
 
 import json
 import os
 import tempfile
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 META_KEY = "__meta__"
+FORMAT = 2  # 2: the best state lives inside checkpoint.npz; every array is listed in the metadata
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is damaged, incomplete or written for another model or data."""
+
+
+# ----------------------------------------------------------------------
+# files
+# ----------------------------------------------------------------------
 
 
 def save_arrays(path, arrays, meta=None):
@@ -34,6 +54,14 @@ def save_arrays(path, arrays, meta=None):
         raise
 
 
+def remove_stale_temporaries(directory):
+    """Delete ``*.npz.*.tmp`` files that a killed write left in ``directory``; returns them."""
+    stale = sorted(Path(directory).glob("*.npz.*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def load_arrays(path):
     """{name: array} from a file written by :func:`save_arrays` (metadata left out)."""
     arrays, _ = load_arrays_and_meta(path)
@@ -41,14 +69,243 @@ def load_arrays(path):
 
 
 def load_arrays_and_meta(path):
-    """({name: array}, meta dict or None). No pickles are ever loaded."""
+    """({name: array}, meta dict or None). No pickles are ever loaded.
+
+    A missing file raises FileNotFoundError; a truncated or foreign one CheckpointError.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
         with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise ValueError("it holds a single array, not an .npz archive")
             arrays = {key: data[key] for key in data.files}
-    except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{path} is not a readable convnet .npz file: {exc}") from exc
-    meta = arrays.pop(META_KEY, None)
-    return arrays, (json.loads(str(meta)) if meta is not None else None)
+        meta = arrays.pop(META_KEY, None)
+        meta = json.loads(str(meta)) if meta is not None else None
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"{path} is damaged or not a convnet .npz file ({type(exc).__name__}: {exc})") from exc
+    if meta is not None and not isinstance(meta, dict):
+        raise CheckpointError(f"{path} is damaged: its metadata is not a mapping")
+    return arrays, meta
+
+
+# ----------------------------------------------------------------------
+# model state (parameters + batch-norm running statistics)
+# ----------------------------------------------------------------------
+
+
+def model_state(model):
+    """Copies of the model's parameters ('param/<name>') and batch-norm statistics ('bn/<i>/<stat>').
+
+    Uses ``model.state()`` when the model has one; a model with only ``params`` (and
+    perhaps CS231n's ``bn_params`` list) gets the same layout.
+    """
+    if hasattr(model, "state"):
+        return model.state()
+    state = {f"param/{name}": np.array(value, copy=True) for name, value in model.params.items()}
+    for i, bn_param in enumerate(getattr(model, "bn_params", None) or []):
+        for key in ("running_mean", "running_var"):
+            if key in bn_param:
+                state[f"bn/{i}/{key}"] = np.array(bn_param[key], copy=True)
+    return state
+
+
+def load_model_state(model, state):
+    """Put back what :func:`model_state` returned; names and shapes must fit the model."""
+    if hasattr(model, "load_state"):
+        model.load_state(state)
+        return
+    params = {key[len("param/"):]: value for key, value in state.items() if key.startswith("param/")}
+    if set(params) != set(model.params):
+        raise ValueError(f"state does not fit this model: missing {sorted(set(model.params) - set(params))}, "
+                         f"unexpected {sorted(set(params) - set(model.params))}")
+    for name, value in params.items():
+        if value.shape != model.params[name].shape:
+            raise ValueError(f"param/{name} has shape {value.shape} in the state but "
+                             f"{model.params[name].shape} in the model")
+    bn_params = getattr(model, "bn_params", None) or []
+    for key in state:
+        if key.startswith("bn/") and int(key.split("/")[1]) >= len(bn_params):
+            raise ValueError(f"{key}: this model has only {len(bn_params)} batch-norm layers")
+    for name, value in params.items():
+        model.params[name] = np.array(value, dtype=model.params[name].dtype)
+    for key, value in state.items():
+        if key.startswith("bn/"):
+            _, index, stat = key.split("/")
+            bn_params[int(index)][stat] = np.array(value, copy=True)
+
+
+def load_weights(model, path):
+    """Load the parameters and batch-norm statistics stored at ``path`` into ``model``.
+
+    Accepts best.npz, checkpoint.npz or a file from ``model.save``; raises CheckpointError
+    naming the file when it is damaged or does not fit the model.
+    """
+    arrays, _ = load_arrays_and_meta(path)
+    state = _field_arrays("model", arrays)
+    try:
+        load_model_state(model, state)
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path} does not fit this model: {exc}") from exc
+    return model
+
+
+# ----------------------------------------------------------------------
+# training checkpoints: one list of fields
+# ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Field:
+    """One part of a training checkpoint.
+
+    ``get(solver)`` returns a JSON value, or for ``arrays=True`` a {name: array} dict stored
+    under ``<field name>/<name>``; ``put(solver, value)`` restores it.
+    """
+
+    name: str
+    get: Callable
+    put: Callable
+    arrays: bool = False
+
+
+def _attribute(name):
+    return Field(name, lambda s: getattr(s, name), lambda s, value: setattr(s, name, value))
+
+
+def _optimizer_arrays(solver):
+    return {f"{name}/{key}": value for name, config in solver.optim_configs.items()
+            for key, value in config.items() if isinstance(value, np.ndarray)}
+
+
+def _put_optimizer_arrays(solver, arrays):
+    for key, value in arrays.items():
+        name, field = key.split("/", 1)
+        solver.optim_configs[name][field] = value
+
+
+def _optimizer_scalars(solver):
+    return {name: {key: value for key, value in config.items() if not isinstance(value, np.ndarray)}
+            for name, config in solver.optim_configs.items()}
+
+
+def _put_optimizer_scalars(solver, scalars):
+    if set(scalars) != set(solver.model.params):
+        raise ValueError(f"optimizer state for {sorted(scalars)} but the model has {sorted(solver.model.params)}")
+    solver.optim_configs = {name: dict(values) for name, values in scalars.items()}
+
+
+def _put_model_rng(solver, state):
+    if state is not None and getattr(solver.model, "rng", None) is not None:
+        solver.model.rng.bit_generator.state = state
+
+
+def _put_solver_rng(solver, state):
+    solver.rng.bit_generator.state = state
+
+
+def _numpy_global_rng(solver):
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    return [name, keys.tolist(), int(position), int(has_gauss), float(cached_gaussian)]
+
+
+def _put_numpy_global_rng(solver, state):
+    name, keys, position, has_gauss, cached_gaussian = state
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
+
+
+def _put_epoch_order(solver, arrays):
+    solver.epoch_order = arrays.get("order")
+
+
+def _put_best(solver, arrays):
+    solver.best_state = dict(arrays) or None
+
+
+# Order matters on restore: the optimizer's scalars make the per-parameter dicts that
+# its arrays are then put into.
+FIELDS = [
+    Field("model", lambda s: model_state(s.model), lambda s, state: load_model_state(s.model, state), arrays=True),
+    Field("optim_scalars", _optimizer_scalars, _put_optimizer_scalars),
+    Field("optim", _optimizer_arrays, _put_optimizer_arrays, arrays=True),
+    Field("epoch_order", lambda s: {} if s.epoch_order is None else {"order": s.epoch_order}, _put_epoch_order,
+          arrays=True),
+    Field("best", lambda s: s.best_state or {}, _put_best, arrays=True),
+    Field("solver_rng", lambda s: s.rng.bit_generator.state, _put_solver_rng),
+    Field("model_rng", lambda s: s.model.rng.bit_generator.state if getattr(s.model, "rng", None) is not None
+          else None, _put_model_rng),
+    # CS231n-style models draw dropout masks from numpy's global generator.
+    Field("numpy_global_rng", _numpy_global_rng, _put_numpy_global_rng),
+    *(_attribute(name) for name in (
+        "epoch", "iteration", "batch_in_epoch", "loss_history", "lr_history", "train_acc_history",
+        "val_acc_history", "epoch_seconds", "train_seconds", "best_score", "best_val_acc", "best_epoch",
+        "epoch_train_seconds", "epoch_images")),
+]
+
+# Written alongside, checked on restore, never put back: what the checkpoint was made for.
+_COMPATIBILITY = ("num_train", "batch_size")
+
+
+# The model's state keeps its own 'param/...' and 'bn/...' names, so model.load reads a checkpoint too;
+# every other array field is stored under '<field>/'.
+_MODEL_PREFIXES = ("param/", "bn/")
+
+
+def _array_key(field, name):
+    return name if field == "model" else f"{field}/{name}"
+
+
+def _field_arrays(field, arrays):
+    if field == "model":
+        return {key: value for key, value in arrays.items() if key.startswith(_MODEL_PREFIXES)}
+    prefix = f"{field}/"
+    return {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
+
+
+def solver_checkpoint(solver):
+    """(arrays, meta): everything the Solver needs to continue exactly, from :data:`FIELDS`."""
+    arrays, meta = {}, {"format": FORMAT, "num_train": len(solver.X_train), "batch_size": solver.batch_size,
+                        "update_rule": solver.update_rule_name}
+    for field in FIELDS:
+        value = field.get(solver)
+        if field.arrays:
+            arrays.update({_array_key(field.name, name): array for name, array in value.items()})
+        else:
+            meta[field.name] = value
+    meta["arrays"] = sorted(arrays)
+    return arrays, meta
+
+
+def read_checkpoint(path):
+    """(arrays, meta) of a training checkpoint, after checking it holds every field and array."""
+    arrays, meta = load_arrays_and_meta(path)
+    if meta is None or "format" not in meta:
+        raise CheckpointError(f"{path} is not a convnet training checkpoint: it has no training metadata "
+                              "(best.npz and model.save files hold weights only; resume from checkpoint.npz)")
+    if meta["format"] != FORMAT:
+        raise CheckpointError(f"{path} is a format {meta['format']} checkpoint; this convnet reads format {FORMAT}")
+    missing = [name for name in ("arrays", *_COMPATIBILITY) if name not in meta]
+    missing += [field.name for field in FIELDS if not field.arrays and field.name not in meta]
+    if missing:
+        raise CheckpointError(f"{path} is incomplete: its metadata lacks {', '.join(missing)}")
+    absent = sorted(set(meta["arrays"]) - set(arrays))
+    if absent:
+        raise CheckpointError(f"{path} is incomplete: it lacks the array(s) {', '.join(absent)}")
+    return arrays, meta
+
+
+def restore_solver(solver, path):
+    """Put the checkpoint at ``path`` into ``solver`` (same model and data); raises CheckpointError."""
+    arrays, meta = read_checkpoint(path)
+    if meta["num_train"] != len(solver.X_train) or meta["batch_size"] != solver.batch_size:
+        raise CheckpointError(
+            f"{path} was written for {meta['num_train']} training images in batches of {meta['batch_size']}, "
+            f"but this solver has {len(solver.X_train)} in batches of {solver.batch_size}")
+    for field in FIELDS:
+        value = _field_arrays(field.name, arrays) if field.arrays else meta[field.name]
+        try:
+            field.put(solver, value)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{path} does not fit this run ({field.name}): {exc}") from exc
+    return meta

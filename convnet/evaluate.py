@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from convnet import experiment, plots
+from convnet.checkpoint import load_weights
 from convnet.config import ConfigError, load_config
 from convnet.data import CLASS_NAMES, CorruptDataError, DownloadError
 
@@ -49,9 +50,9 @@ def evaluate(target, split="test", batch_size=256, data_root=None):
     run_dir, weights = locate(target)
     overrides = [f"data.root={data_root}"] if data_root else []
     config = load_config(run_dir / "config.yaml", overrides)
-    splits = experiment.build_data(config)
     model = experiment.build_model(config)
-    model.load(weights)
+    load_weights(model, weights)  # a damaged file is refused before the data is loaded
+    splits = experiment.build_data(config)
     key = {"test": "test", "val": "val", "train": "train"}[split]
     X, y = splits[f"X_{key}"], splits[f"y_{key}"]
     if len(X) == 0:
@@ -77,10 +78,13 @@ def main(argv=None):
     )
     parser.add_argument("target", type=Path, metavar="RUN_DIR|CHECKPOINT")
     parser.add_argument("--split", choices=["test", "val", "train"], default="test", help="(default: test)")
-    parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
+    parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass, at least 1 (default: 256)")
     parser.add_argument("--data-root", help="where CIFAR-10 lives, if not where the run found it")
     parser.add_argument("--no-plot", action="store_true", help="skip the confusion-matrix PNG")
     args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        print(f"error: --batch-size must be a positive number of images, got {args.batch_size}", file=sys.stderr)
+        return 2
     try:
         report, run_dir = evaluate(args.target, args.split, args.batch_size, args.data_root)
     except (FileNotFoundError, ConfigError, CorruptDataError, DownloadError, ValueError) as exc:

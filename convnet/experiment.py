@@ -6,7 +6,6 @@ Data flows one way: config -> data -> model -> solver -> run directory. A run di
 the PNG plots (loss.png, accuracy.png, filters.png).
 """
 
-import csv
 import functools
 import json
 import platform
@@ -20,13 +19,11 @@ import convnet
 from convnet import data as cifar
 from convnet import plots
 from convnet.augment import augment_batch
-from convnet.checkpoint import load_arrays_and_meta
+from convnet.callbacks import MetricsLog
+from convnet.checkpoint import read_checkpoint
 from convnet.config import dump_config
 from convnet.models import MODEL_TYPES
 from convnet.solver import Solver
-
-METRIC_FIELDS = ["kind", "epoch", "iteration", "loss", "train_acc", "val_acc", "learning_rate", "seconds",
-                 "images_per_second"]
 
 
 def build_data(config):
@@ -75,36 +72,6 @@ def create_run_dir(config):
     raise FileExistsError(f"could not create a new run directory under {parent}")
 
 
-class MetricsLog:
-    """Solver callback appending rows to metrics.csv (flushed at once, so a crash keeps them)."""
-
-    def __init__(self, path, every, keep_until_iteration=None):
-        self.path, self.every = Path(path), every
-        rows = []
-        if keep_until_iteration is not None and self.path.is_file():
-            with open(self.path, newline="") as f:  # resuming: drop rows written after the checkpoint
-                rows = [row for row in csv.DictReader(f) if int(row["iteration"]) <= keep_until_iteration]
-        with open(self.path, "w", newline="") as f:
-            writer = csv.DictWriter(f, METRIC_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def __call__(self, event, solver, info):
-        if event == "iteration" and info["iteration"] % self.every == 0:
-            row = {"kind": "step", "epoch": f"{info['epoch']:.4f}", "iteration": info["iteration"],
-                   "loss": f"{info['loss']:.6f}", "learning_rate": f"{info['learning_rate']:.6g}"}
-        elif event == "epoch":
-            row = {"kind": "epoch", "epoch": info["epoch"], "iteration": solver.iteration,
-                   "loss": f"{info['loss']:.6f}", "train_acc": f"{info['train_acc']:.4f}",
-                   "val_acc": "" if info["val_acc"] is None else f"{info['val_acc']:.4f}",
-                   "learning_rate": f"{info['learning_rate']:.6g}", "seconds": f"{info['seconds']:.2f}",
-                   "images_per_second": f"{info['images_per_second']:.1f}"}
-        else:
-            return
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, METRIC_FIELDS).writerow(row)
-
-
 def build_solver(config, model, splits, run_dir=None, callbacks=(), progress=True, verbose=True):
     s, o = config["solver"], config["optim"]
     optim_config = {key: value for key, value in o.items() if key != "rule"}
@@ -139,12 +106,14 @@ def summarize(config, solver, splits, status, wall_seconds, test_acc):
         "epochs": solver.epoch,
         "iterations": solver.iteration,
         "best_epoch": solver.best_epoch,
+        "best_selected_by": solver.best_selected_by,
         "final_train_acc": solver.train_acc_history[-1] if solver.train_acc_history else None,
-        "best_val_acc": solver.best_val_acc if solver.best_state is not None else None,
+        "best_val_acc": solver.best_val_acc,
         "test_acc": test_acc,
         "wall_seconds": round(wall_seconds, 2),
         "train_seconds": round(solver.train_seconds, 2),
         "images_per_second": round(trained_images / solver.train_seconds, 1) if solver.train_seconds else None,
+        "checkpoint": str(solver.last_checkpoint) if solver.last_checkpoint is not None else None,
         "threads": convnet.get_num_threads(),
         "versions": {"convnet": convnet.__version__, "numpy": np.__version__, "python": platform.python_version()},
         "finished": datetime.now().isoformat(timespec="seconds"),
@@ -154,11 +123,17 @@ def summarize(config, solver, splits, status, wall_seconds, test_acc):
 def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=print):
     """Train (or resume, given the run_dir) as the config says; returns (summary dict, run_dir).
 
-    Raises TrainingDiverged on a NaN/inf loss; a Ctrl-C returns status 'interrupted'.
+    Resuming checks the checkpoint (readable, complete, fits this config's model and data)
+    before anything in the run directory is written, so a refused resume changes nothing.
+    Raises TrainingDiverged on a NaN/inf loss or parameters, CheckpointError on a damaged or
+    mismatched checkpoint; a Ctrl-C returns status 'interrupted'.
     """
     started = time.perf_counter()
     if config["threads"] is not None:
         convnet.set_num_threads(config["threads"])
+    checkpoint = Path(run_dir) / "checkpoint.npz" if resume else None
+    if resume:
+        read_checkpoint(checkpoint)  # a damaged file is refused before the data is loaded
     say(f"loading data ({config['data']['source']})...")
     splits = build_data(config)
     say(f"data: {len(splits['X_train'])} train, {len(splits['X_val'])} val, {len(splits['X_test'])} test images")
@@ -166,17 +141,13 @@ def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=pri
     if run_dir is None:
         run_dir = create_run_dir(config)
     run_dir = Path(run_dir)
-    dump_config(config, run_dir / "config.yaml")
-    checkpoint = run_dir / "checkpoint.npz"
-    resumed_at = None
-    if resume:
-        _, meta = load_arrays_and_meta(checkpoint)
-        resumed_at = meta["iteration"]
-    metrics = MetricsLog(run_dir / "metrics.csv", config["solver"]["print_every"], keep_until_iteration=resumed_at)
+    # MetricsLog rewrites metrics.csv and Checkpoint clears stale temporaries only when training starts.
+    metrics = MetricsLog(run_dir / "metrics.csv", config["solver"]["print_every"])
     solver = build_solver(config, model, splits, run_dir, [metrics], progress, verbose)
     if resume:
         solver.load_checkpoint(checkpoint)
         say(f"resuming {run_dir} at epoch {solver.progress_epochs:.2f} (iteration {solver.iteration})")
+    dump_config(config, run_dir / "config.yaml")  # only now: the checks above passed
     say(f"model: {config['model']['type']} with {model.num_parameters():,} parameters, {convnet.get_num_threads()} "
         f"threads; run directory: {run_dir}")
     solver.train()

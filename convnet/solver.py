@@ -4,36 +4,42 @@
                     batch_size=50, num_epochs=1, seed=0)
     solver.train()
 
-``data`` holds X_train, y_train, X_val, y_val. Training runs true epochs: every epoch
-visits each training image once, in an order drawn without replacement, the last
-partial batch included. A seed makes a run reproducible (same seed, same loss history).
-After each epoch the Solver measures accuracy, keeps the best model state (parameters
-and batch-norm statistics, by validation accuracy), and, given a ``checkpoint_dir``,
-writes ``checkpoint.npz`` and ``best.npz`` there atomically. A checkpoint holds
-everything needed to continue as if never stopped: parameters, optimizer state, batch
-norm statistics, random generator states and the position inside the epoch.
-A NaN or infinite loss stops training with :class:`TrainingDiverged` before any
-checkpoint is written, so the last good one stays intact; Ctrl-C saves a checkpoint
-at the current position and returns (``solver.interrupted`` is then True).
+``data`` holds X_train, y_train and optionally X_val, y_val. A model needs only ``params``
+(name -> array) and ``loss(X, y=None)``, as in CS231n; ``predict``, ``state`` and
+``load_state`` are used when it has them. Training runs true epochs: every epoch visits
+each training image once, in an order drawn without replacement, the last partial batch
+included. A seed makes a run reproducible (same seed, same loss history).
+
+This module is the loop only. After each epoch the Solver measures accuracy, keeps the
+best state (by validation accuracy; by training accuracy when there is no validation
+split, and then ``best_val_acc`` stays None) and sends events to its callbacks
+(see convnet.callbacks): printing, the metrics log and checkpoint files hang on them.
+
+Ctrl-C (SIGINT) during train() only sets a flag, acted on between two steps and before
+and after the end-of-epoch evaluation, so a checkpoint written on interrupt is a state the
+loop really passed through and resuming it equals the uninterrupted run bit for bit.
+A second Ctrl-C stops at once (KeyboardInterrupt), without saving. A NaN or infinite loss,
+or non-finite parameters at the end of an epoch, stop training with
+:class:`TrainingDiverged` before anything is checkpointed.
 """
 
 import math
-import sys
+import signal
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from convnet import optim
-from convnet.checkpoint import load_arrays_and_meta, save_arrays
+from convnet.callbacks import Checkpoint, Progress
+from convnet.checkpoint import load_model_state, model_state, restore_solver
+from convnet.models.base import regularized_names
 from convnet.schedules import make_schedule
-
-CHECKPOINT_FORMAT = 1
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss or the parameters became NaN or infinite."""
 
 
 class Solver:
@@ -46,8 +52,9 @@ class Solver:
     '{checkpoint_name}_epoch_{e}.npz' after each epoch), print_every, verbose.
     Extensions: schedule (see convnet.schedules.make_schedule), seed, augment (a function
     (X_batch, rng) -> X_batch applied to each training batch), callbacks (functions
-    (event, solver, info) called on 'iteration', 'epoch' and 'end'), checkpoint_dir,
-    progress (tqdm bar; default: when verbose and stderr is a terminal), eval_batch_size.
+    (event, solver, info); events in convnet.callbacks), checkpoint_dir (checkpoint.npz and
+    best.npz there), progress (tqdm bar; default: when verbose and stderr is a terminal),
+    eval_batch_size.
     """
 
     def __init__(self, model, data, update_rule="sgd", optim_config=None, lr_decay=1.0, batch_size=100,
@@ -80,12 +87,13 @@ class Solver:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.print_every = print_every
         self.verbose = verbose
-        self.progress = (verbose and sys.stderr.isatty()) if progress is None else progress
         self.augment = augment
-        self.callbacks = list(callbacks)
         self.eval_batch_size = int(eval_batch_size)
         self.rng = np.random.default_rng(seed)
         self.iterations_per_epoch = math.ceil(len(self.X_train) / self.batch_size)
+        self.callbacks = [Progress(progress), *callbacks]
+        if checkpoint_dir is not None or checkpoint_name is not None:
+            self.callbacks.append(Checkpoint(checkpoint_dir, checkpoint_name))
         self._reset()
 
     def _reset(self):
@@ -100,32 +108,50 @@ class Solver:
         self.val_acc_history = []
         self.epoch_seconds = []  # training time (evaluation excluded) of each epoch
         self.train_seconds = 0.0
-        self.best_val_acc = -1.0
+        self.best_score = None  # the accuracy the best state was chosen by (val, else train)
+        self.best_val_acc = None  # None until an epoch is validated
         self.best_epoch = 0
         self.best_state = None
         self.interrupted = False
+        self.last_checkpoint = None  # path of the newest checkpoint on disk ('checkpoint' event)
+        self._stop_requested = False
+        self.epoch_train_seconds, self.epoch_images = 0.0, 0  # the current epoch's so far
+        # Weight decay follows the model's L2 rule: one rule for both (convnet.models.base).
+        decayed = set(self.model.regularized() if hasattr(self.model, "regularized")
+                      else regularized_names(self.model.params))
         self.optim_configs = {}
-        for name, value in self.model.params.items():
+        for name in self.model.params:
             config = dict(self.optim_config)
-            if value.ndim < 2:  # biases and normalisation scales are not weight-decayed
+            if name not in decayed:
                 config["weight_decay"] = 0.0
             self.optim_configs[name] = config
 
-    # ------------------------------------------------------------------
-    # training
-    # ------------------------------------------------------------------
+    @property
+    def has_validation(self):
+        return self.X_val is not None and len(self.X_val) > 0
+
+    @property
+    def best_selected_by(self):
+        return "val_acc" if self.has_validation else "train_acc"
 
     @property
     def best_params(self):
-        """CS231n's name for the best state: parameters ('param/<name>') and batch-norm
-        running statistics ('bn/<layer>/<stat>') of the best epoch; restore it with
-        ``model.load_state(solver.best_params)`` (train() does so after the last epoch)."""
-        return self.best_state
+        """The best epoch's parameters, keyed like ``model.params`` (copies), so that
+        ``model.params = solver.best_params`` works as in CS231n. ``best_state`` holds them
+        with the batch-norm running statistics ('param/<name>', 'bn/<layer>/<stat>')."""
+        if self.best_state is None:
+            return {}
+        return {key[len("param/"):]: value.copy() for key, value in self.best_state.items()
+                if key.startswith("param/")}
 
     @property
     def progress_epochs(self):
         """Training progress in epochs, e.g. 2.5 halfway through the third epoch."""
         return self.epoch + self.batch_in_epoch / self.iterations_per_epoch
+
+    # ------------------------------------------------------------------
+    # the loop
+    # ------------------------------------------------------------------
 
     def step(self):
         """One update on the next minibatch of the current epoch; returns (images, loss, lr)."""
@@ -139,11 +165,8 @@ class Solver:
             X_batch = self.augment(X_batch, self.rng)
         loss, grads = self.model.loss(X_batch, y_batch)
         if not np.isfinite(loss):
-            last = f"; the last good checkpoint in {self.checkpoint_dir} is intact" if self.checkpoint_dir else ""
-            raise TrainingDiverged(
-                f"loss became {loss} at epoch {self.progress_epochs:.2f} (iteration {self.iteration + 1}, "
-                f"learning rate {self.lr_history[-1] if self.lr_history else self.base_lr:g}){last}. "
-                "Lower the learning rate or add normalisation.")
+            self._diverged(f"loss became {loss} at epoch {self.progress_epochs:.2f} (iteration {self.iteration + 1}, "
+                           f"learning rate {self.lr_history[-1] if self.lr_history else self.base_lr:g})")
         lr = self.schedule(self.progress_epochs)
         for name, w in self.model.params.items():
             config = self.optim_configs[name]
@@ -159,67 +182,58 @@ class Solver:
         """Train until num_epochs are done (or for at most ``epochs`` more epochs this call).
 
         At the end of the last epoch the model is given the best state seen (CS231n).
-        Returns self.
+        Returns self; ``self.interrupted`` tells whether a Ctrl-C stopped it.
         """
         stop_at = self.num_epochs if epochs is None else min(self.num_epochs, self.epoch + epochs)
-        self.interrupted = False
+        self.interrupted, self._stop_requested = False, False
+        previous_handler = self._catch_sigint()
         try:
+            self.notify("start", {"epoch": self.epoch, "iteration": self.iteration})
             while self.epoch < stop_at:
-                self._train_epoch()
-        except KeyboardInterrupt:
-            self.interrupted = True
-            saved = self.save_checkpoint()
-            where = f" to {saved}" if saved else ""
-            self._say(f"Interrupted at epoch {self.progress_epochs:.2f}; checkpoint saved{where}.")
-            return self
+                if self.batch_in_epoch == 0:
+                    self.epoch_train_seconds, self.epoch_images = 0.0, 0
+                self.notify("epoch_start", {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch})
+                while self.batch_in_epoch < self.iterations_per_epoch:
+                    started = time.perf_counter()
+                    count, loss, lr = self.step()
+                    self.epoch_train_seconds += time.perf_counter() - started
+                    self.epoch_images += count
+                    self.notify("iteration", {"iteration": self.iteration, "epoch": self.progress_epochs,
+                                              "loss": loss, "learning_rate": lr, "images": count})
+                    if self._stop_requested:
+                        return self._interrupt()
+                self._check_parameters()
+                if self._stop_requested:  # before the evaluation
+                    return self._interrupt()
+                self._end_of_epoch()
+                if self._stop_requested:  # during the evaluation: the epoch is complete and saved
+                    return self._interrupt()
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
         if self.epoch >= self.num_epochs and self.best_state is not None:
-            self.model.load_state(self.best_state)
-        self._notify("end", {"best_val_acc": self.best_val_acc, "best_epoch": self.best_epoch})
+            load_model_state(self.model, self.best_state)
+        self.notify("end", {"best_val_acc": self.best_val_acc, "best_epoch": self.best_epoch})
         return self
 
-    def _train_epoch(self):
-        bar = tqdm(total=self.iterations_per_epoch, initial=self.batch_in_epoch, disable=not self.progress,
-                   desc=f"epoch {self.epoch + 1}/{self.num_epochs}", unit="batch", leave=False, file=sys.stderr)
-        images, started, running_loss = 0, time.perf_counter(), None
-        with bar:
-            while self.batch_in_epoch < self.iterations_per_epoch:
-                count, loss, lr = self.step()
-                images += count
-                running_loss = loss if running_loss is None else 0.9 * running_loss + 0.1 * loss
-                elapsed = time.perf_counter() - started
-                bar.set_postfix(loss=f"{running_loss:.3f}", lr=f"{lr:.2e}", img_s=f"{images / elapsed:.0f}", refresh=False)
-                bar.update(1)
-                if not self.progress and self.verbose and self.print_every and self.iteration % self.print_every == 0:
-                    total = self.num_epochs * self.iterations_per_epoch
-                    print(f"(Iteration {self.iteration} / {total}) loss: {loss:f}")
-                self._notify("iteration", {"iteration": self.iteration, "epoch": self.progress_epochs,
-                                           "loss": loss, "learning_rate": lr})
-        seconds = time.perf_counter() - started
-        self.epoch_seconds.append(seconds)
-        self.train_seconds += seconds
-        self.epoch += 1
-        self.epoch_order, self.batch_in_epoch = None, 0
-        self._end_of_epoch(images / seconds if seconds > 0 else float("nan"))
-
-    def _end_of_epoch(self, images_per_second):
+    def _end_of_epoch(self):
         train_acc = self.check_accuracy(self.X_train, self.y_train, self.num_train_samples)
-        val_acc = None
-        if self.X_val is not None and len(self.X_val):
-            val_acc = self.check_accuracy(self.X_val, self.y_val, self.num_val_samples)
+        val_acc = self.check_accuracy(self.X_val, self.y_val, self.num_val_samples) if self.has_validation else None
         self.train_acc_history.append(train_acc)
         self.val_acc_history.append(val_acc)
+        self.epoch_seconds.append(self.epoch_train_seconds)
+        self.train_seconds += self.epoch_train_seconds
+        self.epoch += 1
+        self.epoch_order, self.batch_in_epoch = None, 0
         score = val_acc if val_acc is not None else train_acc
-        if score > self.best_val_acc:
-            self.best_val_acc, self.best_epoch = score, self.epoch
-            self.best_state = self.model.state()
-        self._say(f"(Epoch {self.epoch} / {self.num_epochs}) train acc: {train_acc:.4f}; "
-                  f"val acc: {'-' if val_acc is None else f'{val_acc:.4f}'}; "
-                  f"lr {self.lr_history[-1]:.2e}; {images_per_second:.0f} images/s")
-        self._notify("epoch", {"epoch": self.epoch, "train_acc": train_acc, "val_acc": val_acc,
-                               "loss": float(np.mean(self.loss_history[-self.iterations_per_epoch:])),
-                               "learning_rate": self.lr_history[-1], "seconds": self.epoch_seconds[-1],
-                               "images_per_second": images_per_second})
-        self.save_checkpoint()
+        if self.best_score is None or score > self.best_score:
+            self.best_score, self.best_val_acc, self.best_epoch = score, val_acc, self.epoch
+            self.best_state = model_state(self.model)
+        seconds = self.epoch_train_seconds
+        self.notify("epoch", {"epoch": self.epoch, "train_acc": train_acc, "val_acc": val_acc,
+                              "loss": float(np.mean(self.loss_history[-self.iterations_per_epoch:])),
+                              "learning_rate": self.lr_history[-1], "seconds": seconds,
+                              "images_per_second": self.epoch_images / seconds if seconds > 0 else float("nan")})
 
     def check_accuracy(self, X, y, num_samples=None, batch_size=None):
         """Fraction of correctly classified samples, computed in batches in test mode.
@@ -231,89 +245,67 @@ class Solver:
         if num_samples is not None and len(X) > num_samples:
             subset = self.rng.choice(len(X), num_samples, replace=False)
             X, y = X[subset], y[subset]
-        predictions = self.model.predict(X, batch_size or self.eval_batch_size)
+        batch_size = batch_size or self.eval_batch_size
+        if hasattr(self.model, "predict"):
+            predictions = self.model.predict(X, batch_size)
+        else:  # a model with only loss(X): scores in batches
+            predictions = np.concatenate([np.argmax(self.model.loss(X[i : i + batch_size]), axis=1)
+                                          for i in range(0, len(X), batch_size)])
         return float(np.mean(predictions == y))
 
-    # ------------------------------------------------------------------
-    # checkpoints
-    # ------------------------------------------------------------------
-
-    def checkpoint(self):
-        """(arrays, meta): everything needed to continue training exactly."""
-        arrays = self.model.state()
-        scalars = {}
-        for name, config in self.optim_configs.items():
-            scalars[name] = {}
-            for key, value in config.items():
-                if isinstance(value, np.ndarray):
-                    arrays[f"optim/{name}/{key}"] = value
-                else:
-                    scalars[name][key] = value
-        if self.epoch_order is not None:
-            arrays["solver/epoch_order"] = self.epoch_order
-        meta = {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": self.epoch, "iteration": self.iteration, "batch_in_epoch": self.batch_in_epoch,
-            "num_train": len(self.X_train), "batch_size": self.batch_size, "num_epochs": self.num_epochs,
-            "update_rule": self.update_rule_name, "optim_scalars": scalars,
-            "solver_rng": self.rng.bit_generator.state, "model_rng": self.model.rng.bit_generator.state,
-            "loss_history": self.loss_history, "lr_history": self.lr_history,
-            "train_acc_history": self.train_acc_history, "val_acc_history": self.val_acc_history,
-            "epoch_seconds": self.epoch_seconds, "train_seconds": self.train_seconds,
-            "best_val_acc": self.best_val_acc, "best_epoch": self.best_epoch,
-        }
-        return arrays, meta
-
-    def save_checkpoint(self):
-        """Write checkpoint.npz (and best.npz) into checkpoint_dir; return the path or None."""
-        if self.checkpoint_dir is None and self.checkpoint_name is None:
-            return None
-        arrays, meta = self.checkpoint()
-        if self.checkpoint_name is not None and self.batch_in_epoch == 0:
-            save_arrays(f"{self.checkpoint_name}_epoch_{self.epoch}.npz", arrays, meta)
-        if self.checkpoint_dir is None:
-            return None
-        path = self.checkpoint_dir / "checkpoint.npz"
-        save_arrays(path, arrays, meta)
-        if self.best_state is not None:
-            save_arrays(self.checkpoint_dir / "best.npz", self.best_state,
-                        {"epoch": self.best_epoch, "val_acc": self.best_val_acc})
-        return path
-
     def load_checkpoint(self, path):
-        """Restore a checkpoint written by :meth:`save_checkpoint` (same model and data)."""
-        arrays, meta = load_arrays_and_meta(path)
-        if not meta or meta.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is not a convnet training checkpoint (format {CHECKPOINT_FORMAT})")
-        if meta["num_train"] != len(self.X_train) or meta["batch_size"] != self.batch_size:
-            raise ValueError(
-                f"{path} was written for {meta['num_train']} training images in batches of {meta['batch_size']}, "
-                f"but this solver has {len(self.X_train)} in batches of {self.batch_size}")
+        """Restore a checkpoint written by this Solver's checkpointing (same model and data).
+
+        Raises convnet.checkpoint.CheckpointError, naming the file, for a damaged, incomplete
+        or mismatched checkpoint.
+        """
         self._reset()
-        self.model.load_state({k: v for k, v in arrays.items() if k.startswith(("param/", "bn/"))})
-        for name, scalars in meta["optim_scalars"].items():
-            self.optim_configs[name] = dict(scalars)
-        for key, value in arrays.items():
-            if key.startswith("optim/"):
-                _, name, field = key.split("/", 2)
-                self.optim_configs[name][field] = value
-        self.epoch_order = arrays.get("solver/epoch_order")
-        for field in ("epoch", "iteration", "batch_in_epoch", "loss_history", "lr_history", "train_acc_history",
-                      "val_acc_history", "epoch_seconds", "train_seconds", "best_val_acc", "best_epoch"):
-            setattr(self, field, meta[field])
-        self.rng.bit_generator.state = meta["solver_rng"]
-        self.model.rng.bit_generator.state = meta["model_rng"]
-        best_path = Path(path).with_name("best.npz")
-        if best_path.is_file():
-            self.best_state, _ = load_arrays_and_meta(best_path)
+        restore_solver(self, path)
+        self.last_checkpoint = Path(path)
         return self
 
-    # ------------------------------------------------------------------
-
-    def _notify(self, event, info):
+    def notify(self, event, info):
+        """Send ``event`` to every callback (callbacks call it too, e.g. for 'checkpoint')."""
+        if event == "checkpoint":
+            self.last_checkpoint = info["path"]
         for callback in self.callbacks:
             callback(event, self, info)
 
-    def _say(self, message):
-        if self.verbose:
-            tqdm.write(message, file=sys.stdout)
+    # ------------------------------------------------------------------
+    # interrupts and divergence
+    # ------------------------------------------------------------------
+
+    def _catch_sigint(self):
+        """Make SIGINT set a flag for the loop; returns the previous handler (None off the main thread)."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def request_stop(signum, frame):
+            if self._stop_requested:  # a second Ctrl-C: stop now, without saving
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, request_stop)
+        return previous if previous is not None else signal.SIG_DFL
+
+    def _interrupt(self):
+        self._check_parameters()
+        self.interrupted = True
+        self.notify("interrupt", {"epoch": self.progress_epochs, "iteration": self.iteration})
+        return self
+
+    def _check_parameters(self):
+        bad = [name for name, value in self.model.params.items() if not np.all(np.isfinite(value))]
+        if bad:
+            self._diverged(f"parameter(s) {', '.join(bad)} became NaN or infinite by epoch {self.progress_epochs:.2f} "
+                           f"(iteration {self.iteration})")
+
+    def _diverged(self, what):
+        if self.last_checkpoint is not None:
+            where = f"; the last good checkpoint, {self.last_checkpoint}, is intact"
+        elif self.checkpoint_dir is not None or self.checkpoint_name is not None:
+            where = "; no checkpoint had been written yet"
+        else:
+            where = ""
+        raise TrainingDiverged(f"{what}{where}. Lower the learning rate or add normalisation.")

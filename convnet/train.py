@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from convnet import experiment
+from convnet.checkpoint import CheckpointError
 from convnet.config import ConfigError, load_config
 from convnet.data import CorruptDataError, DownloadError
 from convnet.solver import TrainingDiverged
@@ -30,7 +31,10 @@ def parse_args(argv):
                "  python -m convnet.train experiments/cifar10_convnet.yaml --set optim.learning_rate=0.05\n"
                "  python -m convnet.train experiments/cifar10_convnet.yaml --dry-run\n"
                "  python -m convnet.train --resume runs/quickstart/20261126-101500\n"
-               "The config schema is described in convnet/config.py and docs/experiments.md.",
+               "The config schema is described in convnet/config.py and docs/experiments.md.\n"
+               "Ctrl-C stops between two steps and saves a checkpoint to resume from exactly; a second Ctrl-C\n"
+               "stops at once without saving.\n"
+               "Exit status: 0 done, 1 error (diverged, missing or damaged file), 2 bad config, 130 interrupted.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("config", nargs="?", type=Path,
@@ -109,11 +113,19 @@ def main(argv=None):
     except TrainingDiverged as exc:
         print(f"error: training diverged: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except (FileNotFoundError, CorruptDataError, DownloadError) as exc:
+    except (FileNotFoundError, CheckpointError, CorruptDataError, DownloadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt:  # a second Ctrl-C: the Solver stops at once, without saving
+        print("aborted; files already on disk were left as they were", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if summary["status"] == "interrupted":
-        print(f"interrupted; resume with: python -m convnet.train --resume {run_dir}", file=sys.stderr)
+        if summary["checkpoint"] is not None:
+            print(f"interrupted; checkpoint saved to {summary['checkpoint']}; resume with: "
+                  f"python -m convnet.train --resume {run_dir}", file=sys.stderr)
+        else:
+            print("interrupted; nothing to resume from: output.checkpoint is false, so no checkpoint was written",
+                  file=sys.stderr)
         return EXIT_INTERRUPTED
     test = "-" if summary["test_acc"] is None else f"{summary['test_acc']:.4f}"
     val = "-" if summary["best_val_acc"] is None else f"{summary['best_val_acc']:.4f}"

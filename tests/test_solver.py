@@ -1,10 +1,14 @@
 """Solver: true epochs, reproducibility, accuracy, checkpoints and resume, divergence, Ctrl-C."""
 
+import os
+import signal
+
 import numpy as np
 import pytest
 
 from convnet.augment import augment_batch
-from convnet.checkpoint import load_arrays_and_meta
+from convnet.callbacks import Checkpoint
+from convnet.checkpoint import CheckpointError, load_arrays_and_meta
 from convnet.models import ConvNet
 from convnet.models.base import Model
 from convnet.solver import Solver, TrainingDiverged
@@ -98,10 +102,19 @@ def test_best_state_includes_batchnorm_statistics(rng):
     solver = convnet_solver(image_data(rng), num_epochs=3).train()
     assert solver.best_state is not None
     assert any(key.startswith("bn/") for key in solver.best_state)
-    assert solver.best_params is solver.best_state  # the CS231n name
     final = solver.model.state()
     for key, value in solver.best_state.items():
         np.testing.assert_array_equal(final[key], value)
+
+
+def test_best_params_are_keyed_like_model_params(rng):
+    solver = convnet_solver(image_data(rng), num_epochs=2).train()
+    best = solver.best_params
+    assert set(best) == set(solver.model.params)
+    for name, value in best.items():
+        np.testing.assert_array_equal(value, solver.best_state[f"param/{name}"])
+    solver.model.params = solver.best_params  # the CS231n idiom
+    assert solver.check_accuracy(solver.X_val, solver.y_val) == solver.val_acc_history[solver.best_epoch - 1]
 
 
 def test_adamw_weight_decay_spares_one_dimensional_parameters(rng):
@@ -131,7 +144,7 @@ def test_ctrl_c_saves_mid_epoch_and_resume_matches(rng, tmp_path):
 
     def interrupt(event, solver, info):
         if event == "iteration" and info["iteration"] == 6:  # halfway through epoch 2
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
 
     stopped = convnet_solver(data, checkpoint_dir=tmp_path, callbacks=[interrupt]).train()
     assert stopped.interrupted and stopped.iteration == 6
@@ -169,7 +182,7 @@ def test_checkpoint_write_is_atomic(rng, tmp_path, monkeypatch):
 
     monkeypatch.setattr(np, "savez", broken_savez)
     with pytest.raises(OSError, match="disk full"):
-        solver.save_checkpoint()
+        Checkpoint(tmp_path).save(solver)
     assert (tmp_path / "checkpoint.npz").read_bytes() == before
     assert not list(tmp_path.glob("*.tmp"))
 
@@ -177,7 +190,7 @@ def test_checkpoint_write_is_atomic(rng, tmp_path, monkeypatch):
 def test_resume_refuses_a_checkpoint_for_other_data(rng, tmp_path):
     convnet_solver(image_data(rng), checkpoint_dir=tmp_path).train(epochs=1)
     other = convnet_solver(image_data(rng, 20), checkpoint_dir=tmp_path)
-    with pytest.raises(ValueError, match="was written for 30 training images .* this solver has 20"):
+    with pytest.raises(CheckpointError, match="was written for 30 training images .* this solver has 20"):
         other.load_checkpoint(tmp_path / "checkpoint.npz")
 
 
@@ -195,3 +208,28 @@ def test_bad_arguments_are_named(rng):
         Solver(small_convnet(), image_data(rng), update_rule="adagrad")
     with pytest.raises(ValueError, match="same, non-zero number of samples"):
         Solver(small_convnet(), {"X_train": np.zeros((3, 3, 8, 8)), "y_train": np.zeros(2, int)})
+
+
+def test_the_checkpoint_event_comes_after_the_file_is_on_disk(rng, tmp_path):
+    seen = []
+
+    def on_checkpoint(event, solver, info):
+        if event == "checkpoint":
+            _, meta = load_arrays_and_meta(info["path"])  # readable now, and holding this very state
+            seen.append((info["reason"], meta["iteration"], solver.iteration, (tmp_path / "best.npz").is_file()))
+
+    convnet_solver(image_data(rng), checkpoint_dir=tmp_path, callbacks=[on_checkpoint]).train()
+    assert seen == [("epoch", 4, 4, True), ("epoch", 8, 8, True)]
+
+
+def test_verbose_prints_cs231n_progress_lines(rng, capsys):
+    convnet_solver(image_data(rng), verbose=True, progress=False, print_every=3).train()
+    heads = [line.split(")")[0] for line in capsys.readouterr().out.splitlines()]
+    assert heads == ["(Iteration 3 / 8", "(Epoch 1 / 2", "(Iteration 6 / 8", "(Epoch 2 / 2"]
+
+
+def test_the_progress_bar_runs_on_stderr(rng, capsys):
+    convnet_solver(image_data(rng), verbose=True, progress=True).train()
+    captured = capsys.readouterr()
+    assert "epoch 1/2" in captured.err and "epoch 2/2" in captured.err
+    assert "(Iteration" not in captured.out and captured.out.count("(Epoch") == 2

@@ -11,6 +11,12 @@ import numpy as np
 from convnet.layers import softmax_loss
 
 
+def regularized_names(params):
+    """The one rule for L2 regularisation and weight decay: weight matrices and filters
+    (ndim >= 2) are regularised; biases and normalisation scales/shifts are not."""
+    return [name for name, value in params.items() if np.ndim(value) >= 2]
+
+
 class Model:
     """Base class: subclasses fill ``params`` and ``bn_params`` and implement :meth:`loss`."""
 
@@ -55,8 +61,8 @@ class Model:
         return grads
 
     def regularized(self):
-        """Names of the parameters under L2 regularisation: the weight matrices and filters."""
-        return [name for name, value in self.params.items() if value.ndim >= 2]
+        """Names of the parameters under L2 regularisation (and the Solver's weight decay)."""
+        return regularized_names(self.params)
 
     # -- state -----------------------------------------------------------------
 

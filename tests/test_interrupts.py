@@ -1,0 +1,166 @@
+"""Ctrl-C and divergence: a real SIGINT delivered inside a step or an evaluation, resumed
+bit for bit; non-finite parameters are never checkpointed."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from convnet import optim
+from convnet.augment import augment_batch
+from convnet.models import ConvNet
+from convnet.solver import Solver, TrainingDiverged
+
+
+def small_convnet():
+    return ConvNet([{"type": "conv_bn_relu", "filters": 4}, "pool", {"type": "dropout", "keep": 0.8},
+                    "global_avgpool"], input_dim=(3, 8, 8), num_classes=3, seed=1)
+
+
+def image_data(n=40):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((n, 3, 8, 8)).astype(np.float32)
+    y = rng.integers(3, size=n)
+    return {"X_train": X[:30], "y_train": y[:30], "X_val": X[30:], "y_val": y[30:]}
+
+
+def kill_on_call(function, call):
+    """``function`` wrapped to send this process a real SIGINT at the end of its ``call``-th call
+    (1-based): once the work is done (generator drawn from, statistics updated), before it returns."""
+    calls = [0]
+
+    def wrapped(*args, **kwargs):
+        result = function(*args, **kwargs)
+        calls[0] += 1
+        if calls[0] == call:
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    return wrapped
+
+
+def make_solver(tmp_path, update_rule=optim.adam, augment=augment_batch, num_epochs=3):
+    # num_train_samples=10: the train accuracy draws a subset from the solver's generator.
+    return Solver(small_convnet(), image_data(), update_rule=update_rule, optim_config={"learning_rate": 1e-2},
+                  batch_size=8, num_epochs=num_epochs, num_train_samples=10, seed=3, verbose=False, augment=augment,
+                  schedule={"type": "cosine", "warmup_epochs": 0.5}, checkpoint_dir=tmp_path)
+
+
+def everything(solver):
+    """Every array and history a resumed run must reproduce."""
+    arrays = dict(solver.model.state())
+    arrays.update({f"optim/{name}/{key}": value for name, config in solver.optim_configs.items()
+                   for key, value in config.items() if isinstance(value, np.ndarray)})
+    arrays.update({f"best/{key}": value for key, value in (solver.best_state or {}).items()})
+    scalars = {"loss_history": solver.loss_history, "lr_history": solver.lr_history,
+               "train_acc_history": solver.train_acc_history, "val_acc_history": solver.val_acc_history,
+               "best_epoch": solver.best_epoch, "iteration": solver.iteration, "epoch": solver.epoch,
+               "optim_scalars": {name: {k: v for k, v in c.items() if not isinstance(v, np.ndarray)}
+                                 for name, c in solver.optim_configs.items()},
+               "solver_rng": solver.rng.bit_generator.state, "model_rng": solver.model.rng.bit_generator.state}
+    return arrays, scalars
+
+
+def assert_same_run(actual, expected):
+    arrays, scalars = everything(actual)
+    expected_arrays, expected_scalars = everything(expected)
+    assert sorted(arrays) == sorted(expected_arrays)
+    for key, value in expected_arrays.items():
+        np.testing.assert_array_equal(arrays[key], value, err_msg=key)
+    assert scalars == expected_scalars
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    return make_solver(tmp_path_factory.mktemp("straight")).train()
+
+
+NUM_PARAMS = len(small_convnet().params)  # update-rule calls per step
+
+
+# where the SIGINT lands -> (completed epochs, iterations) when the run stops; 4 steps an epoch
+WHERE = {
+    "update rule, mid-step": (1, 6),  # step 6, after three of its parameter updates
+    "augmentation": (1, 7),
+    "forward pass": (0, 3),
+    "evaluation of epoch 2": (2, 8),
+    "evaluation of epoch 3": (3, 12),
+}
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_sigint_inside_a_step_or_an_evaluation_resumes_bit_for_bit(tmp_path, straight, where):
+    if where == "update rule, mid-step":
+        stopped = make_solver(tmp_path, update_rule=kill_on_call(optim.adam, 5 * NUM_PARAMS + 3))
+    elif where == "augmentation":
+        stopped = make_solver(tmp_path, augment=kill_on_call(augment_batch, 7))
+    else:
+        stopped = make_solver(tmp_path)
+        model = stopped.model
+        if where == "forward pass":
+            model.loss = kill_on_call(model.loss, 3)
+        else:  # predict runs twice an epoch (train subset, then validation): call 4 is epoch 2's validation
+            model.predict = kill_on_call(model.predict, 4 if where.endswith("2") else 6)
+    handler_before = signal.getsignal(signal.SIGINT)
+    stopped.train()
+    assert stopped.interrupted and (stopped.epoch, stopped.iteration) == WHERE[where]
+    assert signal.getsignal(signal.SIGINT) is handler_before, "train() restores the previous SIGINT handler"
+    resumed = make_solver(tmp_path).load_checkpoint(tmp_path / "checkpoint.npz")
+    assert (resumed.epoch, resumed.iteration) == WHERE[where]
+    resumed.train()
+    assert not resumed.interrupted
+    assert_same_run(resumed, straight)
+
+
+def test_sigint_during_the_last_evaluation_keeps_that_epoch(tmp_path, straight):
+    stopped = make_solver(tmp_path)
+    stopped.model.predict = kill_on_call(stopped.model.predict, 6)  # epoch 3's validation
+    stopped.train()
+    assert stopped.interrupted and stopped.epoch == 3
+    assert stopped.val_acc_history == straight.val_acc_history and stopped.best_epoch == straight.best_epoch
+
+
+def poison_on_call(call):
+    """Adam that, on its ``call``-th call, returns an infinite parameter (a finite loss was computed first)."""
+    calls = [0]
+
+    def rule(w, dw, config):
+        calls[0] += 1
+        w, config = optim.adam(w, dw, config)
+        if calls[0] == call:
+            w = np.full_like(w, np.inf)
+        return w, config
+
+    return rule
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning", "ignore:overflow:RuntimeWarning")
+def test_inf_parameters_from_the_last_update_of_the_first_epoch_are_never_checkpointed(tmp_path):
+    solver = make_solver(tmp_path, update_rule=poison_on_call(4 * NUM_PARAMS))  # last update of epoch 1
+    with pytest.raises(TrainingDiverged, match="became NaN or infinite .*no checkpoint had been written yet"):
+        solver.train()
+    assert not (tmp_path / "checkpoint.npz").exists() and not (tmp_path / "best.npz").exists()
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning", "ignore:overflow:RuntimeWarning")
+def test_inf_parameters_at_a_later_epoch_end_leave_the_last_good_checkpoint(tmp_path):
+    solver = make_solver(tmp_path, update_rule=poison_on_call(8 * NUM_PARAMS))  # last update of epoch 2
+    with pytest.raises(TrainingDiverged, match="last good checkpoint, .*checkpoint.npz, is intact"):
+        solver.train()
+    assert solver.last_checkpoint == tmp_path / "checkpoint.npz"
+    resumed = make_solver(tmp_path).load_checkpoint(tmp_path / "checkpoint.npz")
+    assert resumed.epoch == 1 and all(np.all(np.isfinite(w)) for w in resumed.model.params.values())
+
+
+def test_a_second_sigint_stops_at_once_without_saving(tmp_path):
+    def twice(event, solver, info):
+        if event == "epoch_start" and solver.epoch == 1:
+            solver.model.loss = kill_on_call(kill_on_call(solver.model.loss, 1), 1)
+
+    solver = make_solver(tmp_path)
+    solver.callbacks.insert(0, twice)
+    with pytest.raises(KeyboardInterrupt):
+        solver.train()
+    resumed = make_solver(tmp_path).load_checkpoint(tmp_path / "checkpoint.npz")
+    assert (resumed.epoch, resumed.batch_in_epoch) == (1, 0)  # the epoch-1 checkpoint, untouched

@@ -1,0 +1,208 @@
+"""Faults at the command line: Ctrl-C in a run, damaged checkpoints, refused resumes,
+cut-off metrics, stale temporaries, and evaluate's arguments."""
+
+import csv
+import os
+import shutil
+import signal
+
+import numpy as np
+import pytest
+import yaml
+
+from convnet import evaluate, experiment, train
+from convnet.augment import augment_batch
+from convnet.checkpoint import load_arrays, load_arrays_and_meta, save_arrays
+
+TINY = {
+    "name": "tiny",
+    "seed": 1,
+    "data": {"source": "sample", "num_training": 120, "num_validation": 40, "num_test": 60,
+             "normalization": "per_channel", "augment": {"flip": True, "crop_padding": 2}},
+    "model": {"type": "ConvNet", "layers": [{"type": "conv_bn_relu", "filters": 4}, "pool", "pool", "pool",
+                                            "global_avgpool"]},
+    "optim": {"rule": "sgd_momentum", "learning_rate": 0.05},
+    "solver": {"batch_size": 32, "num_epochs": 2, "num_train_samples": 60, "print_every": 2},
+}
+
+
+def write_config(directory, **sections):
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    for section, values in sections.items():
+        config[section] = {**config.get(section, {}), **values}
+    path = directory / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def only_run_dir(output):
+    (run_dir,) = list((output / "tiny").iterdir())
+    return run_dir
+
+
+def ctrl_c_at_augmentation(monkeypatch, call):
+    """Make the run's augmentation send a real SIGINT at the end of its ``call``-th batch."""
+    calls = [0]
+
+    def build_augment(config):
+        options = config["data"]["augment"]
+
+        def augment(X, rng):
+            out = augment_batch(X, rng, **options)
+            calls[0] += 1
+            if calls[0] == call:
+                os.kill(os.getpid(), signal.SIGINT)
+            return out
+
+        return augment
+
+    monkeypatch.setattr(experiment, "build_augment", build_augment)
+
+
+def snapshot(directory):
+    return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """An uninterrupted two-epoch run directory (never modified: copy it)."""
+    base = tmp_path_factory.mktemp("finished")
+    assert train.main([str(write_config(base)), "--output-dir", str(base / "runs"), "--quiet"]) == 0
+    return only_run_dir(base / "runs")
+
+
+@pytest.fixture
+def run_copy(finished, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(finished, copy)
+    return copy
+
+
+def test_ctrl_c_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path, monkeypatch, capsys, finished):
+    with monkeypatch.context() as patch:
+        ctrl_c_at_augmentation(patch, 6)  # the second of epoch 2's four batches
+        code = train.main([str(write_config(tmp_path)), "--output-dir", str(tmp_path / "runs"), "--no-progress"])
+    assert code == train.EXIT_INTERRUPTED
+    run_dir = only_run_dir(tmp_path / "runs")
+    err = capsys.readouterr().err
+    assert f"checkpoint saved to {run_dir / 'checkpoint.npz'}" in err and f"--resume {run_dir}" in err
+    _, meta = load_arrays_and_meta(run_dir / "checkpoint.npz")
+    assert (meta["epoch"], meta["batch_in_epoch"]) == (1, 2)
+    assert train.main(["--resume", str(run_dir), "--quiet"]) == 0
+    expected, resumed = load_arrays(finished / "checkpoint.npz"), load_arrays(run_dir / "checkpoint.npz")
+    assert sorted(resumed) == sorted(expected)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(resumed[key], value, err_msg=key)
+    with open(run_dir / "metrics.csv") as f, open(finished / "metrics.csv") as g:
+        columns = ("kind", "epoch", "iteration", "loss", "train_acc", "val_acc", "learning_rate")
+        assert [[r[c] for c in columns] for r in csv.DictReader(f)] == [[r[c] for c in columns]
+                                                                       for r in csv.DictReader(g)]
+
+
+def test_ctrl_c_without_checkpoints_does_not_offer_a_resume(tmp_path, monkeypatch, capsys):
+    ctrl_c_at_augmentation(monkeypatch, 2)
+    path = write_config(tmp_path, output={"checkpoint": False})
+    assert train.main([str(path), "--output-dir", str(tmp_path / "runs"), "--quiet"]) == train.EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert "checkpoint saved" not in err and "--resume" not in err
+    assert "nothing to resume from: output.checkpoint is false" in err
+    assert not list(only_run_dir(tmp_path / "runs").glob("*.npz"))
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[:1000])
+
+
+def random_bytes(path):
+    path.write_bytes(np.random.default_rng(0).bytes(5000))
+
+
+def without_metadata(path):
+    save_arrays(path, load_arrays(path))
+
+
+def without(key):
+    def damage(path):
+        arrays, meta = load_arrays_and_meta(path)
+        del arrays[key]
+        save_arrays(path, arrays, meta)
+
+    return damage
+
+
+DAMAGE = {
+    "truncated": (truncate, "is damaged"),
+    "random bytes": (random_bytes, "is damaged"),
+    "no metadata": (without_metadata, "is not a convnet training checkpoint"),
+    "no parameter": (without("param/fc_out.W"), "lacks the array(s) param/fc_out.W"),
+    "no momentum buffer": (without("optim/conv1.W/velocity"), "lacks the array(s) optim/conv1.W/velocity"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_checkpoint_is_refused_in_one_line_and_left_in_place(run_copy, capsys, damage):
+    make_damage, message = DAMAGE[damage]
+    checkpoint = run_copy / "checkpoint.npz"
+    make_damage(checkpoint)
+    before = snapshot(run_copy)
+    assert train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"]) == train.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: {checkpoint}" in err and message in err
+    assert snapshot(run_copy) == before, "a refused resume changes nothing"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes", "no parameter"])
+def test_evaluate_refuses_a_damaged_file_in_one_line(run_copy, capsys, damage):
+    make_damage, _ = DAMAGE[damage]
+    checkpoint = run_copy / "checkpoint.npz"
+    make_damage(checkpoint)
+    before = checkpoint.read_bytes()
+    assert evaluate.main([str(checkpoint), "--no-plot"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {checkpoint}")
+    assert checkpoint.read_bytes() == before
+
+
+def test_a_resume_refused_for_a_changed_batch_size_rewrites_nothing(run_copy, capsys):
+    (run_copy / "checkpoint.npz.k3j2h1.tmp").write_bytes(b"left by a killed write")
+    before = snapshot(run_copy)
+    assert train.main(["--resume", str(run_copy), "--set", "solver.batch_size=25", "--quiet"]) == train.EXIT_ERROR
+    assert "in batches of 32, but this solver has 120 in batches of 25" in capsys.readouterr().err
+    assert snapshot(run_copy) == before
+    # the run still resumes as it was (one more epoch), and the stale temporary goes
+    assert train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"]) == 0
+    assert not list(run_copy.glob("*.tmp"))
+    assert yaml.safe_load((run_copy / "config.yaml").read_text())["solver"]["num_epochs"] == 3
+
+
+def test_a_resume_refused_for_a_changed_model_rewrites_nothing(run_copy, capsys):
+    before = snapshot(run_copy)
+    assert train.main(["--resume", str(run_copy), "--set", "model.layers.0.filters=6", "--quiet"]) == train.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{run_copy / 'checkpoint.npz'} does not fit this run" in err
+    assert snapshot(run_copy) == before
+
+
+def test_a_metrics_row_cut_off_mid_write_does_not_stop_a_resume(run_copy):
+    with open(run_copy / "metrics.csv", "a") as f:
+        f.write("step,2.25")  # killed mid-row: no newline, the iteration and later fields missing
+    assert train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"]) == 0
+    with open(run_copy / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert all(None not in row.values() for row in rows) and "2.25" not in [row["epoch"] for row in rows]
+    assert [int(r["epoch"]) for r in rows if r["kind"] == "epoch"] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("size", ["0", "-4"])
+def test_evaluate_refuses_a_batch_size_below_one(run_copy, capsys, size):
+    assert evaluate.main([str(run_copy), "--batch-size", size]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --batch-size must be a positive number of images, got {size}\n"
+    assert not (run_copy / "evaluation_test.json").exists()
+
+
+def test_best_npz_and_the_summary_name_the_same_epoch(finished):
+    summary = yaml.safe_load((finished / "summary.json").read_text())
+    _, meta = load_arrays_and_meta(finished / "best.npz")
+    assert summary["best_epoch"] == meta["epoch"] and summary["best_val_acc"] == meta["val_acc"]
+
