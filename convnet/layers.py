@@ -1,7 +1,8 @@
 """numpy reference layers: each a forward/backward pair that reads like the maths.
 
 Contract (CS231n): ``*_forward(...) -> (out, cache)`` and
-``*_backward(dout, cache) -> gradients``. Outputs keep the input dtype.
+``*_backward(dout, cache) -> gradients``. Outputs keep the input dtype. ``x`` must be float32 or float64; integer parameters
+(``w``, ``b``, ``gamma``, ``beta``) are cast to x's dtype, as CS231n's numpy layers allow.
 The convolutional layers live in :mod:`convnet.conv_layers`.
 """
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from convnet.checks import (
     as_float_array,
+    as_float_like,
     require_mode,
     require_ndim,
     require_param,
@@ -27,8 +29,8 @@ def affine_forward(x, w, b):
     Returns out (N, M) and cache (x, w, b).
     """
     x = as_float_array("x", x)
-    w = as_float_array("w", w)
-    b = as_float_array("b", b)
+    w = as_float_like("w", w, x)
+    b = as_float_like("b", b, x)
     require_ndim("w", w, 2, "(D, M)")
     if x.ndim < 1:
         raise ValueError(f"x must have a batch axis, got shape {x.shape}")
@@ -130,8 +132,9 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     x = as_float_array("x", x)
     require_ndim("x", x, 2, "(N, D)")
     D = x.shape[1]
-    require_shape("gamma", as_float_array("gamma", gamma), (D,))
-    require_shape("beta", as_float_array("beta", beta), (D,))
+    gamma, beta = as_float_like("gamma", gamma, x), as_float_like("beta", beta, x)
+    require_shape("gamma", gamma, (D,))
+    require_shape("beta", beta, (D,))
     mode = require_mode("bn_param", require_param(bn_param, "bn_param", "mode"))
     eps = bn_param.get("eps", 1e-5)
     if mode == "train":
@@ -170,8 +173,9 @@ def layernorm_forward(x, gamma, beta, ln_param):
     x = as_float_array("x", x)
     require_ndim("x", x, 2, "(N, D)")
     D = x.shape[1]
-    require_shape("gamma", as_float_array("gamma", gamma), (D,))
-    require_shape("beta", as_float_array("beta", beta), (D,))
+    gamma, beta = as_float_like("gamma", gamma, x), as_float_like("beta", beta, x)
+    require_shape("gamma", gamma, (D,))
+    require_shape("beta", beta, (D,))
     eps = (ln_param or {}).get("eps", 1e-5)
     xhat, _, _, inv_std = normalize(x, 1, eps)
     out = (gamma * xhat + beta).astype(x.dtype, copy=False)
