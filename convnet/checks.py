@@ -37,6 +37,14 @@ def as_float_like(name, value, x):
     return as_float_array(name, value)
 
 
+def require_float_dtype(name, dtype):
+    """Return ``np.dtype(dtype)``, which must be float32 or float64 (TypeError otherwise)."""
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype}")
+    return dtype
+
+
 def require_ndim(name, x, ndim, layout=""):
     """Raise ValueError unless ``x.ndim == ndim``; ``layout`` (e.g. "(N, C, H, W)") helps the reader."""
     if x.ndim != ndim:

@@ -10,6 +10,7 @@ import functools
 
 import numpy as np
 
+from convnet.checks import require_float_dtype
 from convnet.layers import softmax_loss
 
 
@@ -52,9 +53,7 @@ class Model:
 
     def __init__(self, reg=0.0, dtype=np.float32, seed=None):
         self.reg = float(reg)
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.dtype = require_float_dtype("dtype", dtype)
         self.params = {}
         self.bn_params = []
         self.dropout_params = []
