@@ -188,3 +188,10 @@ def load_CIFAR10(ROOT):  # noqa: N802, N803 - CS231n's names
     X_train, y_train, X_test, y_test = load_cifar10(ROOT)
     X_train, X_test = (X.transpose(0, 2, 3, 1).astype(np.float64) for X in (X_train, X_test))
     return X_train, y_train, X_test, y_test
+
+
+def load_CIFAR_batch(filename):  # noqa: N802 - CS231n's name
+    """CS231n's ``load_CIFAR_batch``: one batch file as (X float64 (N, 32, 32, 3), Y int64 (N,)),
+    checked as :func:`load_batch` checks it."""
+    X, y = load_batch(filename)
+    return X.transpose(0, 2, 3, 1).astype(np.float64), y
