@@ -1,8 +1,9 @@
 """numpy reference layers: each a forward/backward pair that reads like the maths.
 
 Contract (CS231n): ``*_forward(...) -> (out, cache)`` and
-``*_backward(dout, cache) -> gradients``. Outputs keep the input dtype. ``x`` must be float32 or float64; integer parameters
-(``w``, ``b``, ``gamma``, ``beta``) are cast to x's dtype, as CS231n's numpy layers allow.
+``*_backward(dout, cache) -> gradients``. Outputs keep the input dtype. ``x`` must be
+float32 or float64; integer parameters (``w``, ``b``, ``gamma``, ``beta``) are cast to x's
+dtype, as CS231n's numpy layers allow.
 The convolutional layers live in :mod:`convnet.conv_layers`.
 """
 

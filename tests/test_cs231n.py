@@ -5,16 +5,18 @@ ConvolutionalNetworks) with the notebook's inputs, written here with the expecte
 notebook text states; the imports are the notebook's with the prefix ``convnet.`` added.
 """
 
+# ruff: noqa: F403, F405 - star imports, as the notebooks write them
+
 import numpy as np
 import pytest
 
-from convnet.cs231n.classifiers.cnn import *  # noqa: F403
-from convnet.cs231n.classifiers.fc_net import *  # noqa: F403
+from convnet.cs231n.classifiers.cnn import *
+from convnet.cs231n.classifiers.fc_net import *
 from convnet.cs231n.data_utils import get_CIFAR10_data, load_CIFAR10
 from convnet.cs231n.fast_layers import conv_backward_fast, conv_forward_fast, max_pool_forward_fast
 from convnet.cs231n.gradient_check import eval_numerical_gradient, eval_numerical_gradient_array
 from convnet.cs231n.layer_utils import conv_relu_pool_backward, conv_relu_pool_forward
-from convnet.cs231n.layers import *  # noqa: F403
+from convnet.cs231n.layers import *
 from convnet.cs231n.optim import adam, rmsprop, sgd_momentum
 from convnet.cs231n.solver import Solver
 
@@ -73,14 +75,14 @@ def test_affine_forward_cell():
     x = np.linspace(-0.1, 0.5, num=input_size).reshape(num_inputs, *input_shape)
     w = np.linspace(-0.2, 0.3, num=weight_size).reshape(np.prod(input_shape), output_dim)
     b = np.linspace(-0.3, 0.1, num=output_dim)
-    out, _ = affine_forward(x, w, b)  # noqa: F405
+    out, _ = affine_forward(x, w, b)
     correct_out = np.array([[1.49834967, 1.70660132, 1.91485297], [3.25553199, 3.5141327, 3.77273342]])
     assert rel_error(out, correct_out) < 1e-8
 
 
 def test_relu_forward_cell():
     x = np.linspace(-0.5, 0.5, num=12).reshape(3, 4)
-    out, _ = relu_forward(x)  # noqa: F405
+    out, _ = relu_forward(x)
     correct_out = np.array([[0., 0., 0., 0.], [0., 0., 0.04545455, 0.13636364],
                             [0.22727273, 0.31818182, 0.40909091, 0.5]])
     assert rel_error(out, correct_out) < 1e-7
@@ -90,19 +92,19 @@ def test_affine_and_relu_backward_cells():
     np.random.seed(231)
     x, w, b = np.random.randn(10, 2, 3), np.random.randn(6, 5), np.random.randn(5)
     dout = np.random.randn(10, 5)
-    _, cache = affine_forward(x, w, b)  # noqa: F405
-    dx, dw, db = affine_backward(dout, cache)  # noqa: F405
-    assert rel_error(dx, layer_gradient(lambda v: affine_forward(v, w, b), x, dout)) < 1e-8  # noqa: F405
-    assert rel_error(dw, layer_gradient(lambda v: affine_forward(x, v, b), w, dout)) < 1e-8  # noqa: F405
-    assert rel_error(db, layer_gradient(lambda v: affine_forward(x, w, v), b, dout)) < 1e-8  # noqa: F405
+    _, cache = affine_forward(x, w, b)
+    dx, dw, db = affine_backward(dout, cache)
+    assert rel_error(dx, layer_gradient(lambda v: affine_forward(v, w, b), x, dout)) < 1e-8
+    assert rel_error(dw, layer_gradient(lambda v: affine_forward(x, v, b), w, dout)) < 1e-8
+    assert rel_error(db, layer_gradient(lambda v: affine_forward(x, w, v), b, dout)) < 1e-8
     x, dout = np.random.randn(10, 10), np.random.randn(10, 10)
-    _, cache = relu_forward(x)  # noqa: F405
-    assert rel_error(relu_backward(dout, cache), layer_gradient(relu_forward, x, dout)) < 1e-8  # noqa: F405
+    _, cache = relu_forward(x)
+    assert rel_error(relu_backward(dout, cache), layer_gradient(relu_forward, x, dout)) < 1e-8
     x, w, b = np.random.randn(2, 3, 4), np.random.randn(12, 10), np.random.randn(10)
     dout = np.random.randn(2, 10)
-    _, cache = affine_relu_forward(x, w, b)  # noqa: F405
-    dx, dw, db = affine_relu_backward(dout, cache)  # noqa: F405
-    assert rel_error(dx, layer_gradient(lambda v: affine_relu_forward(v, w, b), x, dout)) < 1e-8  # noqa: F405
+    _, cache = affine_relu_forward(x, w, b)
+    dx, dw, db = affine_relu_backward(dout, cache)
+    assert rel_error(dx, layer_gradient(lambda v: affine_relu_forward(v, w, b), x, dout)) < 1e-8
 
 
 def test_loss_layers_cell():
@@ -110,7 +112,7 @@ def test_loss_layers_cell():
     num_classes, num_inputs = 10, 50
     x = 0.001 * np.random.randn(num_inputs, num_classes)
     y = np.random.randint(num_classes, size=num_inputs)
-    for loss_fn, expected in ((svm_loss, 9.0), (softmax_loss, 2.3)):  # noqa: F405
+    for loss_fn, expected in ((svm_loss, 9.0), (softmax_loss, 2.3)):
         loss, dx = loss_fn(x, y)
         dx_num = eval_numerical_gradient(lambda v: loss_fn(v, y)[0], x, verbose=False)
         assert abs(loss - expected) < 0.05  # "should be around 9" / "around 2.3"
@@ -124,7 +126,7 @@ def test_two_layer_net_cell():
     X = np.random.randn(N, D)
     y = np.random.randint(C, size=N)
     std = 1e-3
-    model = TwoLayerNet(input_dim=D, hidden_dim=H, num_classes=C, weight_scale=std)  # noqa: F405
+    model = TwoLayerNet(input_dim=D, hidden_dim=H, num_classes=C, weight_scale=std)
     assert abs(model.params["W1"].std() - std) < std / 10 and np.all(model.params["b1"] == 0)
     assert abs(model.params["W2"].std() - std) < std / 10 and np.all(model.params["b2"] == 0)
     model.params["W1"] = np.linspace(-0.7, 0.3, num=D * H).reshape(D, H)
@@ -158,7 +160,7 @@ def _fc_check_data():
 @pytest.mark.parametrize("reg", [0, 3.14])
 def test_fully_connected_net_initial_loss_and_gradient_cell(reg):
     X, y, (D, H1, H2, C) = _fc_check_data()
-    model = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, reg=reg, weight_scale=5e-2,  # noqa: F405
+    model = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, reg=reg, weight_scale=5e-2,
                               dtype=np.float64)
     loss, _ = model.loss(X, y)
     if reg == 0:
@@ -175,7 +177,7 @@ def test_solver_overfits_fifty_images_cell(rng):
     X = rng.standard_normal((50, 3, 8, 8))
     y = rng.integers(10, size=50)
     small_data = {"X_train": X, "y_train": y, "X_val": X, "y_val": y}
-    model = FullyConnectedNet([100, 100], input_dim=3 * 8 * 8, weight_scale=1e-1, dtype=np.float64)  # noqa: F405
+    model = FullyConnectedNet([100, 100], input_dim=3 * 8 * 8, weight_scale=1e-1, dtype=np.float64)
     solver = Solver(model, small_data, print_every=10, num_epochs=20, batch_size=25, update_rule="sgd",
                     optim_config={"learning_rate": 1e-1}, verbose=False)
     solver.train()
@@ -250,7 +252,7 @@ def test_np_random_seed_makes_a_notebook_reproducible():
     losses = []
     for _ in range(2):
         X, y, (D, H1, H2, C) = _fc_check_data()
-        model = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, weight_scale=5e-2,  # noqa: F405
+        model = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, weight_scale=5e-2,
                                   dtype=np.float64)
         losses.append(model.loss(X, y)[0])
     assert losses[0] == losses[1]
@@ -270,11 +272,11 @@ def _two_layer_activations(N=200, D1=50, D2=60, D3=3):
 
 def test_batchnorm_forward_train_cell():
     a = _two_layer_activations()
-    a_norm, _ = batchnorm_forward(a, np.ones(3), np.zeros(3), {"mode": "train"})  # noqa: F405
+    a_norm, _ = batchnorm_forward(a, np.ones(3), np.zeros(3), {"mode": "train"})
     np.testing.assert_allclose(a_norm.mean(axis=0), 0, atol=1e-7)
     np.testing.assert_allclose(a_norm.std(axis=0), 1, atol=1e-5)
     gamma, beta = np.asarray([1.0, 2.0, 3.0]), np.asarray([11.0, 12.0, 13.0])
-    a_norm, _ = batchnorm_forward(a, gamma, beta, {"mode": "train"})  # noqa: F405
+    a_norm, _ = batchnorm_forward(a, gamma, beta, {"mode": "train"})
     np.testing.assert_allclose(a_norm.mean(axis=0), beta, atol=1e-6)
     np.testing.assert_allclose(a_norm.std(axis=0), gamma, atol=1e-4)
 
@@ -287,18 +289,18 @@ def test_batchnorm_forward_test_cell():
     gamma, beta = np.ones(D3), np.zeros(D3)
     for _ in range(50):
         X = np.random.randn(N, D1)
-        batchnorm_forward(np.maximum(0, X.dot(W1)).dot(W2), gamma, beta, bn_param)  # noqa: F405
+        batchnorm_forward(np.maximum(0, X.dot(W1)).dot(W2), gamma, beta, bn_param)
     bn_param["mode"] = "test"
     X = np.random.randn(N, D1)
-    a_norm, _ = batchnorm_forward(np.maximum(0, X.dot(W1)).dot(W2), gamma, beta, bn_param)  # noqa: F405
+    a_norm, _ = batchnorm_forward(np.maximum(0, X.dot(W1)).dot(W2), gamma, beta, bn_param)
     np.testing.assert_allclose(a_norm.mean(axis=0), 0, atol=0.15)  # "means should be close to zero"
     np.testing.assert_allclose(a_norm.std(axis=0), 1, atol=0.15)
 
 
 @pytest.mark.parametrize("norm", ["batchnorm", "layernorm"])
 def test_norm_backward_cell(norm):
-    forward = {"batchnorm": batchnorm_forward, "layernorm": layernorm_forward}[norm]  # noqa: F405
-    backward = {"batchnorm": batchnorm_backward, "layernorm": layernorm_backward}[norm]  # noqa: F405
+    forward = {"batchnorm": batchnorm_forward, "layernorm": layernorm_forward}[norm]
+    backward = {"batchnorm": batchnorm_backward, "layernorm": layernorm_backward}[norm]
     np.random.seed(231)
     N, D = 4, 5
     x = 5 * np.random.randn(N, D) + 12
@@ -316,17 +318,17 @@ def test_batchnorm_backward_alt_cell():
     N, D = 100, 500
     x = 5 * np.random.randn(N, D) + 12
     gamma, beta, dout = np.random.randn(D), np.random.randn(D), np.random.randn(N, D)
-    _, cache = batchnorm_forward(x, gamma, beta, {"mode": "train"})  # noqa: F405
-    for got, want in zip(batchnorm_backward_alt(dout, cache), batchnorm_backward(dout, cache)):  # noqa: F405
+    _, cache = batchnorm_forward(x, gamma, beta, {"mode": "train"})
+    for got, want in zip(batchnorm_backward_alt(dout, cache), batchnorm_backward(dout, cache)):
         assert rel_error(got, want) < 1e-12
 
 
 def test_layernorm_forward_cell():
     a = _two_layer_activations(N=4)
-    a_norm, _ = layernorm_forward(a, np.ones(3), np.zeros(3), {"mode": "train"})  # noqa: F405
+    a_norm, _ = layernorm_forward(a, np.ones(3), np.zeros(3), {"mode": "train"})
     np.testing.assert_allclose(a_norm.mean(axis=1), 0, atol=1e-7)
     np.testing.assert_allclose(a_norm.std(axis=1), 1, atol=1e-4)
-    a_norm, _ = layernorm_forward(a, np.asarray([3.0, 3.0, 3.0]), np.asarray([5.0, 5.0, 5.0]),  # noqa: F405
+    a_norm, _ = layernorm_forward(a, np.asarray([3.0, 3.0, 3.0]), np.asarray([5.0, 5.0, 5.0]),
                                   {"mode": "train"})
     np.testing.assert_allclose(a_norm.mean(axis=1), 5, atol=1e-6)
     np.testing.assert_allclose(a_norm.std(axis=1), 3, atol=1e-3)
@@ -348,14 +350,14 @@ def assert_normalized_net_gradients(model, X, y):
 @pytest.mark.parametrize("reg", [0, 3.14])
 def test_fully_connected_net_with_normalization_gradient_cell(normalization, reg):
     X, y, (D, H1, H2, C) = _fc_check_data()
-    model = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, reg=reg, weight_scale=5e-2,  # noqa: F405
+    model = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, reg=reg, weight_scale=5e-2,
                               dtype=np.float64, normalization=normalization)
     assert_normalized_net_gradients(model, X, y)
 
 
 def test_use_batchnorm_keyword_of_2016_cell():
     X, y, (D, H1, H2, C) = _fc_check_data()
-    model = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, weight_scale=5e-2,  # noqa: F405
+    model = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, weight_scale=5e-2,
                               dtype=np.float64, use_batchnorm=True)
     assert "gamma1" in model.params
     assert_normalized_net_gradients(model, X, y)
@@ -370,8 +372,8 @@ def test_use_batchnorm_keyword_of_2016_cell():
 def test_dropout_forward_cell(p):
     np.random.seed(231)
     x = np.random.randn(500, 500) + 10
-    out, _ = dropout_forward(x, {"mode": "train", "p": p})  # noqa: F405
-    out_test, _ = dropout_forward(x, {"mode": "test", "p": p})  # noqa: F405
+    out, _ = dropout_forward(x, {"mode": "train", "p": p})
+    out_test, _ = dropout_forward(x, {"mode": "test", "p": p})
     assert abs(out.mean() - x.mean()) < 0.05  # "the mean of the output should be close to that of the input"
     assert out_test.mean() == x.mean()
     assert abs((out == 0).mean() - (1 - p)) < 0.01
@@ -383,9 +385,9 @@ def test_dropout_backward_cell():
     x = np.random.randn(10, 10) + 10
     dout = np.random.randn(*x.shape)
     dropout_param = {"mode": "train", "p": 0.2, "seed": 123}
-    _, cache = dropout_forward(x, dropout_param)  # noqa: F405
-    dx = dropout_backward(dout, cache)  # noqa: F405
-    assert rel_error(dx, layer_gradient(lambda v: dropout_forward(v, dropout_param), x, dout)) < 1e-10  # noqa: F405
+    _, cache = dropout_forward(x, dropout_param)
+    dx = dropout_backward(dout, cache)
+    assert rel_error(dx, layer_gradient(lambda v: dropout_forward(v, dropout_param), x, dout)) < 1e-10
 
 
 @pytest.mark.parametrize("keyword", ["dropout_keep_ratio", "dropout"])
@@ -393,7 +395,7 @@ def test_dropout_backward_cell():
 def test_fully_connected_net_with_dropout_gradient_cell(keep, keyword):
     """The seed fixes the mask, so every forward of the numerical gradient drops the same units."""
     X, y, (D, H1, H2, C) = _fc_check_data()
-    model = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, weight_scale=5e-2,  # noqa: F405
+    model = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, weight_scale=5e-2,
                               dtype=np.float64, seed=123, **{keyword: keep})
     loss, _ = model.loss(X, y)
     assert abs(loss - np.log(C)) < 0.2
@@ -411,7 +413,7 @@ def test_conv_forward_naive_cell():
     x = np.linspace(-0.1, 0.5, num=np.prod(x_shape)).reshape(x_shape)
     w = np.linspace(-0.2, 0.3, num=np.prod(w_shape)).reshape(w_shape)
     b = np.linspace(-0.1, 0.2, num=3)
-    out, _ = conv_forward_naive(x, w, b, {"stride": 2, "pad": 1})  # noqa: F405
+    out, _ = conv_forward_naive(x, w, b, {"stride": 2, "pad": 1})
     correct_out = np.array([[[[-0.08759809, -0.10987781], [-0.18387192, -0.2109216]],
                              [[0.21027089, 0.21661097], [0.22847626, 0.23004637]],
                              [[0.50813986, 0.54309974], [0.64082444, 0.67101435]]],
@@ -433,7 +435,7 @@ def test_image_processing_via_convolutions_cell():
     w[0, 2, :, :] = [[0, 0, 0], [0, 0.1, 0], [0, 0, 0]]
     w[1, 2, :, :] = [[0, 0, 0], [-1, 2, -1], [0, 0, 0]]
     b = np.array([0, 128])
-    out, _ = conv_forward_naive(x, w, b, {"stride": 1, "pad": 1})  # noqa: F405
+    out, _ = conv_forward_naive(x, w, b, {"stride": 1, "pad": 1})
     gray = 0.3 * x[:, 0] + 0.6 * x[:, 1] + 0.1 * x[:, 2]
     np.testing.assert_allclose(out[:, 0], gray)
     blue = np.pad(x[:, 2], ((0, 0), (0, 0), (1, 1)))
@@ -447,18 +449,18 @@ def test_conv_backward_naive_cell():
     x, w, b = np.random.randn(4, 3, 5, 5), np.random.randn(2, 3, 3, 3), np.random.randn(2)
     dout = np.random.randn(4, 2, 5, 5)
     conv_param = {"stride": 1, "pad": 1}
-    _, cache = conv_forward_naive(x, w, b, conv_param)  # noqa: F405
-    dx, dw, db = conv_backward_naive(dout, cache)  # noqa: F405
-    assert rel_error(dx, layer_gradient(lambda v: conv_forward_naive(v, w, b, conv_param), x, dout)) < 1e-8  # noqa: F405
-    assert rel_error(dw, layer_gradient(lambda v: conv_forward_naive(x, v, b, conv_param), w, dout)) < 1e-8  # noqa: F405
-    assert rel_error(db, layer_gradient(lambda v: conv_forward_naive(x, w, v, conv_param), b, dout)) < 1e-8  # noqa: F405
+    _, cache = conv_forward_naive(x, w, b, conv_param)
+    dx, dw, db = conv_backward_naive(dout, cache)
+    assert rel_error(dx, layer_gradient(lambda v: conv_forward_naive(v, w, b, conv_param), x, dout)) < 1e-8
+    assert rel_error(dw, layer_gradient(lambda v: conv_forward_naive(x, v, b, conv_param), w, dout)) < 1e-8
+    assert rel_error(db, layer_gradient(lambda v: conv_forward_naive(x, w, v, conv_param), b, dout)) < 1e-8
 
 
 def test_max_pool_naive_cells():
     x_shape = (2, 3, 4, 4)
     x = np.linspace(-0.3, 0.4, num=np.prod(x_shape)).reshape(x_shape)
     pool_param = {"pool_width": 2, "pool_height": 2, "stride": 2}
-    out, _ = max_pool_forward_naive(x, pool_param)  # noqa: F405
+    out, _ = max_pool_forward_naive(x, pool_param)
     correct_out = np.array([[[[-0.26315789, -0.24842105], [-0.20421053, -0.18947368]],
                              [[-0.14526316, -0.13052632], [-0.08631579, -0.07157895]],
                              [[-0.02736842, -0.01263158], [0.03157895, 0.04631579]]],
@@ -468,24 +470,24 @@ def test_max_pool_naive_cells():
     assert rel_error(out, correct_out) < 1e-7
     np.random.seed(231)
     x, dout = np.random.randn(3, 2, 8, 8), np.random.randn(3, 2, 4, 4)
-    _, cache = max_pool_forward_naive(x, pool_param)  # noqa: F405
-    dx = max_pool_backward_naive(dout, cache)  # noqa: F405
-    assert rel_error(dx, layer_gradient(lambda v: max_pool_forward_naive(v, pool_param), x, dout)) < 1e-8  # noqa: F405
+    _, cache = max_pool_forward_naive(x, pool_param)
+    dx = max_pool_backward_naive(dout, cache)
+    assert rel_error(dx, layer_gradient(lambda v: max_pool_forward_naive(v, pool_param), x, dout)) < 1e-8
 
 
 def test_fast_layers_match_naive_cell():
     np.random.seed(231)
     x, w, b = np.random.randn(10, 3, 31, 31), np.random.randn(25, 3, 3, 3), np.random.randn(25)
     conv_param = {"stride": 2, "pad": 1}
-    out_naive, cache_naive = conv_forward_naive(x, w, b, conv_param)  # noqa: F405
+    out_naive, cache_naive = conv_forward_naive(x, w, b, conv_param)
     out_fast, cache_fast = conv_forward_fast(x, w, b, conv_param)
     dout = np.random.randn(*out_naive.shape)
     assert rel_error(out_naive, out_fast) < 1e-9
-    for naive, fast in zip(conv_backward_naive(dout, cache_naive), conv_backward_fast(dout, cache_fast)):  # noqa: F405
+    for naive, fast in zip(conv_backward_naive(dout, cache_naive), conv_backward_fast(dout, cache_fast)):
         assert rel_error(naive, fast) < 1e-9
     x = np.random.randn(10, 3, 32, 32)
     pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
-    assert rel_error(max_pool_forward_naive(x, pool_param)[0], max_pool_forward_fast(x, pool_param)[0]) < 1e-12  # noqa: F405
+    assert rel_error(max_pool_forward_naive(x, pool_param)[0], max_pool_forward_fast(x, pool_param)[0]) < 1e-12
 
 
 def test_conv_relu_pool_sandwich_cell():
@@ -506,7 +508,7 @@ def test_conv_relu_pool_sandwich_cell():
 
 def test_three_layer_conv_net_loss_cell():
     np.random.seed(231)
-    model = ThreeLayerConvNet()  # noqa: F405
+    model = ThreeLayerConvNet()
     N = 50
     X, y = np.random.randn(N, 3, 32, 32), np.random.randint(10, size=N)
     loss, _ = model.loss(X, y)
@@ -519,7 +521,7 @@ def test_three_layer_conv_net_gradient_cell():
     np.random.seed(231)
     input_dim = (3, 16, 16)
     X, y = np.random.randn(2, *input_dim), np.random.randint(10, size=2)
-    model = ThreeLayerConvNet(num_filters=3, filter_size=3, input_dim=input_dim, hidden_dim=7,  # noqa: F405
+    model = ThreeLayerConvNet(num_filters=3, filter_size=3, input_dim=input_dim, hidden_dim=7,
                               dtype=np.float64)
     errors = model_gradient_errors(model, X, y, h=1e-6)
     assert max(errors.values()) < 5e-2  # the notebook prints up to ~2e-2 (W2): tiny weights, h = 1e-6
@@ -529,11 +531,11 @@ def test_spatial_batchnorm_forward_cell_with_integer_gamma():
     np.random.seed(231)
     N, C, H, W = 2, 3, 4, 5
     x = 4 * np.random.randn(N, C, H, W) + 10
-    out, _ = spatial_batchnorm_forward(x, np.ones(C), np.zeros(C), {"mode": "train"})  # noqa: F405
+    out, _ = spatial_batchnorm_forward(x, np.ones(C), np.zeros(C), {"mode": "train"})
     np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), 0, atol=1e-7)
     np.testing.assert_allclose(out.std(axis=(0, 2, 3)), 1, atol=1e-4)
     gamma, beta = np.asarray([3, 4, 5]), np.asarray([6, 7, 8])  # integers, as the notebook writes them
-    out, _ = spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})  # noqa: F405
+    out, _ = spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
     assert out.dtype == np.float64
     np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), beta, atol=1e-6)
     np.testing.assert_allclose(out.std(axis=(0, 2, 3)), gamma, atol=1e-3)
@@ -549,16 +551,16 @@ def test_spatial_norm_backward_cells(norm):
         param = {"mode": "train"}
 
         def forward(v, g, b_):
-            return spatial_batchnorm_forward(v, g, b_, param)  # noqa: F405
+            return spatial_batchnorm_forward(v, g, b_, param)
 
-        backward = spatial_batchnorm_backward  # noqa: F405
+        backward = spatial_batchnorm_backward
     else:
         gamma, beta = np.random.randn(1, C, 1, 1), np.random.randn(1, C, 1, 1)
 
         def forward(v, g, b_):
-            return spatial_groupnorm_forward(v, g, b_, G, {})  # noqa: F405
+            return spatial_groupnorm_forward(v, g, b_, G, {})
 
-        backward = spatial_groupnorm_backward  # noqa: F405
+        backward = spatial_groupnorm_backward
     dout = np.random.randn(N, C, H, W)
     _, cache = forward(x, gamma, beta)
     dx, dgamma, dbeta = backward(dout, cache)
@@ -571,7 +573,7 @@ def test_spatial_groupnorm_forward_cell():
     np.random.seed(231)
     N, C, H, W, G = 2, 6, 4, 5, 2
     x = 4 * np.random.randn(N, C, H, W) + 10
-    out, _ = spatial_groupnorm_forward(x, np.ones((1, C, 1, 1)), np.zeros((1, C, 1, 1)), G,  # noqa: F405
+    out, _ = spatial_groupnorm_forward(x, np.ones((1, C, 1, 1)), np.zeros((1, C, 1, 1)), G,
                                        {"mode": "train"})
     groups = out.reshape(N * G, -1)
     np.testing.assert_allclose(groups.mean(axis=1), 0, atol=1e-7)

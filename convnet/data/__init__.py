@@ -61,6 +61,6 @@ __all__ = [
     "DOWNLOAD_CHUNK_BYTES", "IMAGE_SHAPE", "NORMALIZATIONS", "NUM_CLASSES", "SAMPLE_PATH", "TEST_BATCH",
     "TRAIN_BATCHES", "CorruptDataError", "DownloadError", "UnsafeArchiveError", "default_data_root",
     "download_cifar10", "extract_archive", "file_md5", "find_batches_dir", "get_CIFAR10_data", "get_cifar10_data",
-    "get_sample_data", "load_CIFAR10", "load_CIFAR_batch", "load_batch", "load_cifar10", "load_sample", "normalization_stats",
-    "normalize_images", "prepare_splits",
+    "get_sample_data", "load_CIFAR10", "load_CIFAR_batch", "load_batch", "load_cifar10", "load_sample",
+    "normalization_stats", "normalize_images", "prepare_splits",
 ]
