@@ -42,11 +42,13 @@ def default_data_root():
     return Path.home() / ".cache" / "convnet"
 
 
-def _root_or_default(root):
+def resolve_root(root):
+    """``root`` as a Path (``~`` expanded), or :func:`default_data_root` when it is None."""
     return default_data_root() if root is None else Path(root).expanduser()
 
 
-def _missing_batch_files(directory):
+def missing_batch_files(directory):
+    """The names in :data:`BATCH_FILES` that are not files in ``directory``."""
     return [name for name in BATCH_FILES if not (directory / name).is_file()]
 
 
@@ -57,9 +59,9 @@ def find_batches_dir(root=None):
     by :func:`load_cifar10` as :class:`CorruptDataError` naming it. Raises FileNotFoundError,
     saying which files were expected where and how to get them, when neither place has any.
     """
-    root = _root_or_default(root)
+    root = resolve_root(root)
     for candidate in (root / BATCHES_DIRNAME, root):
-        if candidate.is_dir() and len(_missing_batch_files(candidate)) < len(BATCH_FILES):
+        if candidate.is_dir() and len(missing_batch_files(candidate)) < len(BATCH_FILES):
             return candidate
     raise FileNotFoundError(
         f"CIFAR-10 not found: expected the files {', '.join(BATCH_FILES)} in {root / BATCHES_DIRNAME} "
@@ -102,7 +104,7 @@ class _BatchUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a CIFAR-10 batch never needs") from None
 
 
-def _check_labels(labels, num_images, where):
+def check_labels(labels, num_images, where):
     """Labels as int64 (N,), or CorruptDataError saying how they are wrong."""
     try:
         labels = np.asarray(labels)
@@ -155,7 +157,7 @@ def load_batch(path):
         raise CorruptDataError(f"{path}: 'data' must be a uint8 array of shape (N, {row_size}), got {got}")
     if data.shape[0] == 0:
         raise CorruptDataError(f"{path} holds no images")
-    labels = _check_labels(batch["labels"], data.shape[0], str(path))
+    labels = check_labels(batch["labels"], data.shape[0], str(path))
     # A row is the red plane, then green, then blue, each 32x32 row-major: exactly NCHW.
     return data.reshape((data.shape[0],) + IMAGE_SHAPE), labels
 
@@ -168,7 +170,7 @@ def load_cifar10(root=None):
     is returned; a bad one raises :class:`CorruptDataError`, a missing directory FileNotFoundError.
     """
     batches_dir = find_batches_dir(root)
-    missing = _missing_batch_files(batches_dir)
+    missing = missing_batch_files(batches_dir)
     if missing:
         raise CorruptDataError(
             f"{batches_dir} is incomplete: {', '.join(missing)} missing (expected {', '.join(BATCH_FILES)}); "

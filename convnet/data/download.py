@@ -22,8 +22,8 @@ from convnet.data.cifar10 import (
     CIFAR10_MD5,
     CIFAR10_URL,
     CorruptDataError,
-    _missing_batch_files,
-    _root_or_default,
+    missing_batch_files,
+    resolve_root,
 )
 
 DOWNLOAD_CHUNK_BYTES = 1 << 20
@@ -40,7 +40,7 @@ class UnsafeArchiveError(ValueError):
 
 def _complete_batches_dir(root):
     for candidate in (root / BATCHES_DIRNAME, root):
-        if candidate.is_dir() and not _missing_batch_files(candidate):
+        if candidate.is_dir() and not missing_batch_files(candidate):
             return candidate
     return None
 
@@ -145,7 +145,7 @@ def extract_archive(archive, root):
                         shutil.copyfileobj(source, out, DOWNLOAD_CHUNK_BYTES)
         except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as exc:
             raise CorruptDataError(f"{archive} is not a readable tar archive: {exc}") from exc
-        missing = _missing_batch_files(staging / BATCHES_DIRNAME)
+        missing = missing_batch_files(staging / BATCHES_DIRNAME)
         if missing:
             raise CorruptDataError(
                 f"{archive} does not hold {', '.join(f'{BATCHES_DIRNAME}/{name}' for name in missing)}; "
@@ -168,14 +168,14 @@ def download_cifar10(root=None, url=CIFAR10_URL, progress=True, md5=CIFAR10_MD5,
     or FileExistsError for an incomplete ``cifar-10-batches-py`` that would be overwritten.
     ``timeout`` is in seconds, per network operation.
     """
-    root = _root_or_default(root)
+    root = resolve_root(root)
     existing = _complete_batches_dir(root)
     if existing is not None:
         return existing
     target = root / BATCHES_DIRNAME
     if target.exists():
         raise FileExistsError(
-            f"{target} exists but lacks {', '.join(_missing_batch_files(target))}; complete it by hand, "
+            f"{target} exists but lacks {', '.join(missing_batch_files(target))}; complete it by hand, "
             "or delete it and download again"
         )
     root.mkdir(parents=True, exist_ok=True)

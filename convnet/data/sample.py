@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convnet.data.cifar10 import IMAGE_SHAPE, CorruptDataError, _check_labels
+from convnet.data.cifar10 import IMAGE_SHAPE, CorruptDataError, check_labels
 from convnet.data.splits import prepare_splits
 
 SAMPLE_PATH = Path(__file__).parent.parent / "sample" / "cifar10_sample.npz.xz"
@@ -38,7 +38,7 @@ def load_sample():
         if X.dtype != np.uint8 or X.shape[1:] != IMAGE_SHAPE:
             raise CorruptDataError(f"{SAMPLE_PATH}: {name} must be uint8 (N, 3, 32, 32), "
                                    f"got {X.dtype} {X.shape}")
-        _check_labels(y, len(X), f"{SAMPLE_PATH} ({name})")
+        check_labels(y, len(X), f"{SAMPLE_PATH} ({name})")
     arrays = (X_train, y_train.astype(np.int64), X_test, y_test.astype(np.int64))
     for array in arrays:
         array.setflags(write=False)
