@@ -198,13 +198,24 @@ def layernorm_backward(dout, cache):
 # ---------------------------------------------------------------------------
 
 
+def seed_from_global_state():
+    """A seed drawn from numpy's global generator (np.random), for a generator nobody seeded.
+
+    CS231n draws its random numbers from np.random, so ``np.random.seed(231)`` in a notebook
+    makes what follows reproducible; convnet's unseeded models and dropout masks keep that
+    promise by seeding their own generators from there.
+    """
+    return int(np.random.randint(np.iinfo(np.int64).max, dtype=np.int64))
+
+
 def dropout_forward(x, dropout_param):
     """Inverted dropout.
 
     dropout_param: {'p': keep probability in (0, 1], 'mode': 'train'|'test', 'seed': optional int,
     'rng': optional numpy Generator}. In train mode each unit is kept with probability p and
     scaled by 1/p, so test mode is the identity. A 'seed' draws the same mask every call
-    (what gradient checks need); otherwise 'rng' (or a fresh generator) draws it.
+    (what gradient checks need); otherwise 'rng' draws it, or without one a generator seeded
+    from np.random's global state (see :func:`seed_from_global_state`).
     """
     x = as_float_array("x", x)
     p = require_param(dropout_param, "dropout_param", "p")
@@ -216,7 +227,7 @@ def dropout_forward(x, dropout_param):
     if dropout_param.get("seed") is not None:
         rng = np.random.default_rng(dropout_param["seed"])
     else:
-        rng = dropout_param.get("rng") or np.random.default_rng()
+        rng = dropout_param.get("rng") or np.random.default_rng(seed_from_global_state())
     mask = (rng.random(x.shape) < p).astype(x.dtype) / x.dtype.type(p)
     return x * mask, (dropout_param, mask)
 

