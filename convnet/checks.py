@@ -11,12 +11,38 @@ FLOAT_DTYPES = (np.float32, np.float64)
 
 
 def as_float_array(name, x):
-    """Return ``x`` as a float32/float64 ndarray; reject other dtypes with TypeError."""
+    """Return ``x`` as a float32/float64 ndarray; reject other dtypes with TypeError.
+
+    Used for a layer's input ``x``, whose dtype is the dtype of the whole computation: an
+    integer ``x`` is refused rather than guessed at (cast it with ``x.astype(np.float64)``).
+    """
     if not isinstance(x, np.ndarray):
         x = np.asarray(x)
     if x.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be a float32 or float64 array, got dtype {x.dtype}")
+        raise TypeError(f"{name} must be a float32 or float64 array, got dtype {x.dtype}"
+                        + (f" (cast it, e.g. {name}.astype(np.float64))" if np.issubdtype(x.dtype, np.integer) else ""))
     return x
+
+
+def as_float_like(name, value, x):
+    """Return a layer parameter (w, b, gamma, beta) as an array for a computation in x's dtype.
+
+    Integer arrays are cast to ``x.dtype``, as CS231n's numpy layers accept them (its notebooks
+    pass ``gamma = np.array([3, 4, 5])`` and ``b = np.array([0, 128])``); float arrays are
+    returned unchanged, and any other dtype is a TypeError naming ``name``.
+    """
+    value = np.asarray(value)
+    if np.issubdtype(value.dtype, np.integer):
+        return value.astype(x.dtype)
+    return as_float_array(name, value)
+
+
+def require_float_dtype(name, dtype):
+    """Return ``np.dtype(dtype)``, which must be float32 or float64 (TypeError otherwise)."""
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype}")
+    return dtype
 
 
 def require_ndim(name, x, ndim, layout=""):
@@ -66,13 +92,14 @@ def require_mode(params_name, mode):
     return mode
 
 
-def require_channel_vector(name, v, channels):
-    """Check a per-channel parameter (gamma, beta) holds exactly ``channels`` values.
+def require_channel_vector(name, v, channels, like):
+    """Check a per-channel parameter (gamma, beta) of input ``like`` holds exactly ``channels`` values.
 
     Accepted shapes are (C,) and the broadcastable (1, C, 1, 1) used by the
-    CS231n group-norm notebook; the values are returned as a flat (C,) view.
+    CS231n group-norm notebook; the values are returned as a flat (C,) view
+    (integer values cast to like's dtype, see :func:`as_float_like`).
     """
-    v = as_float_array(name, v)
+    v = as_float_like(name, v, like)
     if v.size != channels or (v.ndim != 1 and v.shape != (1, channels, 1, 1)):
         raise ValueError(f"{name} must have shape ({channels},) or (1, {channels}, 1, 1), got {v.shape}")
     return v.reshape(channels)

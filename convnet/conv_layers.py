@@ -19,6 +19,7 @@ from convnet._kernels import im2col as _im2col_kernels
 from convnet._kernels import pooling as _pooling_kernels
 from convnet.checks import (
     as_float_array,
+    as_float_like,
     require_channel_vector,
     require_int,
     require_mode,
@@ -61,8 +62,8 @@ def _check_images(name, x):
 def _conv_geometry(x, w, b, conv_param):
     """Validate a convolution's arguments; return (x, w, b, stride, pad, out_h, out_w)."""
     x = _check_images("x", x)
-    w = as_float_array("w", w)
-    b = as_float_array("b", b)
+    w = as_float_like("w", w, x)
+    b = as_float_like("b", b, x)
     require_ndim("w", w, 4, "(F, C, HH, WW)")
     if 0 in w.shape:
         raise ValueError(f"w must have no empty axis, got shape {w.shape}")
@@ -346,9 +347,9 @@ max_pool_backward_fast = max_pool_backward
 def _check_spatial_norm(x, gamma, beta):
     x = _check_images("x", x)
     C = x.shape[1]
-    gamma_flat = require_channel_vector("gamma", gamma, C)
-    require_channel_vector("beta", beta, C)
-    return x, gamma_flat, np.asarray(beta).reshape(C)
+    gamma_flat = require_channel_vector("gamma", gamma, C, like=x)
+    beta_flat = require_channel_vector("beta", beta, C, like=x)
+    return x, gamma_flat, beta_flat
 
 
 def spatial_batchnorm_forward_reference(x, gamma, beta, bn_param):

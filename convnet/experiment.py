@@ -47,7 +47,9 @@ def build_model(config):
     for name in ("input_dim", "hidden_dims"):
         if isinstance(arguments.get(name), list):
             arguments[name] = tuple(arguments[name])
-    return cls(**arguments, seed=config["seed"])
+    model = cls(**arguments, seed=config["seed"])
+    model.draw_new_dropout_masks()  # a seed fixes FullyConnectedNet's mask (for gradient checks); training wants new ones
+    return model
 
 
 def build_augment(config):

@@ -1,7 +1,9 @@
 """numpy reference layers: each a forward/backward pair that reads like the maths.
 
 Contract (CS231n): ``*_forward(...) -> (out, cache)`` and
-``*_backward(dout, cache) -> gradients``. Outputs keep the input dtype.
+``*_backward(dout, cache) -> gradients``. Outputs keep the input dtype. ``x`` must be
+float32 or float64; integer parameters (``w``, ``b``, ``gamma``, ``beta``) are cast to x's
+dtype, as CS231n's numpy layers allow.
 The convolutional layers live in :mod:`convnet.conv_layers`.
 """
 
@@ -9,6 +11,7 @@ import numpy as np
 
 from convnet.checks import (
     as_float_array,
+    as_float_like,
     require_mode,
     require_ndim,
     require_param,
@@ -27,8 +30,8 @@ def affine_forward(x, w, b):
     Returns out (N, M) and cache (x, w, b).
     """
     x = as_float_array("x", x)
-    w = as_float_array("w", w)
-    b = as_float_array("b", b)
+    w = as_float_like("w", w, x)
+    b = as_float_like("b", b, x)
     require_ndim("w", w, 2, "(D, M)")
     if x.ndim < 1:
         raise ValueError(f"x must have a batch axis, got shape {x.shape}")
@@ -130,8 +133,9 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     x = as_float_array("x", x)
     require_ndim("x", x, 2, "(N, D)")
     D = x.shape[1]
-    require_shape("gamma", as_float_array("gamma", gamma), (D,))
-    require_shape("beta", as_float_array("beta", beta), (D,))
+    gamma, beta = as_float_like("gamma", gamma, x), as_float_like("beta", beta, x)
+    require_shape("gamma", gamma, (D,))
+    require_shape("beta", beta, (D,))
     mode = require_mode("bn_param", require_param(bn_param, "bn_param", "mode"))
     eps = bn_param.get("eps", 1e-5)
     if mode == "train":
@@ -170,8 +174,9 @@ def layernorm_forward(x, gamma, beta, ln_param):
     x = as_float_array("x", x)
     require_ndim("x", x, 2, "(N, D)")
     D = x.shape[1]
-    require_shape("gamma", as_float_array("gamma", gamma), (D,))
-    require_shape("beta", as_float_array("beta", beta), (D,))
+    gamma, beta = as_float_like("gamma", gamma, x), as_float_like("beta", beta, x)
+    require_shape("gamma", gamma, (D,))
+    require_shape("beta", beta, (D,))
     eps = (ln_param or {}).get("eps", 1e-5)
     xhat, _, _, inv_std = normalize(x, 1, eps)
     out = (gamma * xhat + beta).astype(x.dtype, copy=False)
@@ -193,13 +198,24 @@ def layernorm_backward(dout, cache):
 # ---------------------------------------------------------------------------
 
 
+def seed_from_global_state():
+    """A seed drawn from numpy's global generator (np.random), for a generator nobody seeded.
+
+    CS231n draws its random numbers from np.random, so ``np.random.seed(231)`` in a notebook
+    makes what follows reproducible; convnet's unseeded models and dropout masks keep that
+    promise by seeding their own generators from there.
+    """
+    return int(np.random.randint(np.iinfo(np.int64).max, dtype=np.int64))
+
+
 def dropout_forward(x, dropout_param):
     """Inverted dropout.
 
     dropout_param: {'p': keep probability in (0, 1], 'mode': 'train'|'test', 'seed': optional int,
     'rng': optional numpy Generator}. In train mode each unit is kept with probability p and
     scaled by 1/p, so test mode is the identity. A 'seed' draws the same mask every call
-    (what gradient checks need); otherwise 'rng' (or a fresh generator) draws it.
+    (what gradient checks need); otherwise 'rng' draws it, or without one a generator seeded
+    from np.random's global state (see :func:`seed_from_global_state`).
     """
     x = as_float_array("x", x)
     p = require_param(dropout_param, "dropout_param", "p")
@@ -211,7 +227,7 @@ def dropout_forward(x, dropout_param):
     if dropout_param.get("seed") is not None:
         rng = np.random.default_rng(dropout_param["seed"])
     else:
-        rng = dropout_param.get("rng") or np.random.default_rng()
+        rng = dropout_param.get("rng") or np.random.default_rng(seed_from_global_state())
     mask = (rng.random(x.shape) < p).astype(x.dtype) / x.dtype.type(p)
     return x * mask, (dropout_param, mask)
 

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from convnet import augment, data
+from convnet.data import __main__ as data_cli
 
 ROWS_PER_TRAIN_FILE = (5, 3, 4, 2, 6)  # 20 training rows: deliberately not the official 10,000
 TEST_ROWS = 7
@@ -281,7 +282,7 @@ def test_per_channel_uses_training_rows_only(rng):
 
 def test_per_channel_statistics_agree_across_chunks(rng):
     X = rng.integers(0, 256, size=(11, 3, 5, 5), dtype=np.uint8)
-    mean, std = data._channel_mean_std(X, rows_per_chunk=4)
+    mean, std = data.splits._channel_mean_std(X, rows_per_chunk=4)
     np.testing.assert_allclose(mean[:, 0, 0], X.mean(axis=(0, 2, 3)))
     np.testing.assert_allclose(std[:, 0, 0], X.std(axis=(0, 2, 3)))
 
@@ -325,6 +326,50 @@ def test_get_cifar10_data_on_fixture_batches(cifar_root):
     with pytest.raises(ValueError) as excinfo:
         data.get_cifar10_data(root)  # CS231n's 49000 + 1000 rows; the fixture has 20
     assert "holds only 20" in str(excinfo.value) and data.BATCHES_DIRNAME in str(excinfo.value)
+
+
+def test_load_CIFAR10_returns_float64_nhwc_like_cs231n(cifar_root):
+    root, (X_train, y_train, X_test, y_test) = cifar_root
+    Xtr, Ytr, Xte, Yte = data.load_CIFAR10(root / data.BATCHES_DIRNAME)  # CS231n passes the batches directory
+    assert (Xtr.shape, Xtr.dtype, Xte.shape, Xte.dtype) == ((20, 32, 32, 3), np.float64, (TEST_ROWS, 32, 32, 3),
+                                                             np.float64)
+    np.testing.assert_array_equal(Xtr, X_train.transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(Xte, X_test.transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(Ytr, y_train)
+    np.testing.assert_array_equal(Yte, y_test)
+
+
+def test_get_CIFAR10_data_is_cs231ns_float64_nchw_mean_subtracted(cifar_root, monkeypatch):
+    root, (X_train, y_train, X_test, y_test) = cifar_root
+    monkeypatch.setenv("CONVNET_DATA", str(root))
+    splits = data.get_CIFAR10_data(num_training=12, num_validation=5, num_test=3)
+    assert sorted(splits) == ["X_test", "X_train", "X_val", "y_test", "y_train", "y_val"]
+    mean_image = X_train[:12].mean(axis=0)
+    for name, raw in (("X_train", X_train[:12]), ("X_val", X_train[12:17]), ("X_test", X_test[:3])):
+        assert splits[name].dtype == np.float64 and splits[name].shape == raw.shape  # NCHW
+        np.testing.assert_allclose(splits[name], raw - mean_image, atol=1e-12)
+    np.testing.assert_array_equal(splits["y_val"], y_train[12:17])
+    raw = data.get_CIFAR10_data(num_training=12, num_validation=5, num_test=3, subtract_mean=False)
+    np.testing.assert_array_equal(raw["X_train"], X_train[:12].astype(np.float64))
+
+
+def test_get_CIFAR10_data_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVNET_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError) as excinfo:
+        data.get_CIFAR10_data()
+    message = str(excinfo.value)
+    assert str(tmp_path / data.BATCHES_DIRNAME) in message and "$CONVNET_DATA" in message
+    assert "python -m convnet.data download" in message
+
+
+def test_the_package_list_names_every_package():
+    """pyproject.toml lists packages by hand: a subpackage missing there is missing from the wheel."""
+    import tomllib
+
+    repo = Path(__file__).parent.parent
+    declared = set(tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    present = {".".join(init.parent.relative_to(repo).parts) for init in (repo / "convnet").rglob("__init__.py")}
+    assert present <= declared, f"missing from pyproject.toml: {sorted(present - declared)}"
 
 
 # ---------------------------------------------------------------------------
@@ -616,7 +661,7 @@ def test_cli_help_exits_zero():
 
 def test_cli_info_counts_per_file_and_class(cifar_root, capsys):
     root, (_, y_train, _, y_test) = cifar_root
-    assert data.main(["info", "--root", str(root)]) == 0
+    assert data_cli.main(["info", "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert next(line for line in out.splitlines() if "data_batch_5" in line).split() == ["data_batch_5", "6", "images"]
     airplane = next(line for line in out.splitlines() if "airplane" in line).split()
@@ -625,5 +670,5 @@ def test_cli_info_counts_per_file_and_class(cifar_root, capsys):
 
 
 def test_cli_reports_missing_data_without_a_traceback(tmp_path, capsys):
-    assert data.main(["info", "--root", str(tmp_path)]) == 1
+    assert data_cli.main(["info", "--root", str(tmp_path)]) == 1
     assert "python -m convnet.data download" in capsys.readouterr().err

@@ -163,8 +163,48 @@ def test_affine_rejects_mismatched_weight(rng):
 
 
 def test_affine_rejects_integer_input():
-    with pytest.raises(TypeError, match="x must be a float32 or float64 array"):
-        layers.affine_forward(np.ones((2, 3), dtype=int), np.ones((3, 2)), np.zeros(2))
+    with pytest.raises(TypeError, match=r"x must be a float32 or float64 array, got dtype int64 \(cast it"):
+        layers.affine_forward(np.ones((2, 3), dtype=np.int64), np.ones((3, 2)), np.zeros(2))
+
+
+def _int_params_cases():
+    """(name, forward, x (N, ...) -> args with integer parameters) for every layer taking parameters."""
+    from convnet import conv_layers
+
+    def bn(x):
+        return x, np.array([3, 4, 5]), np.array([6, 7, 8]), {"mode": "train"}
+
+    return [
+        ("affine", layers.affine_forward, lambda x: (x.reshape(2, -1), np.arange(18).reshape(6, 3) - 9,
+                                                     np.array([0, 128, -1]))),
+        ("batchnorm", layers.batchnorm_forward, lambda x: bn(x.reshape(4, 3))),
+        ("layernorm", layers.layernorm_forward, lambda x: bn(x.reshape(4, 3))),
+        ("conv", conv_layers.conv_forward, lambda x: (x.reshape(1, 3, 2, 2), np.ones((2, 3, 1, 1), dtype=int),
+                                                      np.array([0, 128]), {"stride": 1, "pad": 0})),
+        ("conv_naive", conv_layers.conv_forward_naive,
+         lambda x: (x.reshape(1, 3, 2, 2), np.ones((2, 3, 1, 1), dtype=int), np.array([0, 128]),
+                    {"stride": 1, "pad": 0})),
+        ("spatial_batchnorm", conv_layers.spatial_batchnorm_forward, lambda x: bn(x.reshape(1, 3, 2, 2))),
+        ("spatial_batchnorm_reference", conv_layers.spatial_batchnorm_forward_reference,
+         lambda x: bn(x.reshape(1, 3, 2, 2))),
+        ("spatial_groupnorm", conv_layers.spatial_groupnorm_forward,
+         lambda x: (x.reshape(1, 3, 2, 2), np.array([3, 4, 5]), np.array([6, 7, 8]), 3, {})),
+    ]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", _int_params_cases(), ids=lambda case: case[0])
+def test_integer_parameters_are_cast_to_the_dtype_of_x(rng, case, dtype):
+    """CS231n's notebooks pass gamma = np.array([3, 4, 5]) and b = np.array([0, 128]): such integer
+    parameters compute exactly as their float values would, in x's dtype."""
+    _, forward, arguments = case
+    x = rng.standard_normal(12).astype(dtype)
+    with_ints = arguments(x)
+    with_floats = [a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "i" else a for a in with_ints]
+    out, _ = forward(*with_ints)
+    expected, _ = forward(*with_floats)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, expected)
 
 
 def test_batchnorm_rejects_bad_mode_and_gamma(rng):

@@ -216,3 +216,100 @@ def test_affine_sandwich_gradients(rng, kind):
             return np.sum(forward(*trial)[0] * dout)
 
         assert_gradient_matches(richardson_gradient(f, args[position])[0], grads[position], f"argument {position}")
+
+
+# ---------------------------------------------------------------------------
+# CS231n conventions: float64 TwoLayerNet, np.random.seed, fixed dropout masks, old keywords
+# ---------------------------------------------------------------------------
+
+
+def _config_model(model):
+    from convnet.config import validate_config
+    from convnet.experiment import build_model
+
+    return build_model(validate_config({"name": "t", "seed": 4, "model": model}))
+
+
+def test_two_layer_net_defaults_to_float64_but_a_config_builds_float32():
+    assert TwoLayerNet(input_dim=6, hidden_dim=4, num_classes=3).params["W1"].dtype == np.float64
+    built = _config_model({"type": "TwoLayerNet", "input_dim": 6, "hidden_dim": 4, "num_classes": 3})
+    assert all(value.dtype == np.float32 for value in built.params.values())
+
+
+def _unseeded(name):
+    return {
+        "TwoLayerNet": lambda: TwoLayerNet(input_dim=12, hidden_dim=5, num_classes=3),
+        "FullyConnectedNet": lambda: FullyConnectedNet([5, 4], input_dim=12, num_classes=3),
+        "ThreeLayerConvNet": lambda: ThreeLayerConvNet(input_dim=(3, 4, 4), num_filters=2, filter_size=3,
+                                                       hidden_dim=5, num_classes=3),
+        "ConvNet": lambda: ConvNet([{"type": "conv_relu", "filters": 2}], input_dim=(3, 4, 4), num_classes=3),
+    }[name]()
+
+
+@pytest.mark.parametrize("name", ["TwoLayerNet", "FullyConnectedNet", "ThreeLayerConvNet", "ConvNet"])
+def test_np_random_seed_fixes_the_weights_of_an_unseeded_model(name):
+    np.random.seed(231)
+    first = _unseeded(name).params
+    np.random.seed(231)
+    again = _unseeded(name).params
+    np.random.seed(232)
+    other = _unseeded(name).params
+    for key, value in first.items():
+        np.testing.assert_array_equal(again[key], value, err_msg=key)
+    assert any(not np.array_equal(other[key], value) for key, value in first.items())
+
+
+def _hidden_after_dropout(model, X):
+    """What the first dropout layer passes on, for one training-mode forward."""
+    from convnet.layers import dropout_forward
+
+    model.set_mode("train")
+    hidden = np.ones((len(X), 20), dtype=model.dtype)
+    return dropout_forward(hidden, model.dropout_param)[0]
+
+
+def test_a_seeded_fully_connected_net_uses_one_dropout_mask_per_seed(rng):
+    """CS231n's gradient check: every forward of FullyConnectedNet(..., seed=123) drops the same units."""
+    X, y = rng.standard_normal((4, 6)), rng.integers(3, size=4)
+    model = FullyConnectedNet([20], input_dim=6, num_classes=3, dropout_keep_ratio=0.5, dtype=np.float64, seed=123)
+    losses = {model.loss(X, y)[0] for _ in range(4)}
+    assert len(losses) == 1
+    assert np.array_equal(_hidden_after_dropout(model, X), _hidden_after_dropout(model, X))
+    other = FullyConnectedNet([20], input_dim=6, num_classes=3, dropout_keep_ratio=0.5, dtype=np.float64, seed=124)
+    assert not np.array_equal(_hidden_after_dropout(other, X), _hidden_after_dropout(model, X))
+
+
+def test_training_from_a_config_draws_a_new_dropout_mask_each_step(rng):
+    X, y = rng.standard_normal((4, 6)).astype(np.float32), rng.integers(3, size=4)
+    model = _config_model({"type": "FullyConnectedNet", "hidden_dims": [20], "input_dim": 6, "num_classes": 3,
+                           "dropout_keep_ratio": 0.5})
+    assert len({model.loss(X, y)[0] for _ in range(4)}) > 1
+    unseeded = FullyConnectedNet([20], input_dim=6, num_classes=3, dropout_keep_ratio=0.5)
+    assert not np.array_equal(_hidden_after_dropout(unseeded, X), _hidden_after_dropout(unseeded, X))
+
+
+def test_old_cs231n_keywords_are_aliases(rng):
+    X, y = rng.standard_normal((4, 6)), rng.integers(3, size=4)
+    new = FullyConnectedNet([5], input_dim=6, num_classes=3, dropout_keep_ratio=0.5, dtype=np.float64, seed=1)
+    old = FullyConnectedNet([5], input_dim=6, num_classes=3, dropout=0.5, dtype=np.float64, seed=1)
+    assert old.use_dropout and old.dropout_param["p"] == 0.5
+    assert old.loss(X, y)[0] == new.loss(X, y)[0]
+    batchnorm = FullyConnectedNet([5], input_dim=6, num_classes=3, use_batchnorm=True)
+    assert batchnorm.normalization == "batchnorm" and "gamma1" in batchnorm.params and batchnorm.bn_params
+    assert FullyConnectedNet([5], input_dim=6, num_classes=3, use_batchnorm=False).normalization is None
+    with pytest.raises(TypeError, match="got both dropout= and dropout_keep_ratio="):
+        FullyConnectedNet([5], dropout=0.5, dropout_keep_ratio=0.5)
+    with pytest.raises(TypeError, match="got both use_batchnorm= and normalization="):
+        FullyConnectedNet([5], use_batchnorm=True, normalization="layernorm")
+    with pytest.raises(ValueError, match="dropout= is the keep probability"):
+        FullyConnectedNet([5], dropout=0)
+
+
+def test_old_keywords_stay_out_of_the_signature_and_the_config():
+    import inspect
+
+    from convnet.config import ConfigError, validate_config
+
+    assert not {"dropout", "use_batchnorm"} & set(inspect.signature(FullyConnectedNet.__init__).parameters)
+    with pytest.raises(ConfigError, match="model.dropout"):
+        validate_config({"name": "t", "model": {"type": "FullyConnectedNet", "hidden_dims": [5], "dropout": 0.5}})

@@ -6,9 +6,36 @@ class scores and ``model.loss(X, y)`` returns ``(loss, grads)`` with ``grads`` k
 which live in the ``bn_param`` dicts listed in ``model.bn_params``.
 """
 
+import functools
+
 import numpy as np
 
-from convnet.layers import softmax_loss
+from convnet.checks import require_float_dtype
+from convnet.layers import seed_from_global_state, softmax_loss
+
+
+def keyword_aliases(**aliases):
+    """Decorate ``__init__`` to accept older keyword names: ``old=(new, convert)``.
+
+    ``old=value`` is passed on as ``new=convert(value)``; giving both is a TypeError. The
+    wrapper keeps the signature of ``__init__`` (``inspect.signature`` follows ``__wrapped__``),
+    so what is built from it, such as config validation and the docs, never sees the old names.
+    """
+
+    def decorate(init):
+        @functools.wraps(init)
+        def init_with_aliases(self, *args, **kwargs):
+            for old, (new, convert) in aliases.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{type(self).__name__}() got both {old}= and {new}=; {old}= is the older "
+                                        f"name of {new}=, pass only {new}=")
+                    kwargs[new] = convert(kwargs.pop(old))
+            return init(self, *args, **kwargs)
+
+        return init_with_aliases
+
+    return decorate
 
 
 def regularized_names(params):
@@ -22,21 +49,29 @@ class Model:
 
     def __init__(self, reg=0.0, dtype=np.float32, seed=None):
         self.reg = float(reg)
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.dtype = require_float_dtype("dtype", dtype)
         self.params = {}
         self.bn_params = []
         self.dropout_params = []
         # One generator for initialisation and, later, for dropout masks: a seed
-        # makes the whole model reproducible.
-        self.rng = np.random.default_rng(seed)
+        # makes the whole model reproducible; without one, np.random's state decides.
+        self.seed = seed_from_global_state() if seed is None else seed
+        self.rng = np.random.default_rng(self.seed)
 
     # -- the CS231n interface ------------------------------------------------
 
     def loss(self, X, y=None):
         """Scores (N, num_classes) when y is None, else (loss, grads)."""
         raise NotImplementedError
+
+    def draw_new_dropout_masks(self):
+        """Make every later forward draw new dropout masks from the model's generator.
+
+        A seeded FullyConnectedNet fixes one mask per seed, as CS231n's gradient checks
+        need; training wants a new mask each step, so training from a config calls this.
+        """
+        for dropout_param in self.dropout_params:
+            dropout_param.pop("seed", None)
 
     def set_mode(self, mode):
         """'train' or 'test' for every batch norm and dropout layer."""

@@ -11,10 +11,18 @@ from convnet.layer_utils import (
     affine_relu_forward,
 )
 from convnet.layers import affine_backward, affine_forward, dropout_backward, dropout_forward
-from convnet.models.base import Model
+from convnet.models.base import Model, keyword_aliases
 from convnet.options import REQUIRED, Option
 
 NORMALIZATIONS = (None, "batchnorm", "layernorm")
+
+
+def _keep_ratio_from_dropout(keep):
+    """CS231n 2019-2020's ``dropout=`` is the keep probability; 0 (the 2016-2018 "no dropout") keeps nothing."""
+    if keep == 0:
+        raise ValueError("dropout= is the keep probability (CS231n 2019-2020), so dropout=0 would drop every unit; "
+                         "for no dropout pass dropout_keep_ratio=1")
+    return keep
 
 
 class TwoLayerNet(Model):
@@ -22,6 +30,9 @@ class TwoLayerNet(Model):
 
     Parameters: W1 (D, H), b1 (H,), W2 (H, C), b2 (C,); weights drawn from
     N(0, weight_scale^2), biases zero. reg is the L2 strength (loss gets 0.5 * reg * sum W^2).
+    dtype defaults to float64, as CS231n's TwoLayerNet computes (its notebook checks scores
+    to 1e-6 and losses to 1e-10); a model built from a config uses the config's model.dtype
+    (float32 unless set).
     """
 
     #: The config options (model.<key>) of this class: convnet.config reads them.
@@ -34,7 +45,7 @@ class TwoLayerNet(Model):
     }
 
     def __init__(self, input_dim=3 * 32 * 32, hidden_dim=100, num_classes=10, weight_scale=1e-3, reg=0.0,
-                 dtype=np.float32, seed=None):
+                 dtype=np.float64, seed=None):
         super().__init__(reg, dtype, seed)
         self.params = {
             "W1": (weight_scale * self.rng.standard_normal((input_dim, hidden_dim))).astype(self.dtype),
@@ -61,9 +72,14 @@ class FullyConnectedNet(Model):
 
     hidden_dims: sizes of the L - 1 hidden layers. normalization: None, 'batchnorm' or
     'layernorm' (then gamma_i, beta_i per hidden layer). dropout_keep_ratio: keep probability
-    p of inverted dropout after each relu (1 = no dropout). seed: makes initialisation and
-    the dropout masks reproducible; to freeze the mask for a gradient check, set
-    ``model.dropout_param['seed']``. Parameters W1..WL, b1..bL (+ gamma1.., beta1..).
+    p of inverted dropout after each relu (1 = no dropout). seed: makes initialisation
+    reproducible and, as in CS231n, fixes the dropout mask: every forward draws the same
+    mask (what a gradient check needs; :meth:`draw_new_dropout_masks` undoes it). Without a
+    seed, the weights and masks follow np.random's global state. Parameters W1..WL, b1..bL
+    (+ gamma1.., beta1..).
+
+    Older CS231n keywords are accepted: ``dropout=p`` (2019-2020, the keep probability) for
+    ``dropout_keep_ratio=p`` and ``use_batchnorm=True`` (2016-2018) for ``normalization='batchnorm'``.
     """
 
     #: The config options (model.<key>) of this class: convnet.config reads them.
@@ -78,6 +94,8 @@ class FullyConnectedNet(Model):
         "weight_scale": Option(1e-2, float, range="(0, inf)", help="standard deviation of the initial weights"),
     }
 
+    @keyword_aliases(dropout=("dropout_keep_ratio", _keep_ratio_from_dropout),
+                     use_batchnorm=("normalization", lambda use: "batchnorm" if use else None))
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout_keep_ratio=1.0,
                  normalization=None, reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None):
         super().__init__(reg, dtype, seed)
@@ -97,6 +115,8 @@ class FullyConnectedNet(Model):
                 self.params[f"gamma{i}"] = np.ones(fan_out, dtype=self.dtype)
                 self.params[f"beta{i}"] = np.zeros(fan_out, dtype=self.dtype)
         self.dropout_param = {"mode": "train", "p": dropout_keep_ratio, "rng": self.rng}
+        if seed is not None:
+            self.dropout_param["seed"] = seed
         if self.use_dropout:
             self.dropout_params = [self.dropout_param]
         if normalization == "batchnorm":
