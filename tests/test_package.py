@@ -33,10 +33,6 @@ def test_cs231n_aliases_point_at_the_fast_layers():
     from convnet.conv_layers import spatial_batchnorm_backward, spatial_batchnorm_forward  # noqa: F401
 
 
-def test_thread_count_is_positive():
-    assert convnet.get_num_threads() >= 1
-
-
 def _glibc():
     try:
         return bool(os.confstr("CS_GNU_LIBC_VERSION"))
