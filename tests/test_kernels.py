@@ -4,6 +4,9 @@ contiguous and non-contiguous inputs, forward and every gradient, 1 and 2 thread
 The references always run in float64; the fast path runs in the dtype under test.
 """
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -375,3 +378,57 @@ def test_backward_rejects_dout_of_another_dtype(rng):
     _, cache = cl.conv_forward(x, np.ones((2, 3, 3, 3), np.float32), np.zeros(2, np.float32), {"pad": 1})
     with pytest.raises(TypeError, match="dout has dtype float64 but the forward input had dtype float32"):
         cl.conv_backward(np.zeros((2, 2, 4, 4)), cache)
+
+
+# ---------------------------------------------------------------------------
+# one structure for every kernel
+# ---------------------------------------------------------------------------
+
+KERNEL_DIR = Path(convnet.__file__).parent / "_kernels"
+ARGUMENT_KINDS = ["input", "scalar", "output", "num_threads"]  # the one order every kernel follows
+
+
+def argument_kind(declaration):
+    """input (a read-only array), scalar, output (a writable array) or num_threads."""
+    if declaration == "int num_threads":
+        return "num_threads"
+    if "[" in declaration:
+        return "input" if declaration.startswith("const ") else "output"
+    assert re.fullmatch(r"(int|double|bint|Py_ssize_t) \w+", declaration), f"unexpected argument {declaration!r}"
+    return "scalar"
+
+
+def kernel_definitions():
+    """(file, name, source of the argument list) of every Python-visible kernel taking arrays."""
+    found = []
+    for source in sorted(KERNEL_DIR.glob("*.pyx")):
+        for match in re.finditer(r"^def (\w+)\((.*?)\):", source.read_text(), re.S | re.M):
+            if "[" in match.group(2):
+                found.append((source.name, match.group(1), match.group(2)))
+    return found
+
+
+def test_the_kernel_sources_are_found():
+    names = {name for _, name, _ in kernel_definitions()}
+    assert {"im2col", "col2im", "max_pool_forward", "batchnorm_backward", "groupnorm_backward"} <= names
+
+
+@pytest.mark.parametrize("source, name, arguments", [pytest.param(*d, id=d[1]) for d in kernel_definitions()])
+def test_kernel_arguments_are_inputs_scalars_outputs_then_num_threads(source, name, arguments):
+    lines = arguments.split("\n")
+    assert lines[0] == "" and lines[-1] == "", f"{name}: one argument per line, after 'def {name}('"
+    declarations = [line.strip() for line in lines[1:-1]]
+    assert all(d.endswith(",") for d in declarations), f"{name}: one argument per line, each ending in ','"
+    kinds = [argument_kind(d.rstrip(",")) for d in declarations]
+    assert kinds[-1] == "num_threads" and kinds.count("num_threads") == 1, f"{name}: num_threads comes last"
+    order = [ARGUMENT_KINDS.index(kind) for kind in kinds]
+    assert order == sorted(order), f"{name} ({source}): arguments in the order {kinds}, expected {ARGUMENT_KINDS}"
+
+
+def test_the_fused_float_type_is_declared_once_in_a_pxd():
+    sources = {path.name: path.read_text() for path in [*KERNEL_DIR.glob("*.pyx"), *KERNEL_DIR.glob("*.pxd")]}
+    declarations = [name for name, text in sources.items() if "ctypedef fused" in text]
+    assert declarations == ["floats.pxd"]
+    for name, text in sources.items():
+        if name.endswith(".pyx") and re.search(r"\breal\b", text):
+            assert "from convnet._kernels.floats cimport real" in text, f"{name} must cimport real from floats.pxd"
