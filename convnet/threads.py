@@ -154,8 +154,16 @@ def get_num_threads():
     return _num_threads if _omp.openmp_enabled() else 1
 
 
+def _cap_blas_to_available_cpus():
+    """BLAS counts every core it sees (or the affinity mask), not a quota: cap it to
+    available_cpus() too, unless the user chose its thread count. Only when that is fewer
+    than the cores, as the call scans the loaded libraries."""
+    if any(os.environ.get(name) for name in BLAS_THREAD_VARIABLES):
+        return
+    cpus = available_cpus()
+    if cpus < (os.cpu_count() or 1):
+        _limit_blas(cpus)
+
+
 _num_threads = default_num_threads()
-# BLAS counts every core it sees (or the affinity mask), not a quota: cap it too, unless
-# the user chose its thread count. Only when it matters, as the call scans the loaded libraries.
-if not any(os.environ.get(name) for name in BLAS_THREAD_VARIABLES) and available_cpus() < (os.cpu_count() or 1):
-    _limit_blas(available_cpus())
+_cap_blas_to_available_cpus()

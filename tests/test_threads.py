@@ -82,6 +82,29 @@ def test_the_default_obeys_a_quota_unless_omp_num_threads_is_set(tmp_path, monke
     assert threads.default_num_threads() == convnet._threads.default_num_threads()
 
 
+def blas_thread_counts():
+    from threadpoolctl import threadpool_info
+
+    return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+
+def test_blas_is_capped_to_the_quota_unless_the_user_chose(tmp_path, monkeypatch, restore_threads):
+    if (os.cpu_count() or 1) < 2 or not blas_thread_counts():
+        pytest.skip("needs 2 cores and a BLAS that threadpoolctl can see")
+    root, proc = fake_cgroup(tmp_path, ["0::/"], {"cpu.max": "100000 100000"})
+    monkeypatch.setattr(threads, "CGROUP_ROOT", root)
+    monkeypatch.setattr(threads, "PROC_SELF_CGROUP", proc)
+    for name in threads.BLAS_THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    convnet.set_num_threads(2)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    threads._cap_blas_to_available_cpus()
+    assert blas_thread_counts() == [2] * len(blas_thread_counts())
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS")
+    threads._cap_blas_to_available_cpus()
+    assert blas_thread_counts() == [1] * len(blas_thread_counts())
+
+
 def _counts_in_child(env_update, cpus=None):
     """(convnet's thread count, BLAS's thread counts) in a fresh interpreter, optionally pinned to ``cpus``."""
     code = (
