@@ -91,7 +91,7 @@ class BatchnormReluReferenceCache(NamedTuple):
     """spatial_batchnorm_relu_forward_reference -> its backward pass."""
 
     batchnorm: SpatialBatchnormReferenceCache
-    relu: np.ndarray  # the cache of convnet.layers.relu_forward
+    relu_input: np.ndarray  # (N, C, H, W): the cache of convnet.layers.relu_forward
 
 
 class BatchnormCache(NamedTuple):
@@ -539,7 +539,7 @@ def spatial_batchnorm_relu_forward_reference(x, gamma, beta, bn_param):
 
 def spatial_batchnorm_relu_backward_reference(dout, cache):
     """Backward pass of :func:`spatial_batchnorm_relu_forward_reference`: dx, dgamma, dbeta."""
-    return spatial_batchnorm_backward_reference(relu_backward(dout, cache.relu), cache.batchnorm)
+    return spatial_batchnorm_backward_reference(relu_backward(dout, cache.relu_input), cache.batchnorm)
 
 
 spatial_batchnorm_forward_fast = spatial_batchnorm_forward
