@@ -77,9 +77,23 @@ def test_the_default_obeys_a_quota_unless_omp_num_threads_is_set(tmp_path, monke
     monkeypatch.setattr(threads, "PROC_SELF_CGROUP", proc)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert threads.default_num_threads() == 1
-    # OpenMP read OMP_NUM_THREADS (if any) when it loaded; convnet then takes OpenMP's count
+    # OpenMP reads OMP_NUM_THREADS when it loads; convnet then takes OpenMP's count, quota or not
     monkeypatch.setenv("OMP_NUM_THREADS", "5")
-    assert threads.default_num_threads() == convnet._threads.default_num_threads()
+    monkeypatch.setattr(threads, "_omp", FakeOpenMP(max_threads=5))
+    assert threads.default_num_threads() == 5
+
+
+class FakeOpenMP:
+    """Stands in for convnet._kernels.threads: an OpenMP runtime that read OMP_NUM_THREADS."""
+
+    def __init__(self, max_threads):
+        self.max_threads = max_threads
+
+    def openmp_enabled(self):
+        return True
+
+    def default_num_threads(self):
+        return self.max_threads
 
 
 def blas_thread_counts():
