@@ -11,6 +11,7 @@ are compiled without bounds checks.
 """
 
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,6 +45,87 @@ from convnet.threads import get_num_threads
 #: Upper bound (bytes) on the im2col buffer of the fast convolution: the batch is
 #: processed in chunks of images small enough to keep the columns under it.
 CONV_WORKSPACE_BYTES = 64 * 2**20
+
+
+# ---------------------------------------------------------------------------
+# caches: what each backward pass needs from its forward pass. They are tuples
+# (CS231n code may unpack them) whose fields can also be read by name.
+# ---------------------------------------------------------------------------
+
+
+class ConvCache(NamedTuple):
+    """conv_forward / conv_forward_naive -> their backward passes."""
+
+    x: np.ndarray  # (N, C, H, W); C-ordered on the fast path
+    w: np.ndarray  # (F, C, HH, WW)
+    b: np.ndarray  # (F,)
+    stride: int
+    pad: int
+
+
+class PoolReferenceCache(NamedTuple):
+    """max_pool_forward_naive -> max_pool_backward_naive."""
+
+    x: np.ndarray  # (N, C, H, W)
+    pool_height: int
+    pool_width: int
+    stride: int
+
+
+class PoolCache(NamedTuple):
+    """max_pool_forward -> max_pool_backward: the winners, not x."""
+
+    x_shape: tuple  # (N, C, H, W)
+    dtype: np.dtype
+    argmax: np.ndarray  # (N, C, OH, OW) int32: flat index ih * W + iw of each window's maximum
+
+
+class SpatialBatchnormReferenceCache(NamedTuple):
+    """spatial_batchnorm_forward_reference -> its backward pass."""
+
+    rows: tuple  # the cache of convnet.layers.batchnorm_forward on the (N*H*W, C) rows
+    x_shape: tuple  # (N, C, H, W)
+    gamma_shape: tuple  # (C,) or (1, C, 1, 1): the gradients come back in this shape
+
+
+class BatchnormReluReferenceCache(NamedTuple):
+    """spatial_batchnorm_relu_forward_reference -> its backward pass."""
+
+    batchnorm: SpatialBatchnormReferenceCache
+    relu_input: np.ndarray  # (N, C, H, W): the cache of convnet.layers.relu_forward
+
+
+class BatchnormCache(NamedTuple):
+    """spatial_batchnorm_forward and spatial_batchnorm_relu_forward -> spatial_batchnorm_backward."""
+
+    x: np.ndarray  # (N, C, H, W), C-ordered
+    gamma: np.ndarray  # (C,) float64
+    beta: np.ndarray  # (C,) float64
+    mean: np.ndarray  # (C,) float64: batch statistics (train) or running mean (test)
+    inv_std: np.ndarray  # (C,) float64: 1 / sqrt(var + eps), likewise
+    mode: str  # 'train' | 'test'
+    relu: bool  # whether a ReLU was fused onto the output
+    gamma_shape: tuple
+
+
+class GroupnormReferenceCache(NamedTuple):
+    """spatial_groupnorm_forward_reference -> its backward pass."""
+
+    xhat: np.ndarray  # (N, G, C/G, H, W), normalised x
+    inv_std: np.ndarray  # (N, G, 1, 1, 1)
+    gamma: np.ndarray  # (C,)
+    gamma_shape: tuple
+
+
+class GroupnormCache(NamedTuple):
+    """spatial_groupnorm_forward -> spatial_groupnorm_backward."""
+
+    x: np.ndarray  # (N, C, H, W), C-ordered
+    gamma: np.ndarray  # (C,) float64
+    G: int
+    mean: np.ndarray  # (N, G) float64
+    inv_std: np.ndarray  # (N, G) float64
+    gamma_shape: tuple
 
 
 # ---------------------------------------------------------------------------
@@ -127,7 +209,7 @@ def conv_forward_naive(x, w, b, conv_param):
             window = x_pad[:, :, i * stride : i * stride + HH, j * stride : j * stride + WW]
             # out[n, f, i, j] = sum_{c, u, v} window[n, c, u, v] * w[f, c, u, v] + b[f]
             out[:, :, i, j] = np.tensordot(window, w, axes=([1, 2, 3], [1, 2, 3])) + b
-    return out, (x, w, b, stride, pad)
+    return out, ConvCache(x, w, b, stride, pad)
 
 
 def conv_backward_naive(dout, cache):
@@ -216,10 +298,10 @@ def conv_forward(x, w, b, conv_param):
     for start, stop in _gemm_chunks(x, w, plane):
         n = stop - start
         cols = _workspace.take("cols", (rows, n * plane), x.dtype)
-        _im2col_kernels.im2col(x[start:stop], cols, HH, WW, pad, stride, out_h, out_w, threads)
+        _im2col_kernels.im2col(x[start:stop], HH, WW, pad, stride, out_h, out_w, cols, threads)
         product = np.matmul(w_rows, cols, out=_workspace.take("rows", (F, n * plane), x.dtype))
         _im2col_kernels.rows_to_images(product, b, out[start:stop].reshape(n, F, plane), threads)
-    return out, (x, w, b, stride, pad)
+    return out, ConvCache(x, w, b, stride, pad)
 
 
 def conv_backward(dout, cache, compute_dx=True):
@@ -251,12 +333,12 @@ def conv_backward(dout, cache, compute_dx=True):
         _im2col_kernels.images_to_rows(dout[start:stop].reshape(n, F, plane), dout_rows, threads)
         db += dout_rows.sum(axis=1)
         cols = _workspace.take("cols", (rows, n * plane), x.dtype)
-        _im2col_kernels.im2col(x[start:stop], cols, HH, WW, pad, stride, out_h, out_w, threads)
+        _im2col_kernels.im2col(x[start:stop], HH, WW, pad, stride, out_h, out_w, cols, threads)
         dw_cols += np.matmul(cols, dout_rows.T, out=dw_chunk)
         if compute_dx:
             # The columns are no longer needed: their buffer receives d(columns).
             np.matmul(w_rows.T, dout_rows, out=cols)
-            _im2col_kernels.col2im(cols, dx[start:stop], HH, WW, pad, stride, out_h, out_w, threads)
+            _im2col_kernels.col2im(cols, HH, WW, pad, stride, out_h, out_w, dx[start:stop], threads)
     return dx, np.ascontiguousarray(dw_cols.T).reshape(w.shape), db
 
 
@@ -282,7 +364,7 @@ def max_pool_forward_naive(x, pool_param):
         for j in range(out_w):
             window = x[:, :, i * stride : i * stride + pool_h, j * stride : j * stride + pool_w]
             out[:, :, i, j] = window.max(axis=(2, 3))
-    return out, (x, pool_h, pool_w, stride)
+    return out, PoolReferenceCache(x, pool_h, pool_w, stride)
 
 
 def max_pool_backward_naive(dout, cache):
@@ -322,8 +404,8 @@ def max_pool_forward(x, pool_param):
     if pool_h == pool_w == stride == 2:
         _pooling_kernels.max_pool_forward_2x2(x, out, argmax, threads)
     else:
-        _pooling_kernels.max_pool_forward(x, out, argmax, pool_h, pool_w, stride, threads)
-    return out, (x.shape, x.dtype, argmax)
+        _pooling_kernels.max_pool_forward(x, pool_h, pool_w, stride, out, argmax, threads)
+    return out, PoolCache(x.shape, x.dtype, argmax)
 
 
 def max_pool_backward(dout, cache):
@@ -363,22 +445,17 @@ def spatial_batchnorm_forward_reference(x, gamma, beta, bn_param):
     N, C, H, W = x.shape
     rows, cache = batchnorm_forward(x.transpose(0, 2, 3, 1).reshape(-1, C), gamma_flat, beta_flat, bn_param)
     out = rows.reshape(N, H, W, C).transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(out), (cache, np.shape(gamma))
+    return np.ascontiguousarray(out), SpatialBatchnormReferenceCache(cache, x.shape, np.shape(gamma))
 
 
 def spatial_batchnorm_backward_reference(dout, cache):
     """Backward pass of :func:`spatial_batchnorm_forward_reference`: dx, dgamma, dbeta."""
-    bn_cache, gamma_shape = cache
-    xhat_rows = bn_cache[0]
-    C = xhat_rows.shape[1]
     dout = as_float_array("dout", dout)
-    require_ndim("dout", dout, 4, "(N, C, H, W)")
-    if dout.shape[1] != C or dout.size != xhat_rows.size:
-        raise ValueError(f"dout must match the forward input's shape (C={C}), got {dout.shape}")
-    N, _, H, W = dout.shape
-    dx_rows, dgamma, dbeta = batchnorm_backward(dout.transpose(0, 2, 3, 1).reshape(-1, C), bn_cache)
+    require_shape("dout", dout, cache.x_shape)
+    N, C, H, W = cache.x_shape
+    dx_rows, dgamma, dbeta = batchnorm_backward(dout.transpose(0, 2, 3, 1).reshape(-1, C), cache.rows)
     dx = np.ascontiguousarray(dx_rows.reshape(N, H, W, C).transpose(0, 3, 1, 2))
-    return dx, dgamma.reshape(gamma_shape), dbeta.reshape(gamma_shape)
+    return dx, dgamma.reshape(cache.gamma_shape), dbeta.reshape(cache.gamma_shape)
 
 
 def _norm_kernel_operands(x, gamma_flat, beta_flat):
@@ -406,7 +483,7 @@ def _spatial_batchnorm(x, gamma, beta, bn_param, relu):
         mean = running_mean.astype(np.float64)
         inv_std = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
         _batchnorm_kernels.normalize_with(x, gamma64, beta64, mean, inv_std, relu, out, threads)
-    return out, (x, gamma64, beta64, mean, inv_std, mode, relu, np.shape(gamma))
+    return out, BatchnormCache(x, gamma64, beta64, mean, inv_std, mode, relu, np.shape(gamma))
 
 
 def spatial_batchnorm_forward(x, gamma, beta, bn_param):
@@ -449,7 +526,7 @@ def spatial_batchnorm_relu_forward(x, gamma, beta, bn_param):
 
 def spatial_batchnorm_relu_backward(dout, cache):
     """Backward pass of :func:`spatial_batchnorm_relu_forward`: dx, dgamma, dbeta."""
-    if not cache[6]:
+    if not cache.relu:
         raise ValueError("this cache comes from spatial_batchnorm_forward; use spatial_batchnorm_backward")
     return spatial_batchnorm_backward(dout, cache)
 
@@ -458,12 +535,12 @@ def spatial_batchnorm_relu_forward_reference(x, gamma, beta, bn_param):
     """Reference of the fused layer: :func:`spatial_batchnorm_forward_reference`, then relu."""
     normalized, bn_cache = spatial_batchnorm_forward_reference(x, gamma, beta, bn_param)
     out, relu_cache = relu_forward(normalized)
-    return out, (bn_cache, relu_cache)
+    return out, BatchnormReluReferenceCache(bn_cache, relu_cache)
 
 
 def spatial_batchnorm_relu_backward_reference(dout, cache):
-    bn_cache, relu_cache = cache
-    return spatial_batchnorm_backward_reference(relu_backward(dout, relu_cache), bn_cache)
+    """Backward pass of :func:`spatial_batchnorm_relu_forward_reference`: dx, dgamma, dbeta."""
+    return spatial_batchnorm_backward_reference(relu_backward(dout, cache.relu_input), cache.batchnorm)
 
 
 spatial_batchnorm_forward_fast = spatial_batchnorm_forward
@@ -497,7 +574,7 @@ def spatial_groupnorm_forward_reference(x, gamma, beta, G, gn_param):
     xhat_groups, _, _, inv_std = normalize(groups, (2, 3, 4), eps)
     xhat = xhat_groups.reshape(x.shape)
     out = gamma_flat[None, :, None, None] * xhat + beta_flat[None, :, None, None]
-    return out.astype(x.dtype, copy=False), (xhat_groups, inv_std, gamma_flat, np.shape(gamma))
+    return out.astype(x.dtype, copy=False), GroupnormReferenceCache(xhat_groups, inv_std, gamma_flat, np.shape(gamma))
 
 
 def spatial_groupnorm_backward_reference(dout, cache):
@@ -524,7 +601,7 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     x, gamma64, beta64, out = _norm_kernel_operands(x, gamma_flat, beta_flat)
     mean, inv_std = np.empty((x.shape[0], G)), np.empty((x.shape[0], G))
     _batchnorm_kernels.groupnorm_forward(x, gamma64, beta64, G, eps, out, mean, inv_std, get_num_threads())
-    return out, (x, gamma64, G, mean, inv_std, np.shape(gamma))
+    return out, GroupnormCache(x, gamma64, G, mean, inv_std, np.shape(gamma))
 
 
 def spatial_groupnorm_backward(dout, cache):
@@ -533,7 +610,7 @@ def spatial_groupnorm_backward(dout, cache):
     dout = np.ascontiguousarray(_check_dout(dout, x.shape, x.dtype))
     dx = np.empty_like(x)
     dgamma_parts, dbeta_parts = np.empty(x.shape[:2]), np.empty(x.shape[:2])
-    _batchnorm_kernels.groupnorm_backward(dout, x, gamma64, G, mean, inv_std, dx, dgamma_parts, dbeta_parts,
+    _batchnorm_kernels.groupnorm_backward(dout, x, gamma64, mean, inv_std, G, dx, dgamma_parts, dbeta_parts,
                                           get_num_threads())
     dgamma = dgamma_parts.sum(axis=0).astype(x.dtype).reshape(gamma_shape)
     dbeta = dbeta_parts.sum(axis=0).astype(x.dtype).reshape(gamma_shape)

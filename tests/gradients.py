@@ -32,9 +32,10 @@ def assert_layer_gradients(forward, backward, args, wrt, rng, tol=1e-7, h=1e-4):
     analytic = backward(dout, cache)
     if isinstance(analytic, np.ndarray):
         analytic = (analytic,)
+    assert len(analytic) == len(wrt), f"backward returned {len(analytic)} gradients, expected {len(wrt)}"
     numerical = numerical_layer_gradients(forward, args, dout, wrt, h=h)
     errors = []
-    for position, (num, ana) in enumerate(zip(numerical, analytic)):
+    for position, (num, ana) in enumerate(zip(numerical, analytic, strict=True)):
         assert ana.shape == np.shape(args[wrt[position]]), f"gradient {position} has the wrong shape"
         errors.append(rel_error(num, ana))
     assert max(errors) < tol, f"relative errors {errors} exceed {tol}"

@@ -323,3 +323,30 @@ def test_backward_rejects_dout_of_wrong_shape(rng, forward, backward, args):
     wrong = np.zeros(out.shape[:-1] + (out.shape[-1] + 1,))
     with pytest.raises(ValueError, match="dout must"):
         backward(wrong, cache)
+
+
+# ---------------------------------------------------------------------------
+# caches: tuples (CS231n code may unpack them) whose fields are named
+# ---------------------------------------------------------------------------
+
+
+def test_caches_can_be_read_by_name_and_still_unpack(rng):
+    x = rng.standard_normal((2, 3, 4, 4))
+    w, b = rng.standard_normal((2, 3, 3, 3)), np.zeros(2)
+    for forward in (cl.conv_forward, cl.conv_forward_naive):
+        _, cache = forward(x, w, b, {"stride": 1, "pad": 1})
+        assert (cache.stride, cache.pad, cache.w.shape) == (1, 1, (2, 3, 3, 3))
+        x_cached, w_cached, b_cached, stride, pad = cache
+        np.testing.assert_array_equal(x_cached, x)
+    out, cache = cl.max_pool_forward(x, {"pool_height": 2, "pool_width": 2, "stride": 2})
+    assert cache.argmax.shape == out.shape and cache.x_shape == x.shape
+    _, cache = cl.max_pool_forward_naive(x, {"pool_height": 2, "pool_width": 1, "stride": 1})
+    assert (cache.pool_height, cache.pool_width, cache.stride) == (2, 1, 1)
+    _, cache = cl.spatial_batchnorm_relu_forward(x, np.ones(3), np.zeros(3), {"mode": "train"})
+    assert cache.relu and cache.mode == "train" and cache.mean.shape == cache.inv_std.shape == (3,)
+    _, cache = cl.spatial_batchnorm_relu_forward_reference(x, np.ones(3), np.zeros(3), {"mode": "train"})
+    assert cache.batchnorm.x_shape == x.shape and cache.batchnorm.gamma_shape == (3,)
+    _, cache = cl.spatial_groupnorm_forward(x, np.ones(3), np.zeros(3), 3, {})
+    assert cache.G == 3 and cache.mean.shape == (2, 3)
+    _, cache = cl.spatial_groupnorm_forward_reference(x, np.ones(3), np.zeros(3), 3, {})
+    assert cache.xhat.shape == (2, 3, 1, 4, 4)

@@ -4,6 +4,9 @@ contiguous and non-contiguous inputs, forward and every gradient, 1 and 2 thread
 The references always run in float64; the fast path runs in the dtype under test.
 """
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,10 +31,13 @@ def assert_agree(actual, expected64, dtype, what):
     assert worst <= TOLERANCE[np.dtype(dtype)] * scale, f"{what}: max difference {worst:g} (scale {scale:g})"
 
 
-def assert_all_agree(names, fast, reference, dtype):
-    """Each fast result agrees with its float64 reference; ``names`` label them, in order."""
+def assert_all_agree(expected_shapes, fast, reference, dtype):
+    """Each fast result agrees with its float64 reference, and both have the shape the test
+    expects; ``expected_shapes`` maps each result's name to its shape, in order."""
+    names = list(expected_shapes)
     assert len(fast) == len(reference) == len(names), f"{len(fast)} fast and {len(reference)} reference results"
     for name, actual, expected in zip(names, fast, reference):
+        assert expected.shape == tuple(expected_shapes[name]), f"{name}: reference shape {expected.shape}"
         assert_agree(actual, expected, dtype, name)
 
 
@@ -71,7 +77,7 @@ def conv_cases(draw):
     if H < 1 or W < 1:
         H, W, pad = (out_h - 1) * stride + HH, (out_w - 1) * stride + WW, 0
     N, C, F = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    return (N, C, H, W), (F, C, HH, WW), {"stride": stride, "pad": pad}
+    return (N, C, H, W), (F, C, HH, WW), {"stride": stride, "pad": pad}, (N, F, out_h, out_w)
 
 
 def conv_both_ways(x, w, b, conv_param, dout, layout):
@@ -87,37 +93,40 @@ def conv_both_ways(x, w, b, conv_param, dout, layout):
 @given(case=conv_cases(), dtype=st.sampled_from(DTYPES), layout=st.sampled_from(LAYOUTS),
        seed=st.integers(0, 2**32 - 1))
 def test_conv_fast_matches_naive(case, dtype, layout, seed):
-    x_shape, w_shape, conv_param = case
+    x_shape, w_shape, conv_param, out_shape = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     b = rng.standard_normal(w_shape[0]).astype(dtype)
-    out_shape = cl.conv_forward_naive(x, w, b, conv_param)[0].shape
     dout = rng.standard_normal(out_shape).astype(dtype)
     fast, reference = conv_both_ways(x, w, b, conv_param, dout, layout)
-    assert_all_agree(["out", "dx", "dw", "db"], fast, reference, dtype)
+    assert_all_agree(conv_shapes(out_shape, x, w), fast, reference, dtype)
+
+
+def conv_shapes(out_shape, x, w):
+    return {"out": out_shape, "dx": x.shape, "dw": w.shape, "db": w.shape[:1]}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
-    "x_shape, w_shape, stride, pad",
+    "x_shape, w_shape, stride, pad, out_shape",
     [
-        ((2, 3, 9, 11), (4, 3, 3, 5), 1, 1),  # 3x5 filter
-        ((2, 3, 11, 9), (4, 3, 5, 3), 1, 2),  # 5x3 filter
-        ((2, 2, 7, 9), (3, 2, 3, 5), 2, 1),  # non-square filter, stride 2
-        ((2, 2, 9, 7), (3, 2, 3, 3), 2, 0),  # H, W odd: not divisible by the stride
-        ((1, 1, 5, 5), (1, 1, 5, 5), 1, 0),  # filter as large as the image
-        ((2, 3, 6, 6), (2, 3, 1, 1), 1, 0),  # 1x1 convolution
+        ((2, 3, 9, 11), (4, 3, 3, 5), 1, 1, (2, 4, 9, 9)),  # 3x5 filter
+        ((2, 3, 11, 9), (4, 3, 5, 3), 1, 2, (2, 4, 11, 11)),  # 5x3 filter
+        ((2, 2, 7, 9), (3, 2, 3, 5), 2, 1, (2, 3, 4, 4)),  # non-square filter, stride 2
+        ((2, 2, 9, 7), (3, 2, 3, 3), 2, 0, (2, 3, 4, 3)),  # H, W odd: not divisible by the stride
+        ((1, 1, 5, 5), (1, 1, 5, 5), 1, 0, (1, 1, 1, 1)),  # filter as large as the image
+        ((2, 3, 6, 6), (2, 3, 1, 1), 1, 0, (2, 2, 6, 6)),  # 1x1 convolution
     ],
     ids=["3x5", "5x3", "3x5-stride2", "odd-HW-stride2", "full-window", "1x1"],
 )
-def test_conv_regressions(rng, dtype, x_shape, w_shape, stride, pad):
+def test_conv_regressions(rng, dtype, x_shape, w_shape, stride, pad, out_shape):
     x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
     b = rng.standard_normal(w_shape[0]).astype(dtype)
     conv_param = {"stride": stride, "pad": pad}
-    dout = rng.standard_normal(cl.conv_forward_naive(x, w, b, conv_param)[0].shape).astype(dtype)
+    dout = rng.standard_normal(out_shape).astype(dtype)
     fast, reference = conv_both_ways(x, w, b, conv_param, dout, "contiguous")
-    assert_all_agree(["out", "dx", "dw", "db"], fast, reference, dtype)
+    assert_all_agree(conv_shapes(out_shape, x, w), fast, reference, dtype)
 
 
 def test_conv_backward_can_be_called_twice_with_one_cache(rng):
@@ -128,7 +137,9 @@ def test_conv_backward_can_be_called_twice_with_one_cache(rng):
     _, cache = cl.conv_forward(x, w, b, {"pad": 1})
     first = cl.conv_backward(dout, cache)
     cl.conv_forward(rng.standard_normal((4, 3, 8, 8)), w, b, {"pad": 1})  # reuses the workspace
-    for a, e in zip(cl.conv_backward(dout, cache), first):
+    second = cl.conv_backward(dout, cache)
+    assert len(first) == len(second) == 3
+    for a, e in zip(second, first):
         np.testing.assert_array_equal(a, e)
 
 
@@ -143,8 +154,7 @@ def test_conv_chunked_workspace_gives_the_same_result(rng, monkeypatch):
     monkeypatch.setattr(cl, "CONV_WORKSPACE_BYTES", 1)
     assert len(cl._image_chunks(5, 3 * 9 * 64 * 8)) == 5
     chunked = conv_both_ways(x, w, b, conv_param, dout, "contiguous")[0]
-    for a, e in zip(chunked, whole):
-        assert_agree(a, e, np.float64, "chunked")
+    assert_all_agree(conv_shapes((5, 4, 8, 8), x, w), chunked, whole, np.float64)
 
 
 # ---------------------------------------------------------------------------
@@ -157,8 +167,9 @@ def pool_cases(draw):
     ph, pw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     stride = draw(st.integers(1, 4))
     out_h, out_w = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), (out_h - 1) * stride + ph, (out_w - 1) * stride + pw)
-    return shape, {"pool_height": ph, "pool_width": pw, "stride": stride}
+    N, C = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    shape = (N, C, (out_h - 1) * stride + ph, (out_w - 1) * stride + pw)
+    return shape, {"pool_height": ph, "pool_width": pw, "stride": stride}, (N, C, out_h, out_w)
 
 
 def pool_both_ways(x, pool_param, dout, layout):
@@ -174,27 +185,27 @@ def pool_both_ways(x, pool_param, dout, layout):
        ties=st.booleans(), seed=st.integers(0, 2**32 - 1))
 def test_max_pool_fast_matches_naive(case, dtype, layout, ties, seed):
     """With or without ties: both implement 'first maximum in row-major order'."""
-    shape, pool_param = case
+    shape, pool_param, out_shape = case
     rng = np.random.default_rng(seed)
     x = (rng.integers(-2, 3, size=shape) if ties else rng.standard_normal(shape)).astype(dtype)
-    dout_shape = cl.max_pool_forward_naive(x, pool_param)[0].shape
-    dout = rng.standard_normal(dout_shape).astype(dtype)
+    dout = rng.standard_normal(out_shape).astype(dtype)
     fast, reference = pool_both_ways(x, pool_param, dout, layout)
-    assert_all_agree(["out", "dx"], fast, reference, dtype)
+    assert_all_agree({"out": out_shape, "dx": shape}, fast, reference, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
-    "shape, window, stride",
-    [((2, 3, 8, 8), 2, 2), ((2, 3, 9, 9), 3, 2), ((2, 3, 7, 7), 3, 1), ((2, 2, 9, 7), 3, 2), ((1, 2, 5, 5), 3, 1)],
+    "shape, window, stride, out_shape",
+    [((2, 3, 8, 8), 2, 2, (2, 3, 4, 4)), ((2, 3, 9, 9), 3, 2, (2, 3, 4, 4)), ((2, 3, 7, 7), 3, 1, (2, 3, 5, 5)),
+     ((2, 2, 9, 7), 3, 2, (2, 2, 4, 3)), ((1, 2, 5, 5), 3, 1, (1, 2, 3, 3))],
     ids=["2x2/2", "3x3/2", "3x3/1", "odd-HW-3x3/2", "3x3/1-small"],
 )
-def test_max_pool_regressions(rng, dtype, shape, window, stride):
+def test_max_pool_regressions(rng, dtype, shape, window, stride, out_shape):
     pool_param = {"pool_height": window, "pool_width": window, "stride": stride}
     x = rng.standard_normal(shape).astype(dtype)
-    dout = rng.standard_normal(cl.max_pool_forward_naive(x, pool_param)[0].shape).astype(dtype)
+    dout = rng.standard_normal(out_shape).astype(dtype)
     fast, reference = pool_both_ways(x, pool_param, dout, "contiguous")
-    assert_all_agree(["out", "dx"], fast, reference, dtype)
+    assert_all_agree({"out": out_shape, "dx": shape}, fast, reference, dtype)
 
 
 def test_max_pool_propagates_nan():
@@ -207,6 +218,11 @@ def test_max_pool_propagates_nan():
 # ---------------------------------------------------------------------------
 # spatial batch normalisation
 # ---------------------------------------------------------------------------
+
+
+def norm_shapes(x, gamma):
+    """What a normalisation layer returns: out and dx shaped like x, dgamma and dbeta like gamma."""
+    return {"out": x.shape, "dx": x.shape, "dgamma": gamma.shape, "dbeta": gamma.shape}
 
 
 def batchnorm_both_ways(x, gamma, beta, mode, dout, layout, relu=False):
@@ -243,7 +259,7 @@ def test_spatial_batchnorm_fast_matches_reference(shape, dtype, layout, mode, re
     beta = rng.standard_normal(shape[1]).astype(dtype)
     dout = rng.standard_normal(shape).astype(dtype)
     fast, reference = batchnorm_both_ways(x, gamma, beta, mode, dout, layout, relu)
-    assert_all_agree(["out", "dx", "dgamma", "dbeta"], fast, reference, dtype)
+    assert_all_agree(norm_shapes(x, gamma), fast, reference, dtype)
 
 
 def test_spatial_batchnorm_float32_is_stable_for_large_means(rng):
@@ -253,7 +269,7 @@ def test_spatial_batchnorm_float32_is_stable_for_large_means(rng):
     gamma, beta = np.ones(4, np.float32), np.zeros(4, np.float32)
     dout = rng.standard_normal(x.shape).astype(np.float32)
     fast, reference = batchnorm_both_ways(x, gamma, beta, "train", dout, "contiguous")
-    assert_all_agree(["out", "dx", "dgamma", "dbeta"], fast, reference, np.float32)
+    assert_all_agree(norm_shapes(x, gamma), fast, reference, np.float32)
 
 
 def test_spatial_batchnorm_accepts_broadcastable_gamma(rng):
@@ -291,7 +307,7 @@ def test_spatial_groupnorm_fast_matches_reference(shape, dtype, layout, seed):
     beta = rng.standard_normal(C).astype(dtype)
     dout = rng.standard_normal(x.shape).astype(dtype)
     fast, reference = groupnorm_both_ways(x, gamma, beta, G, dout, layout)
-    assert_all_agree(["out", "dx", "dgamma", "dbeta"], fast, reference, dtype)
+    assert_all_agree(norm_shapes(x, gamma), fast, reference, dtype)
 
 
 def test_spatial_groupnorm_float32_is_stable_for_large_means(rng):
@@ -299,7 +315,7 @@ def test_spatial_groupnorm_float32_is_stable_for_large_means(rng):
     gamma, beta = np.ones(8, np.float32), np.zeros(8, np.float32)
     dout = rng.standard_normal(x.shape).astype(np.float32)
     fast, reference = groupnorm_both_ways(x, gamma, beta, 4, dout, "contiguous")
-    assert_all_agree(["out", "dx", "dgamma", "dbeta"], fast, reference, np.float32)
+    assert_all_agree(norm_shapes(x, gamma), fast, reference, np.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -339,6 +355,7 @@ def test_one_and_two_threads_agree(rng, restore_threads, dtype):
     single = all_fast_layers(x, np.random.default_rng(7))
     convnet.set_num_threads(2)
     double = all_fast_layers(x, np.random.default_rng(7))
+    assert len(single) == len(double) == 16  # 4 conv, 2 + 2 pool, 4 batch norm, 4 group norm
     for a, b in zip(single, double):
         assert_agree(b, a.astype(np.float64), dtype, "2 threads vs 1")
 
@@ -375,3 +392,57 @@ def test_backward_rejects_dout_of_another_dtype(rng):
     _, cache = cl.conv_forward(x, np.ones((2, 3, 3, 3), np.float32), np.zeros(2, np.float32), {"pad": 1})
     with pytest.raises(TypeError, match="dout has dtype float64 but the forward input had dtype float32"):
         cl.conv_backward(np.zeros((2, 2, 4, 4)), cache)
+
+
+# ---------------------------------------------------------------------------
+# one structure for every kernel
+# ---------------------------------------------------------------------------
+
+KERNEL_DIR = Path(convnet.__file__).parent / "_kernels"
+ARGUMENT_KINDS = ["input", "scalar", "output", "num_threads"]  # the one order every kernel follows
+
+
+def argument_kind(declaration):
+    """input (a read-only array), scalar, output (a writable array) or num_threads."""
+    if declaration == "int num_threads":
+        return "num_threads"
+    if "[" in declaration:
+        return "input" if declaration.startswith("const ") else "output"
+    assert re.fullmatch(r"(int|double|bint|Py_ssize_t) \w+", declaration), f"unexpected argument {declaration!r}"
+    return "scalar"
+
+
+def kernel_definitions():
+    """(file, name, source of the argument list) of every Python-visible kernel taking arrays."""
+    found = []
+    for source in sorted(KERNEL_DIR.glob("*.pyx")):
+        for match in re.finditer(r"^def (\w+)\((.*?)\):", source.read_text(), re.S | re.M):
+            if "[" in match.group(2):
+                found.append((source.name, match.group(1), match.group(2)))
+    return found
+
+
+def test_the_kernel_sources_are_found():
+    names = {name for _, name, _ in kernel_definitions()}
+    assert {"im2col", "col2im", "max_pool_forward", "batchnorm_backward", "groupnorm_backward"} <= names
+
+
+@pytest.mark.parametrize("source, name, arguments", [pytest.param(*d, id=d[1]) for d in kernel_definitions()])
+def test_kernel_arguments_are_inputs_scalars_outputs_then_num_threads(source, name, arguments):
+    lines = arguments.split("\n")
+    assert lines[0] == "" and lines[-1] == "", f"{name}: one argument per line, after 'def {name}('"
+    declarations = [line.strip() for line in lines[1:-1]]
+    assert all(d.endswith(",") for d in declarations), f"{name}: one argument per line, each ending in ','"
+    kinds = [argument_kind(d.rstrip(",")) for d in declarations]
+    assert kinds[-1] == "num_threads" and kinds.count("num_threads") == 1, f"{name}: num_threads comes last"
+    order = [ARGUMENT_KINDS.index(kind) for kind in kinds]
+    assert order == sorted(order), f"{name} ({source}): arguments in the order {kinds}, expected {ARGUMENT_KINDS}"
+
+
+def test_the_fused_float_type_is_declared_once_in_a_pxd():
+    sources = {path.name: path.read_text() for path in [*KERNEL_DIR.glob("*.pyx"), *KERNEL_DIR.glob("*.pxd")]}
+    declarations = [name for name, text in sources.items() if "ctypedef fused" in text]
+    assert declarations == ["floats.pxd"]
+    for name, text in sources.items():
+        if name.endswith(".pyx") and re.search(r"\breal\b", text):
+            assert "from convnet._kernels.floats cimport real" in text, f"{name} must cimport real from floats.pxd"

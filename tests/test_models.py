@@ -190,7 +190,9 @@ def test_conv_sandwich_gradients(rng, forward, backward, extra):
     out, cache = forward(*args)
     dout = rng.standard_normal(out.shape)
     grads = backward(dout, cache)
-    for position, value in enumerate(args[: len(grads)]):
+    count = {"conv": 3, "conv_bn": 5, "conv_pool": 3, "conv_bn_pool": 5}[extra]  # x, w, b (, gamma, beta)
+    assert len(grads) == count
+    for position, value in enumerate(args[:count]):
         def f(v, position=position):
             trial = list(args)
             trial[position] = v
@@ -209,7 +211,9 @@ def test_affine_sandwich_gradients(rng, kind):
     out, cache = forward(*args)
     dout = rng.standard_normal(out.shape)
     grads = backward(dout, cache)
-    for position in range(len(grads)):
+    count = 3 if kind == "relu" else 5  # x, w, b (, gamma, beta)
+    assert len(grads) == count
+    for position in range(count):
         def f(v, position=position):
             trial = list(args)
             trial[position] = v

@@ -15,9 +15,7 @@ every shape before calling.
 from cython.parallel cimport prange
 from libc.math cimport sqrt
 
-ctypedef fused real:
-    float
-    double
+from convnet._kernels.floats cimport real
 
 
 cdef inline double block_sum(const real* a, Py_ssize_t length) noexcept nogil:
@@ -104,9 +102,18 @@ cdef inline void relu_gate(const real* dy, const real* x, real* g, Py_ssize_t le
         g[i] = gradient if y > zero else zero
 
 
-def batchnorm_train_forward(const real[:, :, :, ::1] x, const double[::1] gamma, const double[::1] beta,
-                            double eps, bint relu, real[:, :, :, ::1] out,
-                            double[::1] mean, double[::1] var, double[::1] inv_std, int num_threads):
+def batchnorm_train_forward(
+    const real[:, :, :, ::1] x,
+    const double[::1] gamma,
+    const double[::1] beta,
+    double eps,
+    bint relu,
+    real[:, :, :, ::1] out,
+    double[::1] mean,
+    double[::1] var,
+    double[::1] inv_std,
+    int num_threads,
+):
     """out = gamma * (x - mean) / sqrt(var + eps) + beta with per-channel batch statistics,
     followed by max(0, .) when relu.
 
@@ -133,9 +140,16 @@ def batchnorm_train_forward(const real[:, :, :, ::1] x, const double[::1] gamma,
                                 <real>(gamma[c] * inv_std[c]), <real>beta[c], relu)
 
 
-def normalize_with(const real[:, :, :, ::1] x, const double[::1] gamma, const double[::1] beta,
-                   const double[::1] mean, const double[::1] inv_std, bint relu,
-                   real[:, :, :, ::1] out, int num_threads):
+def normalize_with(
+    const real[:, :, :, ::1] x,
+    const double[::1] gamma,
+    const double[::1] beta,
+    const double[::1] mean,
+    const double[::1] inv_std,
+    bint relu,
+    real[:, :, :, ::1] out,
+    int num_threads,
+):
     """out = gamma * (x - mean) * inv_std + beta (then relu) with given statistics (test mode), one pass."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], plane = x.shape[2] * x.shape[3]
     cdef Py_ssize_t c, n
@@ -146,10 +160,20 @@ def normalize_with(const real[:, :, :, ::1] x, const double[::1] gamma, const do
                                 <real>(gamma[c] * inv_std[c]), <real>beta[c], relu)
 
 
-def batchnorm_backward(const real[:, :, :, ::1] dout, const real[:, :, :, ::1] x,
-                       const double[::1] gamma, const double[::1] beta, const double[::1] mean,
-                       const double[::1] inv_std, bint batch_statistics, bint relu, real[:, :, :, ::1] dx,
-                       double[::1] dgamma, double[::1] dbeta, int num_threads):
+def batchnorm_backward(
+    const real[:, :, :, ::1] dout,
+    const real[:, :, :, ::1] x,
+    const double[::1] gamma,
+    const double[::1] beta,
+    const double[::1] mean,
+    const double[::1] inv_std,
+    bint batch_statistics,
+    bint relu,
+    real[:, :, :, ::1] dx,
+    double[::1] dgamma,
+    double[::1] dbeta,
+    int num_threads,
+):
     """Fused per-channel backward pass; dx (N, C, H, W), dgamma and dbeta (C,) are written.
 
     g is the gradient at the normalised output: dout, or with relu dout where the forward
@@ -202,9 +226,17 @@ def batchnorm_backward(const real[:, :, :, ::1] dout, const real[:, :, :, ::1] x
                     dx_block[i] = a * g_block[i] + b * (x_block[i] - centre) + d
 
 
-def groupnorm_forward(const real[:, :, :, ::1] x, const double[::1] gamma, const double[::1] beta, int G,
-                      double eps, real[:, :, :, ::1] out, double[:, ::1] mean, double[:, ::1] inv_std,
-                      int num_threads):
+def groupnorm_forward(
+    const real[:, :, :, ::1] x,
+    const double[::1] gamma,
+    const double[::1] beta,
+    int G,
+    double eps,
+    real[:, :, :, ::1] out,
+    double[:, ::1] mean,
+    double[:, ::1] inv_std,
+    int num_threads,
+):
     """out = gamma * (x - mean) * inv_std + beta with statistics per (image, group).
 
     x, out: (N, C, H, W); gamma, beta: (C,); G divides C. mean and inv_std (N, G) are written.
@@ -226,9 +258,18 @@ def groupnorm_forward(const real[:, :, :, ::1] x, const double[::1] gamma, const
                                 <real>beta[c], False)
 
 
-def groupnorm_backward(const real[:, :, :, ::1] dout, const real[:, :, :, ::1] x, const double[::1] gamma,
-                       int G, const double[:, ::1] mean, const double[:, ::1] inv_std, real[:, :, :, ::1] dx,
-                       double[:, ::1] dgamma_parts, double[:, ::1] dbeta_parts, int num_threads):
+def groupnorm_backward(
+    const real[:, :, :, ::1] dout,
+    const real[:, :, :, ::1] x,
+    const double[::1] gamma,
+    const double[:, ::1] mean,
+    const double[:, ::1] inv_std,
+    int G,
+    real[:, :, :, ::1] dx,
+    double[:, ::1] dgamma_parts,
+    double[:, ::1] dbeta_parts,
+    int num_threads,
+):
     """Fused backward pass per (image, group); dx (N, C, H, W) is written, and the per-image
     parts of the parameter gradients: dgamma_parts[n, c] = sum(dout * xhat), dbeta_parts[n, c]
     = sum(dout) over H, W (the caller sums them over n).

@@ -16,9 +16,7 @@ validate every shape before calling; these functions trust their arguments.
 from cython.parallel cimport prange
 from libc.string cimport memcpy
 
-ctypedef fused real:
-    float
-    double
+from convnet._kernels.floats cimport real
 
 
 # Output positions o whose input index o * stride + offset lies inside [0, size)
@@ -45,9 +43,17 @@ cdef inline Py_ssize_t end_inside(Py_ssize_t size, Py_ssize_t out_size, Py_ssize
     return end if end > first else first
 
 
-def im2col(const real[:, :, :, ::1] x, real[:, ::1] cols,
-           int field_h, int field_w, int pad, int stride,
-           int out_h, int out_w, int num_threads):
+def im2col(
+    const real[:, :, :, ::1] x,
+    int field_h,
+    int field_w,
+    int pad,
+    int stride,
+    int out_h,
+    int out_w,
+    real[:, ::1] cols,
+    int num_threads,
+):
     """Fill cols (C*HH*WW, N*OH*OW) from x (N, C, H, W); zero padding is implicit."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t rows = C * field_h * field_w
@@ -85,9 +91,17 @@ def im2col(const real[:, :, :, ::1] x, real[:, ::1] cols,
                         dst[ow] = 0
 
 
-def col2im(const real[:, ::1] cols, real[:, :, :, ::1] dx,
-           int field_h, int field_w, int pad, int stride,
-           int out_h, int out_w, int num_threads):
+def col2im(
+    const real[:, ::1] cols,
+    int field_h,
+    int field_w,
+    int pad,
+    int stride,
+    int out_h,
+    int out_w,
+    real[:, :, :, ::1] dx,
+    int num_threads,
+):
     """Accumulate cols (C*HH*WW, N*OH*OW) back into dx (N, C, H, W), which is overwritten.
 
     Entries that fell in the zero padding are dropped. Overlapping windows add up,
@@ -128,7 +142,12 @@ def col2im(const real[:, ::1] cols, real[:, :, :, ::1] dx,
                                 dst[ow * stride + offset] += src[ow]
 
 
-def rows_to_images(const real[:, ::1] product, const real[::1] bias, real[:, :, ::1] out, int num_threads):
+def rows_to_images(
+    const real[:, ::1] product,
+    const real[::1] bias,
+    real[:, :, ::1] out,
+    int num_threads,
+):
     """out[n, f, p] = product[f, n * P + p] + bias[f]; product (F, N*P), out (N, F, P)."""
     cdef Py_ssize_t N = out.shape[0], F = out.shape[1], P = out.shape[2]
     cdef Py_ssize_t nf, n, f, p
@@ -146,7 +165,11 @@ def rows_to_images(const real[:, ::1] product, const real[::1] bias, real[:, :, 
                 dst[p] = src[p] + b
 
 
-def images_to_rows(const real[:, :, ::1] images, real[:, ::1] rows, int num_threads):
+def images_to_rows(
+    const real[:, :, ::1] images,
+    real[:, ::1] rows,
+    int num_threads,
+):
     """rows[f, n * P + p] = images[n, f, p]; images (N, F, P), rows (F, N*P)."""
     cdef Py_ssize_t N = images.shape[0], F = images.shape[1], P = images.shape[2]
     cdef Py_ssize_t nf, n, f

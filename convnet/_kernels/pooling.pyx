@@ -10,9 +10,7 @@ The callers (convnet.conv_layers) validate every shape before calling.
 
 from cython.parallel cimport prange
 
-ctypedef fused real:
-    float
-    double
+from convnet._kernels.floats cimport real
 
 
 cdef inline bint beats(double v, double best) noexcept nogil:
@@ -20,8 +18,15 @@ cdef inline bint beats(double v, double best) noexcept nogil:
     return v > best or (v != v and best == best)
 
 
-def max_pool_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] out, int[:, :, :, ::1] argmax,
-                     int pool_h, int pool_w, int stride, int num_threads):
+def max_pool_forward(
+    const real[:, :, :, ::1] x,
+    int pool_h,
+    int pool_w,
+    int stride,
+    real[:, :, :, ::1] out,
+    int[:, :, :, ::1] argmax,
+    int num_threads,
+):
     """Any window and stride. out and argmax are (N, C, OH, OW) and are overwritten."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], W = x.shape[3]
     cdef Py_ssize_t out_h = out.shape[2], out_w = out.shape[3]
@@ -48,8 +53,12 @@ def max_pool_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] out, int[:, 
                                 argmax[n, c, oh, ow] = <int>(ih * W + iw)
 
 
-def max_pool_forward_2x2(const real[:, :, :, ::1] x, real[:, :, :, ::1] out, int[:, :, :, ::1] argmax,
-                         int num_threads):
+def max_pool_forward_2x2(
+    const real[:, :, :, ::1] x,
+    real[:, :, :, ::1] out,
+    int[:, :, :, ::1] argmax,
+    int num_threads,
+):
     """Fast path for the common 2x2 window with stride 2 (non-overlapping, fully tiled)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], W = x.shape[3]
     cdef Py_ssize_t out_h = out.shape[2], out_w = out.shape[3]
@@ -83,8 +92,12 @@ def max_pool_forward_2x2(const real[:, :, :, ::1] x, real[:, :, :, ::1] out, int
                     argmax[n, c, oh, ow] = where
 
 
-def max_pool_backward(const real[:, :, :, ::1] dout, const int[:, :, :, ::1] argmax,
-                      real[:, :, :, ::1] dx, int num_threads):
+def max_pool_backward(
+    const real[:, :, :, ::1] dout,
+    const int[:, :, :, ::1] argmax,
+    real[:, :, :, ::1] dx,
+    int num_threads,
+):
     """dx (N, C, H, W) is overwritten: zeros, plus each dout added at its recorded argmax.
 
     Overlapping windows may pick the same input twice; their gradients add up.
