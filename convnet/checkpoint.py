@@ -76,10 +76,9 @@ def load_arrays_and_meta(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    _check_is_an_archive(path)
     try:
         with np.load(path, allow_pickle=False) as data:
-            if not hasattr(data, "files"):
-                raise ValueError("it holds a single array, not an .npz archive")
             arrays = {key: data[key] for key in data.files}
         meta = arrays.pop(META_KEY, None)
         meta = json.loads(str(meta)) if meta is not None else None
@@ -88,6 +87,24 @@ def load_arrays_and_meta(path):
     if meta is not None and not isinstance(meta, dict):
         raise CheckpointError(f"{path} is damaged: its metadata is not a mapping")
     return arrays, meta
+
+
+_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK"
+
+
+def _check_is_an_archive(path):
+    """Refuse what np.load would otherwise misread: a bare .npy array, a cut-off archive, or
+    anything else, which np.load takes for a pickle (and then advises loading it unsafely)."""
+    with open(path, "rb") as f:
+        head = f.read(len(_NPY_MAGIC))
+    if head == _NPY_MAGIC:
+        raise CheckpointError(f"{path} is not a convnet .npz file: it holds a single .npy array")
+    if not head.startswith(_ZIP_MAGIC):
+        raise CheckpointError(f"{path} is damaged or not a convnet .npz file: it does not start like an .npz "
+                              "(zip) archive")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is damaged: the .npz archive is incomplete (truncated?)")
+
 
 
 # ----------------------------------------------------------------------

@@ -87,6 +87,24 @@ def test_damaged_files_are_refused_naming_the_file(saved):
         momentum_solver(saved.parent).load_checkpoint(saved)
 
 
+@pytest.mark.parametrize("content, message", [
+    (np.random.default_rng(0).bytes(4096), "does not start like an .npz .zip. archive"),
+    (b"PK\x03\x04" + np.random.default_rng(0).bytes(4096), "the .npz archive is incomplete"),
+], ids=["random bytes", "a zip header, then garbage"])
+def test_garbage_is_refused_without_advice_to_unpickle_it(saved, content, message):
+    saved.write_bytes(content)
+    with pytest.raises(CheckpointError, match=f"{saved} is damaged.*{message}") as refused:
+        momentum_solver(saved.parent).load_checkpoint(saved)
+    assert "pickle" not in str(refused.value)
+
+
+def test_a_bare_npy_array_is_refused_naming_the_file(saved):
+    with open(saved, "wb") as f:
+        np.save(f, np.zeros(3))
+    with pytest.raises(CheckpointError, match=f"{saved} is not a convnet .npz file: it holds a single .npy array"):
+        checkpoint.load_weights(small_convnet(), saved)
+
+
 def test_a_checkpoint_for_another_model_is_refused_naming_the_file(saved):
     other = ConvNet([{"type": "conv_bn_relu", "filters": 6}, "pool", "global_avgpool"], input_dim=(3, 8, 8),
                     num_classes=3, seed=1)

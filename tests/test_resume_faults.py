@@ -147,7 +147,7 @@ def test_a_damaged_checkpoint_is_refused_in_one_line_and_left_in_place(run_copy,
     before = snapshot(run_copy)
     assert train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"]) == train.EXIT_ERROR
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"error: {checkpoint}" in err and message in err
+    assert err.count("\n") == 1 and f"error: {checkpoint}" in err and message in err and "pickle" not in err
     assert snapshot(run_copy) == before, "a refused resume changes nothing"
 
 
@@ -159,7 +159,7 @@ def test_evaluate_refuses_a_damaged_file_in_one_line(run_copy, capsys, damage):
     before = checkpoint.read_bytes()
     assert evaluate.main([str(checkpoint), "--no-plot"]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"error: {checkpoint}")
+    assert err.count("\n") == 1 and err.startswith(f"error: {checkpoint}") and "pickle" not in err
     assert checkpoint.read_bytes() == before
 
 
