@@ -12,30 +12,7 @@ import yaml
 from convnet import evaluate, train
 from convnet.checkpoint import load_arrays
 
-TINY = {
-    "name": "tiny",
-    "seed": 1,
-    "data": {"source": "sample", "num_training": 120, "num_validation": 40, "num_test": 60,
-             "normalization": "per_channel", "augment": {"flip": True, "crop_padding": 2}},
-    "model": {"type": "ConvNet", "layers": [{"type": "conv_bn_relu", "filters": 4}, "pool", "pool", "pool",
-                                            "global_avgpool"]},
-    "optim": {"rule": "sgd_momentum", "learning_rate": 0.05},
-    "solver": {"batch_size": 32, "num_epochs": 2, "num_train_samples": 60, "print_every": 2},
-}
-
-
-def write_config(tmp_path, **changes):
-    config = yaml.safe_load(yaml.safe_dump(TINY))
-    for section, values in changes.items():
-        config[section] = {**config.get(section, {}), **values} if isinstance(values, dict) else values
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def only_run_dir(output):
-    (run_dir,) = list((output / "tiny").iterdir())
-    return run_dir
+from runs import only_run_dir, write_config
 
 
 def test_training_writes_the_run_directory(tmp_path, capsys):

@@ -14,30 +14,7 @@ from convnet import evaluate, experiment, train
 from convnet.augment import augment_batch
 from convnet.checkpoint import load_arrays, load_arrays_and_meta, save_arrays
 
-TINY = {
-    "name": "tiny",
-    "seed": 1,
-    "data": {"source": "sample", "num_training": 120, "num_validation": 40, "num_test": 60,
-             "normalization": "per_channel", "augment": {"flip": True, "crop_padding": 2}},
-    "model": {"type": "ConvNet", "layers": [{"type": "conv_bn_relu", "filters": 4}, "pool", "pool", "pool",
-                                            "global_avgpool"]},
-    "optim": {"rule": "sgd_momentum", "learning_rate": 0.05},
-    "solver": {"batch_size": 32, "num_epochs": 2, "num_train_samples": 60, "print_every": 2},
-}
-
-
-def write_config(directory, **sections):
-    config = yaml.safe_load(yaml.safe_dump(TINY))
-    for section, values in sections.items():
-        config[section] = {**config.get(section, {}), **values}
-    path = directory / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def only_run_dir(output):
-    (run_dir,) = list((output / "tiny").iterdir())
-    return run_dir
+from runs import only_run_dir, snapshot, write_config
 
 
 def ctrl_c_at_augmentation(monkeypatch, call):
@@ -57,10 +34,6 @@ def ctrl_c_at_augmentation(monkeypatch, call):
         return augment
 
     monkeypatch.setattr(experiment, "build_augment", build_augment)
-
-
-def snapshot(directory):
-    return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
 
 
 @pytest.fixture(scope="module")
