@@ -94,6 +94,13 @@ def dry_run(config, say):
     say("dry run: config, data and model are fine; nothing was trained or written")
 
 
+def resume_hint(run_dir):
+    """'; ...resume with: ...' when ``run_dir`` holds a checkpoint, else ''."""
+    if run_dir is None or not (run_dir / "checkpoint.npz").is_file():
+        return ""
+    return f"; the last checkpoint, {run_dir / 'checkpoint.npz'}, resumes with: python -m convnet.train --resume {run_dir}"
+
+
 def main(argv=None):
     args = parse_args(argv)
     say = (lambda *_: None) if args.quiet else print
@@ -116,8 +123,9 @@ def main(argv=None):
     except (FileNotFoundError, CheckpointError, CorruptDataError, DownloadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:  # a second Ctrl-C: the Solver stops at once, without saving
-        print("aborted; files already on disk were left as they were", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # outside the training steps, or a second Ctrl-C: stopped at once
+        print(f"aborted; files already on disk were left as they were{resume_hint(getattr(exc, 'run_dir', None))}",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     if summary["status"] == "interrupted":
         if summary["checkpoint"] is not None:

@@ -82,6 +82,43 @@ def test_ctrl_c_without_checkpoints_does_not_offer_a_resume(tmp_path, monkeypatc
     assert not list(only_run_dir(tmp_path / "runs").glob("*.npz"))
 
 
+RESULTS = ("status", "epochs", "iterations", "best_epoch", "best_val_acc", "final_train_acc", "test_acc")
+
+
+def test_ctrl_c_after_the_last_epoch_names_the_checkpoint_and_the_resume_finishes_the_run(
+        tmp_path, monkeypatch, capsys, finished):
+    write_plots = experiment.write_plots
+
+    def ctrl_c_while_plotting(*args):
+        os.kill(os.getpid(), signal.SIGINT)  # no Solver handler now: Python's KeyboardInterrupt
+        write_plots(*args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(experiment, "write_plots", ctrl_c_while_plotting)
+        code = train.main([str(write_config(tmp_path)), "--output-dir", str(tmp_path / "runs"), "--quiet"])
+    assert code == train.EXIT_INTERRUPTED
+    run_dir = only_run_dir(tmp_path / "runs")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "aborted" in err
+    assert f"the last checkpoint, {run_dir / 'checkpoint.npz'}, resumes with: python -m convnet.train --resume {run_dir}" in err
+    assert train.main(["--resume", str(run_dir), "--quiet"]) == 0
+    resumed, expected = (yaml.safe_load((d / "summary.json").read_text()) for d in (run_dir, finished))
+    assert {key: resumed[key] for key in RESULTS} == {key: expected[key] for key in RESULTS}
+    assert (run_dir / "loss.png").is_file()
+
+
+def test_ctrl_c_while_loading_the_data_offers_no_resume(tmp_path, monkeypatch, capsys):
+    def ctrl_c_while_loading(config):
+        os.kill(os.getpid(), signal.SIGINT)
+        return {}
+
+    monkeypatch.setattr(experiment, "build_data", ctrl_c_while_loading)
+    code = train.main([str(write_config(tmp_path)), "--output-dir", str(tmp_path / "runs"), "--quiet"])
+    assert code == train.EXIT_INTERRUPTED
+    assert capsys.readouterr().err == "aborted; files already on disk were left as they were\n"
+    assert not (tmp_path / "runs").exists()
+
+
 def truncate(path):
     path.write_bytes(path.read_bytes()[:1000])
 
