@@ -17,7 +17,6 @@ import numpy as np
 
 import convnet
 from convnet import data as cifar
-from convnet import plots
 from convnet.augment import augment_batch
 from convnet.callbacks import MetricsLog
 from convnet.checkpoint import read_checkpoint
@@ -88,6 +87,10 @@ def build_solver(config, model, splits, run_dir=None, callbacks=(), progress=Tru
 
 
 def write_plots(run_dir, solver, model):
+    # Imported here, not at start-up: matplotlib is most of convnet.train's import time, and
+    # a run that stops early (bad config, Ctrl-C, --dry-run) never plots.
+    from convnet import plots
+
     plots.plot_loss(solver.loss_history, solver.iterations_per_epoch, run_dir / "loss.png")
     plots.plot_accuracy(solver.train_acc_history, solver.val_acc_history, run_dir / "accuracy.png")
     first = next((value for value in model.params.values() if value.ndim == 4), None)

@@ -113,3 +113,9 @@ def test_help_works(module):
 def test_train_without_arguments_explains_usage():
     result = subprocess.run([sys.executable, "-m", "convnet.train"], capture_output=True, text=True, check=False)
     assert result.returncode == 2 and "give a CONFIG file, or --resume RUN_DIR" in result.stderr
+
+
+def test_the_command_lines_start_without_importing_matplotlib():
+    code = "import sys, convnet.train, convnet.evaluate; print(sorted(m for m in sys.modules if 'matplotlib' in m))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
