@@ -66,6 +66,9 @@ def resolve_config(args):
     if args.resume is not None:
         run_config = args.resume / "config.yaml"
         if not (args.resume / "checkpoint.npz").is_file():
+            if run_config.is_file():  # a run directory whose run stopped during its first epoch
+                raise ConfigError(f"--resume {args.resume}: no checkpoint.npz there: the run stopped before its first "
+                                  f"checkpoint; start it again with: python -m convnet.train {run_config}")
             raise ConfigError(f"--resume {args.resume}: no checkpoint.npz there (is it a run directory?)")
         if args.config is not None and args.config.resolve() != run_config.resolve():
             raise ConfigError("--resume reuses the run's own config.yaml; drop CONFIG (use --set to change values)")

@@ -119,6 +119,19 @@ def test_ctrl_c_while_loading_the_data_offers_no_resume(tmp_path, monkeypatch, c
     assert not (tmp_path / "runs").exists()
 
 
+def test_resuming_a_run_killed_before_its_first_checkpoint_says_how_to_start_it_again(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_config(tmp_path)
+    (tmp_path / "tiny.yaml").rename(run_dir / "config.yaml")  # what a run killed in its first epoch leaves
+    assert train.main(["--resume", str(run_dir), "--quiet"]) == train.EXIT_CONFIG
+    assert capsys.readouterr().err == (f"error: --resume {run_dir}: no checkpoint.npz there: the run stopped before "
+                                       f"its first checkpoint; start it again with: python -m convnet.train "
+                                       f"{run_dir / 'config.yaml'}\n")
+    assert train.main(["--resume", str(tmp_path / "elsewhere"), "--quiet"]) == train.EXIT_CONFIG
+    assert "no checkpoint.npz there (is it a run directory?)" in capsys.readouterr().err
+
+
 def truncate(path):
     path.write_bytes(path.read_bytes()[:1000])
 
