@@ -115,11 +115,9 @@ def _check_is_an_archive(path):
 def model_state(model):
     """Copies of the model's parameters ('param/<name>') and batch-norm statistics ('bn/<i>/<stat>').
 
-    Uses ``model.state()`` when the model has one; a model with only ``params`` (and
-    perhaps CS231n's ``bn_params`` list) gets the same layout.
+    The one implementation of a model's state (``Model.state`` calls it): it needs only
+    ``model.params`` and, for batch norm, CS231n's ``model.bn_params`` list of bn_param dicts.
     """
-    if hasattr(model, "state"):
-        return model.state()
     state = {f"param/{name}": np.array(value, copy=True) for name, value in model.params.items()}
     for i, bn_param in enumerate(getattr(model, "bn_params", None) or []):
         for key in ("running_mean", "running_var"):
@@ -129,14 +127,17 @@ def model_state(model):
 
 
 def load_model_state(model, state):
-    """Put back what :func:`model_state` returned; names and shapes must fit the model."""
-    if hasattr(model, "load_state"):
-        model.load_state(state)
-        return
+    """Put back what :func:`model_state` returned (``Model.load_state`` calls it).
+
+    Names and shapes must fit the model, else ValueError naming the arrays, and nothing is
+    changed. Parameters keep their dtype; statistics get the model's ``dtype`` when it has one.
+    """
     params = {key[len("param/"):]: value for key, value in state.items() if key.startswith("param/")}
-    if set(params) != set(model.params):
-        raise ValueError(f"state does not fit this model: missing {sorted(set(model.params) - set(params))}, "
-                         f"unexpected {sorted(set(params) - set(model.params))}")
+    missing, unexpected = sorted(set(model.params) - set(params)), sorted(set(params) - set(model.params))
+    if missing or unexpected:
+        parts = [f"it lacks {', '.join('param/' + name for name in missing)}" if missing else "",
+                 f"it has no place for {', '.join('param/' + name for name in unexpected)}" if unexpected else ""]
+        raise ValueError(f"state does not fit this model: {'; '.join(part for part in parts if part)}")
     for name, value in params.items():
         if value.shape != model.params[name].shape:
             raise ValueError(f"param/{name} has shape {value.shape} in the state but "
@@ -150,7 +151,7 @@ def load_model_state(model, state):
     for key, value in state.items():
         if key.startswith("bn/"):
             _, index, stat = key.split("/")
-            bn_params[int(index)][stat] = np.array(value, copy=True)
+            bn_params[int(index)][stat] = np.array(value, dtype=getattr(model, "dtype", None))
 
 
 def load_weights(model, path):
@@ -164,7 +165,7 @@ def load_weights(model, path):
     try:
         load_model_state(model, state)
     except (ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path} does not fit this model: {exc}") from exc
+        raise CheckpointError(f"{path}: {exc}") from exc
     return model
 
 

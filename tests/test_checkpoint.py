@@ -105,6 +105,20 @@ def test_a_bare_npy_array_is_refused_naming_the_file(saved):
         checkpoint.load_weights(small_convnet(), saved)
 
 
+def test_a_state_that_does_not_fit_changes_nothing_and_names_the_arrays():
+    model, other = small_convnet(), small_convnet()
+    other.params["conv1.W"] += 1.0
+    before = model.state()
+    extra_layer = {**other.state(), "bn/5/running_mean": np.zeros(4, np.float32)}
+    with pytest.raises(ValueError, match="bn/5/running_mean: this model has only 1 batch-norm layers"):
+        model.load_state(extra_layer)
+    no_bias = {key: value for key, value in other.state().items() if key != "param/fc_out.b"}
+    with pytest.raises(ValueError, match="^state does not fit this model: it lacks param/fc_out.b$"):
+        model.load_state(no_bias)
+    for key, value in before.items():  # refused before anything was put back
+        np.testing.assert_array_equal(model.state()[key], value, err_msg=key)
+
+
 def test_a_checkpoint_for_another_model_is_refused_naming_the_file(saved):
     other = ConvNet([{"type": "conv_bn_relu", "filters": 6}, "pool", "global_avgpool"], input_dim=(3, 8, 8),
                     num_classes=3, seed=1)
