@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from convnet import evaluate, train
-from convnet.checkpoint import load_arrays
+from convnet.checkpoint import load_arrays, load_arrays_and_meta
 
 from runs import only_run_dir, write_config
 
@@ -23,8 +23,10 @@ def test_training_writes_the_run_directory(tmp_path, capsys):
                  "accuracy.png", "filters.png"):
         assert (run_dir / name).is_file(), name
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["epochs"] == 2
-    assert 0 <= summary["test_acc"] <= 1 and summary["images_per_second"] > 0
+    assert summary["status"] == "completed" and (summary["epochs"], summary["iterations"]) == (2, 8)
+    _, meta = load_arrays_and_meta(run_dir / "checkpoint.npz")
+    assert summary["images_per_second"] == round(2 * 120 / meta["train_seconds"], 1)  # training time only
+    assert summary["test_acc"] == evaluate.evaluate(run_dir)[0]["accuracy"]  # best.npz on the 60 test images
     assert summary["data"] == {"source": "sample", "train": 120, "val": 40, "test": 60}
     with open(run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
