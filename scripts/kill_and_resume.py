@@ -1,20 +1,23 @@
 """Interrupt real training processes at random moments, resume them, compare with an uninterrupted run.
 
-    python scripts/kill_and_resume.py --signal INT --trials 6
+    python scripts/kill_and_resume.py --signal INT --trials 6 --stops 3
     python scripts/kill_and_resume.py --signal KILL --trials 6 --during-write
 
 Each trial starts ``python -m convnet.train`` on a tiny config (bundled sample, 3 epochs,
-a ConvNet with batch norm, augmentation, momentum), sends the signal after a random delay
-(``--during-write``: while a checkpoint file is being written, which is slowed down for
-that), then resumes until the run completes, and checks: exit statuses, no ``*.tmp`` left
-after the resume, best.npz naming the best epoch of checkpoint.npz, and every array of
-checkpoint.npz and best.npz and the summary's results equal to the uninterrupted run's.
-Prints one line per trial; exits 1 when a trial broke. Not a test: the moments are random.
+a ConvNet with batch norm, dropout, augmentation, momentum) and sends the signal after a
+random delay (``--during-write``: while a checkpoint file is being written, which is slowed
+down for that); it resumes the run (or, with no checkpoint yet, starts it again) and stops
+it again, ``--stops`` times, then lets it finish. It checks that nothing is left in
+``*.tmp``, that best.npz holds the best epoch named in checkpoint.npz, and that every array
+of checkpoint.npz and best.npz, metrics.csv (timings aside) and the summary's results equal
+the uninterrupted run's. Prints one line per trial; exits 1 when a trial broke. Not a test: the moments are random.
 """
 
 import argparse
 import json
+import csv
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,6 +85,13 @@ def final_files(run_dir):
     return {name: load_arrays_and_meta(run_dir / name)[0] for name in ("checkpoint.npz", "best.npz")}
 
 
+def metrics(run_dir):
+    """metrics.csv without its timings."""
+    with open(run_dir / "metrics.csv") as f:
+        return [[row[key] for key in ("kind", "epoch", "iteration", "loss", "train_acc", "val_acc", "learning_rate")]
+                for row in csv.DictReader(f)]
+
+
 def compare(run_dir, reference):
     problems = []
     actual, expected = final_files(run_dir), final_files(reference)
@@ -94,6 +104,8 @@ def compare(run_dir, reference):
             problems.append(f"{name}: {len(differing)} arrays differ, e.g. {differing[:3]}")
     got, want = (json.loads((d / "summary.json").read_text()) for d in (run_dir, reference))
     problems += [f"summary {key}: {got.get(key)} != {want[key]}" for key in RESULTS if got.get(key) != want[key]]
+    if metrics(run_dir) != metrics(reference):
+        problems.append("metrics.csv differs")
     _, checkpoint_meta = load_arrays_and_meta(run_dir / "checkpoint.npz")
     _, best_meta = load_arrays_and_meta(run_dir / "best.npz")
     if best_meta["epoch"] != checkpoint_meta["best_epoch"]:
@@ -101,33 +113,36 @@ def compare(run_dir, reference):
     return problems
 
 
-def trial(work, config_path, reference, sig, duration, on_write):
-    output = work / "runs"
-    delay, write_number = random.uniform(0.5, duration), random.randint(1, 5)
-    code, last_err = interrupted_run(train_command([str(config_path), "--output-dir", str(output), "--quiet"], on_write),
-                                     sig, delay, on_write, write_number)
-    where = f"write {write_number}" if on_write else f"{delay:.2f}s"
+def next_command(config_path, output):
+    """Resume the run when it has a checkpoint; else start it afresh (removing a run killed too early)."""
     run_dir = run_dir_of(output)
-    notes = [f"{signal.Signals(sig).name} at {where}: exit {code} {last_err}"]
-    if run_dir is None or not (run_dir / "checkpoint.npz").is_file():
-        notes.append("no checkpoint yet: trained again from the start")
+    if run_dir is not None and (run_dir / "checkpoint.npz").is_file():
+        return ["--resume", str(run_dir), "--quiet"], run_dir
+    if run_dir is not None:
+        shutil.rmtree(run_dir)
+    return [str(config_path), "--output-dir", str(output), "--quiet"], None
+
+
+def trial(work, config_path, reference, sig, duration, on_write, stops):
+    """Stop the run ``stops`` times at random moments, then let it finish; returns (notes, problems)."""
+    output, notes = work / "runs", []
+    for _ in range(stops):
+        args, run_dir = next_command(config_path, output)
         if run_dir is not None:
-            stale = list(run_dir.glob("*.tmp"))
-            notes += [f"left {len(stale)} .tmp"] if stale else []
-        for old in (output / "tiny").iterdir() if (output / "tiny").is_dir() else ():
-            subprocess.run(["rm", "-rf", str(old)], check=True)
-        subprocess.run(train_command([str(config_path), "--output-dir", str(output), "--quiet"], False), check=True,
-                       capture_output=True)
-        run_dir = run_dir_of(output)
-    else:
-        _, meta = load_arrays_and_meta(run_dir / "checkpoint.npz")
-        notes.append(f"checkpoint at epoch {meta['epoch']} + {meta['batch_in_epoch']} batches")
-        left = sorted(path.name for path in run_dir.glob("*.tmp"))
-        notes += [f"left {left} before the resume"] if left else []
-        result = subprocess.run(train_command(["--resume", str(run_dir), "--quiet"], False), capture_output=True,
-                                text=True)
-        if result.returncode != 0:
-            return notes, [f"resume exited {result.returncode}: {result.stderr.strip()[-500:]}"]
+            _, meta = load_arrays_and_meta(run_dir / "checkpoint.npz")
+            left = sorted(path.name for path in run_dir.glob("*.tmp"))
+            notes.append(f"resume from epoch {meta['epoch']} + {meta['batch_in_epoch']} batches"
+                         + (f" (left: {left})" if left else ""))
+        delay, write_number = random.uniform(0.3, duration), random.randint(1, 5)
+        code, last_err = interrupted_run(train_command(args, on_write), sig, delay, on_write, write_number)
+        notes.append(f"{signal.Signals(sig).name} at {f'write {write_number}' if on_write else f'{delay:.2f}s'}: "
+                     f"exit {code} {last_err}")
+    args, run_dir = next_command(config_path, output)
+    notes.append("finish " + ("by resuming" if run_dir is not None else "from the start"))
+    result = subprocess.run(train_command(args, False), capture_output=True, text=True)
+    if result.returncode != 0:
+        return notes, [f"the last run exited {result.returncode}: {result.stderr.strip()[-500:]}"]
+    run_dir = run_dir_of(output)
     problems = compare(run_dir, reference)
     stale = list(run_dir.glob("*.tmp"))
     problems += [f"stale temporaries after the resume: {stale}"] if stale else []
@@ -139,6 +154,7 @@ def main():
     parser.add_argument("--signal", choices=["INT", "KILL"], default="INT")
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--during-write", action="store_true", help="deliver the signal while a checkpoint is written")
+    parser.add_argument("--stops", type=int, default=1, help="signals per trial (each resume is stopped too)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the random moments")
     args = parser.parse_args()
     random.seed(args.seed)
@@ -157,7 +173,7 @@ def main():
         for number in range(args.trials):
             work = tmp / f"trial{number}"
             work.mkdir()
-            notes, problems = trial(work, config_path, reference, sig, duration, args.during_write)
+            notes, problems = trial(work, config_path, reference, sig, duration, args.during_write, args.stops)
             broken += bool(problems)
             print(f"trial {number}: {'BROKEN' if problems else 'ok'}; " + "; ".join(notes + problems), flush=True)
     return 1 if broken else 0
