@@ -209,9 +209,14 @@ def _optimizer_scalars(solver):
 
 
 def _put_optimizer_scalars(solver, scalars):
+    """The checkpoint's scalar state (e.g. Adam's step count t) under this solver's hyperparameters:
+    a resume may change momentum, betas, epsilon or weight decay; the learning rate is the
+    schedule's, set before every update."""
     if set(scalars) != set(solver.model.params):
         raise ValueError(f"optimizer state for {sorted(scalars)} but the model has {sorted(solver.model.params)}")
-    solver.optim_configs = {name: dict(values) for name, values in scalars.items()}
+    hyperparameters = {name: {key: value for key, value in config.items() if key != "learning_rate"}
+                       for name, config in solver.optim_configs.items()}
+    solver.optim_configs = {name: {**values, **hyperparameters[name]} for name, values in scalars.items()}
 
 
 def _put_model_rng(solver, state):
@@ -262,7 +267,14 @@ FIELDS = [
 ]
 
 # Written alongside, checked on restore, never put back: what the checkpoint was made for.
-_COMPATIBILITY = ("num_train", "batch_size")
+# The seed is here because a resumed run continues the checkpoint's generators: another seed
+# could not take effect, so it is refused rather than recorded in a config it did not shape.
+_COMPATIBILITY = {
+    "num_train": lambda solver: len(solver.X_train),
+    "batch_size": lambda solver: solver.batch_size,
+    "update_rule": lambda solver: solver.update_rule_name,
+    "seed": lambda solver: solver.seed,
+}
 
 
 # The model's state keeps its own 'param/...' and 'bn/...' names, so model.load reads a checkpoint too;
@@ -283,8 +295,7 @@ def _field_arrays(field, arrays):
 
 def solver_checkpoint(solver):
     """(arrays, meta): everything the Solver needs to continue exactly, from :data:`FIELDS`."""
-    arrays, meta = {}, {"format": FORMAT, "num_train": len(solver.X_train), "batch_size": solver.batch_size,
-                        "update_rule": solver.update_rule_name}
+    arrays, meta = {}, {"format": FORMAT, **{name: value(solver) for name, value in _COMPATIBILITY.items()}}
     for field in FIELDS:
         value = field.get(solver)
         if field.arrays:
@@ -316,10 +327,7 @@ def read_checkpoint(path):
 def restore_solver(solver, path):
     """Put the checkpoint at ``path`` into ``solver`` (same model and data); raises CheckpointError."""
     arrays, meta = read_checkpoint(path)
-    if meta["num_train"] != len(solver.X_train) or meta["batch_size"] != solver.batch_size:
-        raise CheckpointError(
-            f"{path} was written for {meta['num_train']} training images in batches of {meta['batch_size']}, "
-            f"but this solver has {len(solver.X_train)} in batches of {solver.batch_size}")
+    _check_compatible(solver, path, meta)
     for field in FIELDS:
         value = _field_arrays(field.name, arrays) if field.arrays else meta[field.name]
         try:
@@ -327,3 +335,22 @@ def restore_solver(solver, path):
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{path} does not fit this run ({field.name}): {exc}") from exc
     return meta
+
+
+def _check_compatible(solver, path, meta):
+    """CheckpointError unless the checkpoint was written for this solver's data, batch size,
+    update rule and seed (when it has one), and has not trained past its num_epochs."""
+    if meta["num_train"] != len(solver.X_train) or meta["batch_size"] != solver.batch_size:
+        raise CheckpointError(
+            f"{path} was written for {meta['num_train']} training images in batches of {meta['batch_size']}, "
+            f"but this solver has {len(solver.X_train)} in batches of {solver.batch_size}")
+    if meta["update_rule"] != solver.update_rule_name:
+        raise CheckpointError(f"{path} was written with the {meta['update_rule']} update rule, but this solver uses "
+                              f"{solver.update_rule_name}: the optimizer state fits only the first")
+    if solver.seed is not None and meta["seed"] != solver.seed:  # an unseeded solver takes the checkpoint's
+        raise CheckpointError(f"{path} was written by a run seeded with {meta['seed']}, but this solver's seed is "
+                              f"{solver.seed}: a resume continues the checkpoint's random generators, so the seed "
+                              "cannot change")
+    if meta["epoch"] > solver.num_epochs:
+        raise CheckpointError(f"{path} has already completed {meta['epoch']} epochs, more than this solver's "
+                              f"num_epochs ({solver.num_epochs})")

@@ -127,6 +127,16 @@ def test_a_checkpoint_for_another_model_is_refused_naming_the_file(saved):
         solver.load_checkpoint(saved)
 
 
+def test_a_resume_keeps_the_momentum_buffers_under_the_solvers_momentum(saved):
+    arrays, meta = load_arrays_and_meta(saved)
+    assert meta["optim_scalars"]["conv1.W"]["momentum"] == 0.9  # the default, set by the first run's updates
+    resumed = momentum_solver(saved.parent, optim_config={"learning_rate": 1e-2, "momentum": 0.5})
+    resumed.load_checkpoint(saved)
+    for name, config in resumed.optim_configs.items():
+        assert config["momentum"] == 0.5, name
+        np.testing.assert_array_equal(config["velocity"], arrays[f"optim/{name}/velocity"], err_msg=name)
+
+
 def test_resume_restores_momentum_buffers_exactly(saved):
     arrays, _ = load_arrays_and_meta(saved)
     resumed = momentum_solver(saved.parent).load_checkpoint(saved)

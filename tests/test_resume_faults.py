@@ -202,6 +202,28 @@ def test_a_resume_refused_for_a_changed_batch_size_rewrites_nothing(run_copy, ca
     assert yaml.safe_load((run_copy / "config.yaml").read_text())["solver"]["num_epochs"] == 3
 
 
+@pytest.mark.parametrize("override, message", [
+    ("optim.rule=adam", "was written with the sgd_momentum update rule, but this solver uses adam"),
+    ("seed=5", "was written by a run seeded with 1, but this solver's seed is 5"),
+    ("solver.num_epochs=1", "has already completed 2 epochs, more than this solver's num_epochs (1)"),
+])
+def test_a_resume_refuses_an_override_that_could_not_take_effect_and_rewrites_nothing(run_copy, capsys, override,
+                                                                                       message):
+    before = snapshot(run_copy)
+    assert train.main(["--resume", str(run_copy), "--set", override, "--quiet"]) == train.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: {run_copy / 'checkpoint.npz'} {message}" in err
+    assert snapshot(run_copy) == before
+
+
+def test_a_resume_takes_a_changed_momentum_and_says_so_in_its_config(run_copy):
+    assert train.main(["--resume", str(run_copy), "--set", "optim.momentum=0.5", "--set", "solver.num_epochs=3",
+                       "--quiet"]) == 0
+    _, meta = load_arrays_and_meta(run_copy / "checkpoint.npz")
+    assert {config["momentum"] for config in meta["optim_scalars"].values()} == {0.5}
+    assert yaml.safe_load((run_copy / "config.yaml").read_text())["optim"]["momentum"] == 0.5
+
+
 def test_a_resume_refused_for_a_changed_model_rewrites_nothing(run_copy, capsys):
     before = snapshot(run_copy)
     assert train.main(["--resume", str(run_copy), "--set", "model.layers.0.filters=6", "--quiet"]) == train.EXIT_ERROR
