@@ -49,8 +49,11 @@ def save_arrays(path, arrays, meta=None):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a full disk, say: name the file (a write to an open file does not)
+            raise OSError(exc.errno, f"could not write {path} ({exc.strerror or exc}); the file that was there, "
+                                     "if any, is intact") from exc
         raise
 
 
@@ -95,8 +98,11 @@ _NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK"
 def _check_is_an_archive(path):
     """Refuse what np.load would otherwise misread: a bare .npy array, a cut-off archive, or
     anything else, which np.load takes for a pickle (and then advises loading it unsafely)."""
-    with open(path, "rb") as f:
-        head = f.read(len(_NPY_MAGIC))
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_NPY_MAGIC))
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc.strerror or exc})") from exc
     if head == _NPY_MAGIC:
         raise CheckpointError(f"{path} is not a convnet .npz file: it holds a single .npy array")
     if not head.startswith(_ZIP_MAGIC):

@@ -126,6 +126,9 @@ def main(argv=None):
     except (FileNotFoundError, CheckpointError, CorruptDataError, DownloadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as exc:  # a full disk or a directory that cannot be written: no traceback either
+        print(f"error: {exc.strerror if exc.strerror and not exc.filename else exc}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt as exc:  # outside the training steps, or a second Ctrl-C: stopped at once
         print(f"aborted; files already on disk were left as they were{resume_hint(getattr(exc, 'run_dir', None))}",
               file=sys.stderr)

@@ -98,6 +98,15 @@ def test_garbage_is_refused_without_advice_to_unpickle_it(saved, content, messag
     assert "pickle" not in str(refused.value)
 
 
+def test_an_unreadable_file_is_refused_naming_the_file(saved, monkeypatch):
+    def permission_denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(checkpoint, "open", permission_denied, raising=False)  # shadows the builtin there
+    with pytest.raises(CheckpointError, match=f"^{saved} cannot be read .Permission denied.$"):
+        momentum_solver(saved.parent).load_checkpoint(saved)
+
+
 def test_a_bare_npy_array_is_refused_naming_the_file(saved):
     with open(saved, "wb") as f:
         np.save(f, np.zeros(3))

@@ -2,7 +2,9 @@
 cut-off metrics, stale temporaries, and evaluate's arguments."""
 
 import csv
+import errno
 import os
+import re
 import shutil
 import signal
 
@@ -130,6 +132,28 @@ def test_resuming_a_run_killed_before_its_first_checkpoint_says_how_to_start_it_
                                        f"{run_dir / 'config.yaml'}\n")
     assert train.main(["--resume", str(tmp_path / "elsewhere"), "--quiet"]) == train.EXIT_CONFIG
     assert "no checkpoint.npz there (is it a run directory?)" in capsys.readouterr().err
+
+
+def test_a_full_disk_is_one_line_and_the_last_checkpoint_still_resumes(tmp_path, monkeypatch, capsys):
+    real_savez, calls = np.savez, [0]
+
+    def savez_on_a_full_disk(file, **arrays):
+        calls[0] += 1
+        if calls[0] == 3:  # the first write of epoch 2; epoch 1's best.npz and checkpoint.npz were written
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_savez(file, **arrays)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(np, "savez", savez_on_a_full_disk)
+        code = train.main([str(write_config(tmp_path)), "--output-dir", str(tmp_path / "runs"), "--quiet"])
+    assert code == train.EXIT_ERROR
+    run_dir = only_run_dir(tmp_path / "runs")
+    assert re.fullmatch(f"error: could not write {re.escape(str(run_dir))}/(best|checkpoint).npz "
+                        r"\(No space left on device\); the file that was there, if any, is intact\n",
+                        capsys.readouterr().err)
+    assert not list(run_dir.glob("*.tmp"))
+    assert load_arrays_and_meta(run_dir / "checkpoint.npz")[1]["epoch"] == 1
+    assert train.main(["--resume", str(run_dir), "--quiet"]) == 0
 
 
 def truncate(path):
