@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 META_KEY = "__meta__"
-FORMAT = 2  # 2: the best state lives inside checkpoint.npz; every array is listed in the metadata
+FORMAT = 3  # 2: the best state inside checkpoint.npz, every array listed in the metadata; 3: the seed too
 
 
 class CheckpointError(ValueError):
