@@ -65,6 +65,14 @@ def test_a_checkpoint_missing_any_field_is_refused(saved, field):
         momentum_solver(saved.parent).load_checkpoint(saved)
 
 
+def test_a_checkpoint_of_an_older_format_is_refused_as_such(saved):
+    arrays, meta = load_arrays_and_meta(saved)
+    del meta["seed"]
+    save_arrays(saved, arrays, {**meta, "format": 2})
+    with pytest.raises(CheckpointError, match=f"^{saved} is a format 2 checkpoint; this convnet reads format 3$"):
+        momentum_solver(saved.parent).load_checkpoint(saved)
+
+
 def test_adding_a_field_in_one_place_saves_and_restores_it(tmp_path, monkeypatch):
     extra = checkpoint.Field("note", lambda s: getattr(s, "note", "none"), lambda s, value: setattr(s, "note", value))
     monkeypatch.setattr(checkpoint, "FIELDS", [*checkpoint.FIELDS, extra])
