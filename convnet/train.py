@@ -134,9 +134,13 @@ def main(argv=None):
               file=sys.stderr)
         return EXIT_INTERRUPTED
     if summary["status"] == "interrupted":
-        if summary["checkpoint"] is not None:
+        if config["output"]["checkpoint"]:
             print(f"interrupted; checkpoint saved to {summary['checkpoint']}; resume with: "
                   f"python -m convnet.train --resume {run_dir}", file=sys.stderr)
+        elif summary["checkpoint"] is not None:  # a resume with output.checkpoint false: the old one stays
+            print(f"interrupted; nothing was saved (output.checkpoint is false); the earlier checkpoint, "
+                  f"{summary['checkpoint']}, resumes from where it was: python -m convnet.train --resume {run_dir}",
+                  file=sys.stderr)
         else:
             print("interrupted; nothing to resume from: output.checkpoint is false, so no checkpoint was written",
                   file=sys.stderr)

@@ -156,6 +156,19 @@ def test_a_full_disk_is_one_line_and_the_last_checkpoint_still_resumes(tmp_path,
     assert train.main(["--resume", str(run_dir), "--quiet"]) == 0
 
 
+def test_ctrl_c_in_a_resume_without_checkpoints_does_not_claim_a_save(run_copy, monkeypatch, capsys):
+    before = (run_copy / "checkpoint.npz").read_bytes()
+    ctrl_c_at_augmentation(monkeypatch, 2)
+    assert train.main(["--resume", str(run_copy), "--set", "output.checkpoint=false", "--set", "solver.num_epochs=3",
+                       "--quiet"]) == train.EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert "checkpoint saved" not in err
+    assert err == (f"interrupted; nothing was saved (output.checkpoint is false); the earlier checkpoint, "
+                   f"{run_copy / 'checkpoint.npz'}, resumes from where it was: python -m convnet.train --resume "
+                   f"{run_copy}\n")
+    assert (run_copy / "checkpoint.npz").read_bytes() == before
+
+
 def truncate(path):
     path.write_bytes(path.read_bytes()[:1000])
 
