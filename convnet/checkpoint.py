@@ -112,7 +112,6 @@ def _check_is_an_archive(path):
         raise CheckpointError(f"{path} is damaged: the .npz archive is incomplete (truncated?)")
 
 
-
 # ----------------------------------------------------------------------
 # model state (parameters + batch-norm running statistics)
 # ----------------------------------------------------------------------

@@ -99,9 +99,10 @@ def dry_run(config, say):
 
 def resume_hint(run_dir):
     """'; ...resume with: ...' when ``run_dir`` holds a checkpoint, else ''."""
-    if run_dir is None or not (run_dir / "checkpoint.npz").is_file():
+    checkpoint = run_dir / "checkpoint.npz" if run_dir is not None else None
+    if checkpoint is None or not checkpoint.is_file():
         return ""
-    return f"; the last checkpoint, {run_dir / 'checkpoint.npz'}, resumes with: python -m convnet.train --resume {run_dir}"
+    return f"; the last checkpoint, {checkpoint}, resumes with: python -m convnet.train --resume {run_dir}"
 
 
 def main(argv=None):

@@ -109,7 +109,8 @@ def compare(run_dir, reference):
     _, checkpoint_meta = load_arrays_and_meta(run_dir / "checkpoint.npz")
     _, best_meta = load_arrays_and_meta(run_dir / "best.npz")
     if best_meta["epoch"] != checkpoint_meta["best_epoch"]:
-        problems.append(f"best.npz holds epoch {best_meta['epoch']}, checkpoint.npz's best is {checkpoint_meta['best_epoch']}")
+        problems.append(f"best.npz holds epoch {best_meta['epoch']}, "
+                        f"checkpoint.npz's best is {checkpoint_meta['best_epoch']}")
     return problems
 
 

@@ -102,7 +102,8 @@ def test_ctrl_c_after_the_last_epoch_names_the_checkpoint_and_the_resume_finishe
     run_dir = only_run_dir(tmp_path / "runs")
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "aborted" in err
-    assert f"the last checkpoint, {run_dir / 'checkpoint.npz'}, resumes with: python -m convnet.train --resume {run_dir}" in err
+    checkpoint = run_dir / "checkpoint.npz"
+    assert f"the last checkpoint, {checkpoint}, resumes with: python -m convnet.train --resume {run_dir}" in err
     assert train.main(["--resume", str(run_dir), "--quiet"]) == 0
     resumed, expected = (yaml.safe_load((d / "summary.json").read_text()) for d in (run_dir, finished))
     assert {key: resumed[key] for key in RESULTS} == {key: expected[key] for key in RESULTS}
