@@ -14,8 +14,8 @@ the uninterrupted run's. Prints one line per trial; exits 1 when a trial broke. 
 """
 
 import argparse
-import json
 import csv
+import json
 import random
 import shutil
 import signal
