@@ -36,30 +36,52 @@ class CheckpointError(ValueError):
 
 
 def save_arrays(path, arrays, meta=None):
-    """Write {name: array} (and an optional JSON-serialisable ``meta`` dict) to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write {name: array} (and an optional JSON-serialisable ``meta`` dict) to ``path``, atomically."""
     payload = dict(arrays)
     if meta is not None:
         payload[META_KEY] = np.array(json.dumps(meta))
-    handle, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as f:
+
+    def write(temporary):
+        with open(temporary, "wb") as f:  # a file object: given a name, np.savez would append '.npz'
             np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
+
+    write_atomically(path, write)
+
+
+def write_atomically(path, write):
+    """Call ``write(temporary_path)`` for a file beside ``path``, then rename it over ``path``.
+
+    A crash, kill or Ctrl-C mid-write leaves the previous file intact (and perhaps a
+    ``<name>.<random>.tmp`` for :func:`remove_stale_temporaries`). An OSError (a full disk,
+    say) is raised again naming ``path``, which a write to an open file does not.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        write(temporary)
+        handle = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(handle)  # on disk before the rename makes it the file
+        finally:
+            os.close(handle)
+        os.replace(temporary, path)
     except BaseException as exc:
-        Path(tmp_name).unlink(missing_ok=True)
-        if isinstance(exc, OSError):  # a full disk, say: name the file (a write to an open file does not)
+        Path(temporary).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
             raise OSError(exc.errno, f"could not write {path} ({exc.strerror or exc}); the file that was there, "
                                      "if any, is intact") from exc
         raise
 
 
+# What write_atomically leaves when killed, for the files a run directory holds.
+_TEMPORARIES = ("*.npz.*.tmp", "*.yaml.*.tmp", "*.json.*.tmp")
+
+
 def remove_stale_temporaries(directory):
-    """Delete ``*.npz.*.tmp`` files that a killed write left in ``directory``; returns them."""
-    stale = sorted(Path(directory).glob("*.npz.*.tmp"))
+    """Delete the temporaries that killed writes left in ``directory``; returns them."""
+    stale = sorted(path for pattern in _TEMPORARIES for path in Path(directory).glob(pattern))
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

@@ -19,7 +19,7 @@ import convnet
 from convnet import data as cifar
 from convnet.augment import augment_batch
 from convnet.callbacks import MetricsLog
-from convnet.checkpoint import read_checkpoint
+from convnet.checkpoint import read_checkpoint, write_atomically
 from convnet.config import dump_config
 from convnet.models import MODEL_TYPES
 from convnet.solver import Solver
@@ -163,7 +163,8 @@ def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=pri
         if resume:
             solver.load_checkpoint(checkpoint)
             say(f"resuming {run_dir} at epoch {solver.progress_epochs:.2f} (iteration {solver.iteration})")
-        dump_config(config, run_dir / "config.yaml")  # only now: the checks above passed
+        # Only now, the checks above passed; atomically, as a resume rewrites the one its run needs.
+        write_atomically(run_dir / "config.yaml", lambda temporary: dump_config(config, temporary))
         say(f"model: {config['model']['type']} with {model.num_parameters():,} parameters, "
             f"{convnet.get_num_threads()} threads; run directory: {run_dir}")
         solver.train()
@@ -172,8 +173,8 @@ def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=pri
         if not solver.interrupted and len(splits["X_test"]):
             test_acc = solver.check_accuracy(splits["X_test"], splits["y_test"])
         summary = summarize(config, solver, splits, status, time.perf_counter() - started, test_acc)
-        with open(run_dir / "summary.json", "w") as f:
-            json.dump(summary, f, indent=2)
+        text = json.dumps(summary, indent=2)
+        write_atomically(run_dir / "summary.json", lambda temporary: Path(temporary).write_text(text))
         if config["output"]["plots"] and solver.train_acc_history:
             write_plots(run_dir, solver, model)
     except KeyboardInterrupt as exc:

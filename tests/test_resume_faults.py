@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,6 +169,27 @@ def test_ctrl_c_in_a_resume_without_checkpoints_does_not_claim_a_save(run_copy, 
                    f"{run_copy / 'checkpoint.npz'}, resumes from where it was: python -m convnet.train --resume "
                    f"{run_copy}\n")
     assert (run_copy / "checkpoint.npz").read_bytes() == before
+
+
+class Killed(BaseException):
+    """Stands for the process being killed mid-way."""
+
+
+def test_a_resume_killed_while_rewriting_config_yaml_leaves_the_old_one_whole(run_copy, monkeypatch):
+    before = (run_copy / "config.yaml").read_text()
+
+    def killed_mid_write(config, path):
+        Path(path).write_text("name: ti")  # the first bytes, then the kill
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(experiment, "dump_config", killed_mid_write)
+        with pytest.raises(Killed):
+            train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"])
+    assert (run_copy / "config.yaml").read_text() == before
+    (run_copy / "config.yaml.x8e2k1.tmp").write_text("name: ti")  # what a real kill leaves behind
+    assert train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"]) == 0
+    assert not list(run_copy.glob("*.tmp"))
 
 
 def truncate(path):
