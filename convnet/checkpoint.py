@@ -76,7 +76,7 @@ def write_atomically(path, write):
 
 
 # What write_atomically leaves when killed, for the files a run directory holds.
-_TEMPORARIES = ("*.npz.*.tmp", "*.yaml.*.tmp", "*.json.*.tmp")
+_TEMPORARIES = ("*.npz.*.tmp", "*.yaml.*.tmp", "*.json.*.tmp", "*.csv.*.tmp")
 
 
 def remove_stale_temporaries(directory):

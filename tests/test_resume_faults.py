@@ -192,6 +192,20 @@ def test_a_resume_killed_while_rewriting_config_yaml_leaves_the_old_one_whole(ru
     assert not list(run_copy.glob("*.tmp"))
 
 
+def test_a_resume_killed_while_rewriting_metrics_csv_keeps_its_rows(run_copy, monkeypatch):
+    before = (run_copy / "metrics.csv").read_text()
+
+    class KilledAfterTheHeader(csv.DictWriter):
+        def writerows(self, rows):
+            raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(csv, "DictWriter", KilledAfterTheHeader)
+        with pytest.raises(Killed):
+            train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"])
+    assert (run_copy / "metrics.csv").read_text() == before
+
+
 def truncate(path):
     path.write_bytes(path.read_bytes()[:1000])
 
