@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from convnet.checkpoint import remove_stale_temporaries, save_arrays, solver_checkpoint
+from convnet.checkpoint import remove_stale_temporaries, save_arrays, solver_checkpoint, write_atomically
 
 METRIC_FIELDS = ["kind", "epoch", "iteration", "loss", "train_acc", "val_acc", "learning_rate", "seconds",
                  "images_per_second"]
@@ -110,10 +110,14 @@ class MetricsLog:
         if self.path.is_file():
             rows = [row for row in read_metrics(self.path)
                     if (int(row["epoch"]) <= epoch if row["kind"] == "epoch" else int(row["iteration"]) <= iteration)]
-        with open(self.path, "w", newline="") as f:
-            writer = csv.DictWriter(f, METRIC_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+
+        def write(temporary):
+            with open(temporary, "w", newline="") as f:
+                writer = csv.DictWriter(f, METRIC_FIELDS)
+                writer.writeheader()
+                writer.writerows(rows)
+
+        write_atomically(self.path, write)  # a kill now must not lose the rows logged so far
 
 
 def read_metrics(path):

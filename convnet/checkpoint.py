@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 META_KEY = "__meta__"
-FORMAT = 2  # 2: the best state lives inside checkpoint.npz; every array is listed in the metadata
+FORMAT = 3  # 2: the best state inside checkpoint.npz, every array listed in the metadata; 3: the seed too
 
 
 class CheckpointError(ValueError):
@@ -36,27 +36,52 @@ class CheckpointError(ValueError):
 
 
 def save_arrays(path, arrays, meta=None):
-    """Write {name: array} (and an optional JSON-serialisable ``meta`` dict) to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write {name: array} (and an optional JSON-serialisable ``meta`` dict) to ``path``, atomically."""
     payload = dict(arrays)
     if meta is not None:
         payload[META_KEY] = np.array(json.dumps(meta))
-    handle, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as f:
+
+    def write(temporary):
+        with open(temporary, "wb") as f:  # a file object: given a name, np.savez would append '.npz'
             np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+
+    write_atomically(path, write)
+
+
+def write_atomically(path, write):
+    """Call ``write(temporary_path)`` for a file beside ``path``, then rename it over ``path``.
+
+    A crash, kill or Ctrl-C mid-write leaves the previous file intact (and perhaps a
+    ``<name>.<random>.tmp`` for :func:`remove_stale_temporaries`). An OSError (a full disk,
+    say) is raised again naming ``path``, which a write to an open file does not.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        write(temporary)
+        handle = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(handle)  # on disk before the rename makes it the file
+        finally:
+            os.close(handle)
+        os.replace(temporary, path)
+    except BaseException as exc:
+        Path(temporary).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, f"could not write {path} ({exc.strerror or exc}); the file that was there, "
+                                     "if any, is intact") from exc
         raise
 
 
+# What write_atomically leaves when killed, for the files a run directory holds.
+_TEMPORARIES = ("*.npz.*.tmp", "*.yaml.*.tmp", "*.json.*.tmp", "*.csv.*.tmp")
+
+
 def remove_stale_temporaries(directory):
-    """Delete ``*.npz.*.tmp`` files that a killed write left in ``directory``; returns them."""
-    stale = sorted(Path(directory).glob("*.npz.*.tmp"))
+    """Delete the temporaries that killed writes left in ``directory``; returns them."""
+    stale = sorted(path for pattern in _TEMPORARIES for path in Path(directory).glob(pattern))
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
@@ -76,10 +101,9 @@ def load_arrays_and_meta(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    _check_is_an_archive(path)
     try:
         with np.load(path, allow_pickle=False) as data:
-            if not hasattr(data, "files"):
-                raise ValueError("it holds a single array, not an .npz archive")
             arrays = {key: data[key] for key in data.files}
         meta = arrays.pop(META_KEY, None)
         meta = json.loads(str(meta)) if meta is not None else None
@@ -90,6 +114,26 @@ def load_arrays_and_meta(path):
     return arrays, meta
 
 
+_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK"
+
+
+def _check_is_an_archive(path):
+    """Refuse what np.load would otherwise misread: a bare .npy array, a cut-off archive, or
+    anything else, which np.load takes for a pickle (and then advises loading it unsafely)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_NPY_MAGIC))
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc.strerror or exc})") from exc
+    if head == _NPY_MAGIC:
+        raise CheckpointError(f"{path} is not a convnet .npz file: it holds a single .npy array")
+    if not head.startswith(_ZIP_MAGIC):
+        raise CheckpointError(f"{path} is damaged or not a convnet .npz file: it does not start like an .npz "
+                              "(zip) archive")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is damaged: the .npz archive is incomplete (truncated?)")
+
+
 # ----------------------------------------------------------------------
 # model state (parameters + batch-norm running statistics)
 # ----------------------------------------------------------------------
@@ -98,11 +142,9 @@ def load_arrays_and_meta(path):
 def model_state(model):
     """Copies of the model's parameters ('param/<name>') and batch-norm statistics ('bn/<i>/<stat>').
 
-    Uses ``model.state()`` when the model has one; a model with only ``params`` (and
-    perhaps CS231n's ``bn_params`` list) gets the same layout.
+    The one implementation of a model's state (``Model.state`` calls it): it needs only
+    ``model.params`` and, for batch norm, CS231n's ``model.bn_params`` list of bn_param dicts.
     """
-    if hasattr(model, "state"):
-        return model.state()
     state = {f"param/{name}": np.array(value, copy=True) for name, value in model.params.items()}
     for i, bn_param in enumerate(getattr(model, "bn_params", None) or []):
         for key in ("running_mean", "running_var"):
@@ -112,14 +154,17 @@ def model_state(model):
 
 
 def load_model_state(model, state):
-    """Put back what :func:`model_state` returned; names and shapes must fit the model."""
-    if hasattr(model, "load_state"):
-        model.load_state(state)
-        return
+    """Put back what :func:`model_state` returned (``Model.load_state`` calls it).
+
+    Names and shapes must fit the model, else ValueError naming the arrays, and nothing is
+    changed. Parameters keep their dtype; statistics get the model's ``dtype`` when it has one.
+    """
     params = {key[len("param/"):]: value for key, value in state.items() if key.startswith("param/")}
-    if set(params) != set(model.params):
-        raise ValueError(f"state does not fit this model: missing {sorted(set(model.params) - set(params))}, "
-                         f"unexpected {sorted(set(params) - set(model.params))}")
+    missing, unexpected = sorted(set(model.params) - set(params)), sorted(set(params) - set(model.params))
+    if missing or unexpected:
+        parts = [f"it lacks {', '.join('param/' + name for name in missing)}" if missing else "",
+                 f"it has no place for {', '.join('param/' + name for name in unexpected)}" if unexpected else ""]
+        raise ValueError(f"state does not fit this model: {'; '.join(part for part in parts if part)}")
     for name, value in params.items():
         if value.shape != model.params[name].shape:
             raise ValueError(f"param/{name} has shape {value.shape} in the state but "
@@ -133,7 +178,7 @@ def load_model_state(model, state):
     for key, value in state.items():
         if key.startswith("bn/"):
             _, index, stat = key.split("/")
-            bn_params[int(index)][stat] = np.array(value, copy=True)
+            bn_params[int(index)][stat] = np.array(value, dtype=getattr(model, "dtype", None))
 
 
 def load_weights(model, path):
@@ -147,7 +192,7 @@ def load_weights(model, path):
     try:
         load_model_state(model, state)
     except (ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path} does not fit this model: {exc}") from exc
+        raise CheckpointError(f"{path}: {exc}") from exc
     return model
 
 
@@ -191,9 +236,14 @@ def _optimizer_scalars(solver):
 
 
 def _put_optimizer_scalars(solver, scalars):
+    """The checkpoint's scalar state (e.g. Adam's step count t) under this solver's hyperparameters:
+    a resume may change momentum, betas, epsilon or weight decay; the learning rate is the
+    schedule's, set before every update."""
     if set(scalars) != set(solver.model.params):
         raise ValueError(f"optimizer state for {sorted(scalars)} but the model has {sorted(solver.model.params)}")
-    solver.optim_configs = {name: dict(values) for name, values in scalars.items()}
+    hyperparameters = {name: {key: value for key, value in config.items() if key != "learning_rate"}
+                       for name, config in solver.optim_configs.items()}
+    solver.optim_configs = {name: {**values, **hyperparameters[name]} for name, values in scalars.items()}
 
 
 def _put_model_rng(solver, state):
@@ -244,7 +294,14 @@ FIELDS = [
 ]
 
 # Written alongside, checked on restore, never put back: what the checkpoint was made for.
-_COMPATIBILITY = ("num_train", "batch_size")
+# The seed is here because a resumed run continues the checkpoint's generators: another seed
+# could not take effect, so it is refused rather than recorded in a config it did not shape.
+_COMPATIBILITY = {
+    "num_train": lambda solver: len(solver.X_train),
+    "batch_size": lambda solver: solver.batch_size,
+    "update_rule": lambda solver: solver.update_rule_name,
+    "seed": lambda solver: solver.seed,
+}
 
 
 # The model's state keeps its own 'param/...' and 'bn/...' names, so model.load reads a checkpoint too;
@@ -265,8 +322,7 @@ def _field_arrays(field, arrays):
 
 def solver_checkpoint(solver):
     """(arrays, meta): everything the Solver needs to continue exactly, from :data:`FIELDS`."""
-    arrays, meta = {}, {"format": FORMAT, "num_train": len(solver.X_train), "batch_size": solver.batch_size,
-                        "update_rule": solver.update_rule_name}
+    arrays, meta = {}, {"format": FORMAT, **{name: value(solver) for name, value in _COMPATIBILITY.items()}}
     for field in FIELDS:
         value = field.get(solver)
         if field.arrays:
@@ -298,10 +354,7 @@ def read_checkpoint(path):
 def restore_solver(solver, path):
     """Put the checkpoint at ``path`` into ``solver`` (same model and data); raises CheckpointError."""
     arrays, meta = read_checkpoint(path)
-    if meta["num_train"] != len(solver.X_train) or meta["batch_size"] != solver.batch_size:
-        raise CheckpointError(
-            f"{path} was written for {meta['num_train']} training images in batches of {meta['batch_size']}, "
-            f"but this solver has {len(solver.X_train)} in batches of {solver.batch_size}")
+    _check_compatible(solver, path, meta)
     for field in FIELDS:
         value = _field_arrays(field.name, arrays) if field.arrays else meta[field.name]
         try:
@@ -309,3 +362,22 @@ def restore_solver(solver, path):
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{path} does not fit this run ({field.name}): {exc}") from exc
     return meta
+
+
+def _check_compatible(solver, path, meta):
+    """CheckpointError unless the checkpoint was written for this solver's data, batch size,
+    update rule and seed (when it has one), and has not trained past its num_epochs."""
+    if meta["num_train"] != len(solver.X_train) or meta["batch_size"] != solver.batch_size:
+        raise CheckpointError(
+            f"{path} was written for {meta['num_train']} training images in batches of {meta['batch_size']}, "
+            f"but this solver has {len(solver.X_train)} in batches of {solver.batch_size}")
+    if meta["update_rule"] != solver.update_rule_name:
+        raise CheckpointError(f"{path} was written with the {meta['update_rule']} update rule, but this solver uses "
+                              f"{solver.update_rule_name}: the optimizer state fits only the first")
+    if solver.seed is not None and meta["seed"] != solver.seed:  # an unseeded solver takes the checkpoint's
+        raise CheckpointError(f"{path} was written by a run seeded with {meta['seed']}, but this solver's seed is "
+                              f"{solver.seed}: a resume continues the checkpoint's random generators, so the seed "
+                              "cannot change")
+    if meta["epoch"] > solver.num_epochs:
+        raise CheckpointError(f"{path} has already completed {meta['epoch']} epochs, more than this solver's "
+                              f"num_epochs ({solver.num_epochs})")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convnet import experiment, plots
+from convnet import experiment
 from convnet.checkpoint import load_weights
 from convnet.config import ConfigError, load_config
 from convnet.data import CLASS_NAMES, CorruptDataError, DownloadError
@@ -97,6 +97,8 @@ def main(argv=None):
     for name, accuracy in report["per_class_accuracy"].items():
         print(f"  {name:<12} {accuracy:.3f}")
     if not args.no_plot:
+        from convnet import plots  # matplotlib only when plotting (see experiment.write_plots)
+
         png = run_dir / f"confusion_{args.split}.png"
         plots.plot_confusion(report["confusion_matrix"], report["class_names"], png)
         print(f"confusion matrix: {png}")

@@ -17,10 +17,9 @@ import numpy as np
 
 import convnet
 from convnet import data as cifar
-from convnet import plots
 from convnet.augment import augment_batch
 from convnet.callbacks import MetricsLog
-from convnet.checkpoint import read_checkpoint
+from convnet.checkpoint import read_checkpoint, write_atomically
 from convnet.config import dump_config
 from convnet.models import MODEL_TYPES
 from convnet.solver import Solver
@@ -88,6 +87,10 @@ def build_solver(config, model, splits, run_dir=None, callbacks=(), progress=Tru
 
 
 def write_plots(run_dir, solver, model):
+    # Imported here, not at start-up: matplotlib is most of convnet.train's import time, and
+    # a run that stops early (bad config, Ctrl-C, --dry-run) never plots.
+    from convnet import plots
+
     plots.plot_loss(solver.loss_history, solver.iterations_per_epoch, run_dir / "loss.png")
     plots.plot_accuracy(solver.train_acc_history, solver.val_acc_history, run_dir / "accuracy.png")
     first = next((value for value in model.params.values() if value.ndim == 4), None)
@@ -122,44 +125,58 @@ def summarize(config, solver, splits, status, wall_seconds, test_acc):
     }
 
 
+class RunAborted(KeyboardInterrupt):
+    """A Ctrl-C outside the training steps (loading the data, the test evaluation, the plots)
+    or a second one; ``run_dir`` is the run directory, or None when none was made yet."""
+
+    def __init__(self, run_dir):
+        super().__init__(run_dir)
+        self.run_dir = run_dir
+
+
 def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=print):
     """Train (or resume, given the run_dir) as the config says; returns (summary dict, run_dir).
 
     Resuming checks the checkpoint (readable, complete, fits this config's model and data)
     before anything in the run directory is written, so a refused resume changes nothing.
     Raises TrainingDiverged on a NaN/inf loss or parameters, CheckpointError on a damaged or
-    mismatched checkpoint; a Ctrl-C returns status 'interrupted'.
+    mismatched checkpoint; a Ctrl-C during training returns status 'interrupted', one
+    anywhere else (or a second one) raises RunAborted naming the run directory.
     """
     started = time.perf_counter()
-    if config["threads"] is not None:
-        convnet.set_num_threads(config["threads"])
-    checkpoint = Path(run_dir) / "checkpoint.npz" if resume else None
-    if resume:
-        read_checkpoint(checkpoint)  # a damaged file is refused before the data is loaded
-    say(f"loading data ({config['data']['source']})...")
-    splits = build_data(config)
-    say(f"data: {len(splits['X_train'])} train, {len(splits['X_val'])} val, {len(splits['X_test'])} test images")
-    model = build_model(config)
-    if run_dir is None:
-        run_dir = create_run_dir(config)
-    run_dir = Path(run_dir)
-    # MetricsLog rewrites metrics.csv and Checkpoint clears stale temporaries only when training starts.
-    metrics = MetricsLog(run_dir / "metrics.csv", config["solver"]["print_every"])
-    solver = build_solver(config, model, splits, run_dir, [metrics], progress, verbose)
-    if resume:
-        solver.load_checkpoint(checkpoint)
-        say(f"resuming {run_dir} at epoch {solver.progress_epochs:.2f} (iteration {solver.iteration})")
-    dump_config(config, run_dir / "config.yaml")  # only now: the checks above passed
-    say(f"model: {config['model']['type']} with {model.num_parameters():,} parameters, {convnet.get_num_threads()} "
-        f"threads; run directory: {run_dir}")
-    solver.train()
-    status = "interrupted" if solver.interrupted else "completed"
-    test_acc = None
-    if not solver.interrupted and len(splits["X_test"]):
-        test_acc = solver.check_accuracy(splits["X_test"], splits["y_test"])
-    summary = summarize(config, solver, splits, status, time.perf_counter() - started, test_acc)
-    with open(run_dir / "summary.json", "w") as f:
-        json.dump(summary, f, indent=2)
-    if config["output"]["plots"] and solver.train_acc_history:
-        write_plots(run_dir, solver, model)
+    run_dir = Path(run_dir) if run_dir is not None else None
+    try:
+        if config["threads"] is not None:
+            convnet.set_num_threads(config["threads"])
+        checkpoint = run_dir / "checkpoint.npz" if resume else None
+        if resume:
+            read_checkpoint(checkpoint)  # a damaged file is refused before the data is loaded
+        say(f"loading data ({config['data']['source']})...")
+        splits = build_data(config)
+        say(f"data: {len(splits['X_train'])} train, {len(splits['X_val'])} val, {len(splits['X_test'])} test images")
+        model = build_model(config)
+        if run_dir is None:
+            run_dir = create_run_dir(config)
+        # MetricsLog rewrites metrics.csv and Checkpoint clears stale temporaries only when training starts.
+        metrics = MetricsLog(run_dir / "metrics.csv", config["solver"]["print_every"])
+        solver = build_solver(config, model, splits, run_dir, [metrics], progress, verbose)
+        if resume:
+            solver.load_checkpoint(checkpoint)
+            say(f"resuming {run_dir} at epoch {solver.progress_epochs:.2f} (iteration {solver.iteration})")
+        # Only now, the checks above passed; atomically, as a resume rewrites the one its run needs.
+        write_atomically(run_dir / "config.yaml", lambda temporary: dump_config(config, temporary))
+        say(f"model: {config['model']['type']} with {model.num_parameters():,} parameters, "
+            f"{convnet.get_num_threads()} threads; run directory: {run_dir}")
+        solver.train()
+        status = "interrupted" if solver.interrupted else "completed"
+        test_acc = None
+        if not solver.interrupted and len(splits["X_test"]):
+            test_acc = solver.check_accuracy(splits["X_test"], splits["y_test"])
+        summary = summarize(config, solver, splits, status, time.perf_counter() - started, test_acc)
+        text = json.dumps(summary, indent=2)
+        write_atomically(run_dir / "summary.json", lambda temporary: Path(temporary).write_text(text))
+        if config["output"]["plots"] and solver.train_acc_history:
+            write_plots(run_dir, solver, model)
+    except KeyboardInterrupt as exc:
+        raise RunAborted(run_dir) from exc
     return summary, run_dir

@@ -24,6 +24,7 @@ or non-finite parameters at the end of an epoch, stop training with
 """
 
 import math
+import numbers
 import signal
 import threading
 import time
@@ -89,6 +90,7 @@ class Solver:
         self.verbose = verbose
         self.augment = augment
         self.eval_batch_size = int(eval_batch_size)
+        self.seed = int(seed) if isinstance(seed, numbers.Integral) else None  # None: unseeded (or a Generator)
         self.rng = np.random.default_rng(seed)
         self.iterations_per_epoch = math.ceil(len(self.X_train) / self.batch_size)
         self.callbacks = [Progress(progress), *callbacks]

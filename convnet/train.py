@@ -66,6 +66,9 @@ def resolve_config(args):
     if args.resume is not None:
         run_config = args.resume / "config.yaml"
         if not (args.resume / "checkpoint.npz").is_file():
+            if run_config.is_file():  # a run directory whose run stopped during its first epoch
+                raise ConfigError(f"--resume {args.resume}: no checkpoint.npz there: the run stopped before its first "
+                                  f"checkpoint; start it again with: python -m convnet.train {run_config}")
             raise ConfigError(f"--resume {args.resume}: no checkpoint.npz there (is it a run directory?)")
         if args.config is not None and args.config.resolve() != run_config.resolve():
             raise ConfigError("--resume reuses the run's own config.yaml; drop CONFIG (use --set to change values)")
@@ -94,6 +97,14 @@ def dry_run(config, say):
     say("dry run: config, data and model are fine; nothing was trained or written")
 
 
+def resume_hint(run_dir):
+    """'; ...resume with: ...' when ``run_dir`` holds a checkpoint, else ''."""
+    checkpoint = run_dir / "checkpoint.npz" if run_dir is not None else None
+    if checkpoint is None or not checkpoint.is_file():
+        return ""
+    return f"; the last checkpoint, {checkpoint}, resumes with: python -m convnet.train --resume {run_dir}"
+
+
 def main(argv=None):
     args = parse_args(argv)
     say = (lambda *_: None) if args.quiet else print
@@ -116,13 +127,21 @@ def main(argv=None):
     except (FileNotFoundError, CheckpointError, CorruptDataError, DownloadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:  # a second Ctrl-C: the Solver stops at once, without saving
-        print("aborted; files already on disk were left as they were", file=sys.stderr)
+    except OSError as exc:  # a full disk or a directory that cannot be written: no traceback either
+        print(f"error: {exc.strerror if exc.strerror and not exc.filename else exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt as exc:  # outside the training steps, or a second Ctrl-C: stopped at once
+        print(f"aborted; files already on disk were left as they were{resume_hint(getattr(exc, 'run_dir', None))}",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     if summary["status"] == "interrupted":
-        if summary["checkpoint"] is not None:
+        if config["output"]["checkpoint"]:
             print(f"interrupted; checkpoint saved to {summary['checkpoint']}; resume with: "
                   f"python -m convnet.train --resume {run_dir}", file=sys.stderr)
+        elif summary["checkpoint"] is not None:  # a resume with output.checkpoint false: the old one stays
+            print(f"interrupted; nothing was saved (output.checkpoint is false); the earlier checkpoint, "
+                  f"{summary['checkpoint']}, resumes from where it was: python -m convnet.train --resume {run_dir}",
+                  file=sys.stderr)
         else:
             print("interrupted; nothing to resume from: output.checkpoint is false, so no checkpoint was written",
                   file=sys.stderr)

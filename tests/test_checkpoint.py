@@ -65,6 +65,14 @@ def test_a_checkpoint_missing_any_field_is_refused(saved, field):
         momentum_solver(saved.parent).load_checkpoint(saved)
 
 
+def test_a_checkpoint_of_an_older_format_is_refused_as_such(saved):
+    arrays, meta = load_arrays_and_meta(saved)
+    del meta["seed"]
+    save_arrays(saved, arrays, {**meta, "format": 2})
+    with pytest.raises(CheckpointError, match=f"^{saved} is a format 2 checkpoint; this convnet reads format 3$"):
+        momentum_solver(saved.parent).load_checkpoint(saved)
+
+
 def test_adding_a_field_in_one_place_saves_and_restores_it(tmp_path, monkeypatch):
     extra = checkpoint.Field("note", lambda s: getattr(s, "note", "none"), lambda s, value: setattr(s, "note", value))
     monkeypatch.setattr(checkpoint, "FIELDS", [*checkpoint.FIELDS, extra])
@@ -87,12 +95,63 @@ def test_damaged_files_are_refused_naming_the_file(saved):
         momentum_solver(saved.parent).load_checkpoint(saved)
 
 
+@pytest.mark.parametrize("content, message", [
+    (np.random.default_rng(0).bytes(4096), "does not start like an .npz .zip. archive"),
+    (b"PK\x03\x04" + np.random.default_rng(0).bytes(4096), "the .npz archive is incomplete"),
+], ids=["random bytes", "a zip header, then garbage"])
+def test_garbage_is_refused_without_advice_to_unpickle_it(saved, content, message):
+    saved.write_bytes(content)
+    with pytest.raises(CheckpointError, match=f"{saved} is damaged.*{message}") as refused:
+        momentum_solver(saved.parent).load_checkpoint(saved)
+    assert "pickle" not in str(refused.value)
+
+
+def test_an_unreadable_file_is_refused_naming_the_file(saved, monkeypatch):
+    def permission_denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(checkpoint, "open", permission_denied, raising=False)  # shadows the builtin there
+    with pytest.raises(CheckpointError, match=f"^{saved} cannot be read .Permission denied.$"):
+        momentum_solver(saved.parent).load_checkpoint(saved)
+
+
+def test_a_bare_npy_array_is_refused_naming_the_file(saved):
+    with open(saved, "wb") as f:
+        np.save(f, np.zeros(3))
+    with pytest.raises(CheckpointError, match=f"{saved} is not a convnet .npz file: it holds a single .npy array"):
+        checkpoint.load_weights(small_convnet(), saved)
+
+
+def test_a_state_that_does_not_fit_changes_nothing_and_names_the_arrays():
+    model, other = small_convnet(), small_convnet()
+    other.params["conv1.W"] += 1.0
+    before = model.state()
+    extra_layer = {**other.state(), "bn/5/running_mean": np.zeros(4, np.float32)}
+    with pytest.raises(ValueError, match="bn/5/running_mean: this model has only 1 batch-norm layers"):
+        model.load_state(extra_layer)
+    no_bias = {key: value for key, value in other.state().items() if key != "param/fc_out.b"}
+    with pytest.raises(ValueError, match="^state does not fit this model: it lacks param/fc_out.b$"):
+        model.load_state(no_bias)
+    for key, value in before.items():  # refused before anything was put back
+        np.testing.assert_array_equal(model.state()[key], value, err_msg=key)
+
+
 def test_a_checkpoint_for_another_model_is_refused_naming_the_file(saved):
     other = ConvNet([{"type": "conv_bn_relu", "filters": 6}, "pool", "global_avgpool"], input_dim=(3, 8, 8),
                     num_classes=3, seed=1)
     solver = Solver(other, image_data(), update_rule="sgd_momentum", batch_size=8, verbose=False)
     with pytest.raises(CheckpointError, match=f"{saved} does not fit this run"):
         solver.load_checkpoint(saved)
+
+
+def test_a_resume_keeps_the_momentum_buffers_under_the_solvers_momentum(saved):
+    arrays, meta = load_arrays_and_meta(saved)
+    assert meta["optim_scalars"]["conv1.W"]["momentum"] == 0.9  # the default, set by the first run's updates
+    resumed = momentum_solver(saved.parent, optim_config={"learning_rate": 1e-2, "momentum": 0.5})
+    resumed.load_checkpoint(saved)
+    for name, config in resumed.optim_configs.items():
+        assert config["momentum"] == 0.5, name
+        np.testing.assert_array_equal(config["velocity"], arrays[f"optim/{name}/velocity"], err_msg=name)
 
 
 def test_resume_restores_momentum_buffers_exactly(saved):

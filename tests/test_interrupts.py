@@ -1,6 +1,7 @@
 """Ctrl-C and divergence: a real SIGINT delivered inside a step or an evaluation, resumed
 bit for bit; non-finite parameters are never checkpointed."""
 
+import functools
 import os
 import signal
 
@@ -30,6 +31,7 @@ def kill_on_call(function, call):
     (1-based): once the work is done (generator drawn from, statistics updated), before it returns."""
     calls = [0]
 
+    @functools.wraps(function)  # keeps its name: a checkpoint records the update rule's
     def wrapped(*args, **kwargs):
         result = function(*args, **kwargs)
         calls[0] += 1
@@ -125,6 +127,7 @@ def poison_on_call(call):
     """Adam that, on its ``call``-th call, returns an infinite parameter (a finite loss was computed first)."""
     calls = [0]
 
+    @functools.wraps(optim.adam)
     def rule(w, dw, config):
         calls[0] += 1
         w, config = optim.adam(w, dw, config)

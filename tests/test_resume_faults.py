@@ -2,9 +2,12 @@
 cut-off metrics, stale temporaries, and evaluate's arguments."""
 
 import csv
+import errno
 import os
+import re
 import shutil
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,30 +17,7 @@ from convnet import evaluate, experiment, train
 from convnet.augment import augment_batch
 from convnet.checkpoint import load_arrays, load_arrays_and_meta, save_arrays
 
-TINY = {
-    "name": "tiny",
-    "seed": 1,
-    "data": {"source": "sample", "num_training": 120, "num_validation": 40, "num_test": 60,
-             "normalization": "per_channel", "augment": {"flip": True, "crop_padding": 2}},
-    "model": {"type": "ConvNet", "layers": [{"type": "conv_bn_relu", "filters": 4}, "pool", "pool", "pool",
-                                            "global_avgpool"]},
-    "optim": {"rule": "sgd_momentum", "learning_rate": 0.05},
-    "solver": {"batch_size": 32, "num_epochs": 2, "num_train_samples": 60, "print_every": 2},
-}
-
-
-def write_config(directory, **sections):
-    config = yaml.safe_load(yaml.safe_dump(TINY))
-    for section, values in sections.items():
-        config[section] = {**config.get(section, {}), **values}
-    path = directory / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def only_run_dir(output):
-    (run_dir,) = list((output / "tiny").iterdir())
-    return run_dir
+from runs import only_run_dir, snapshot, write_config
 
 
 def ctrl_c_at_augmentation(monkeypatch, call):
@@ -57,10 +37,6 @@ def ctrl_c_at_augmentation(monkeypatch, call):
         return augment
 
     monkeypatch.setattr(experiment, "build_augment", build_augment)
-
-
-def snapshot(directory):
-    return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +85,127 @@ def test_ctrl_c_without_checkpoints_does_not_offer_a_resume(tmp_path, monkeypatc
     assert not list(only_run_dir(tmp_path / "runs").glob("*.npz"))
 
 
+RESULTS = ("status", "epochs", "iterations", "best_epoch", "best_val_acc", "final_train_acc", "test_acc")
+
+
+def test_ctrl_c_after_the_last_epoch_names_the_checkpoint_and_the_resume_finishes_the_run(
+        tmp_path, monkeypatch, capsys, finished):
+    write_plots = experiment.write_plots
+
+    def ctrl_c_while_plotting(*args):
+        os.kill(os.getpid(), signal.SIGINT)  # no Solver handler now: Python's KeyboardInterrupt
+        write_plots(*args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(experiment, "write_plots", ctrl_c_while_plotting)
+        code = train.main([str(write_config(tmp_path)), "--output-dir", str(tmp_path / "runs"), "--quiet"])
+    assert code == train.EXIT_INTERRUPTED
+    run_dir = only_run_dir(tmp_path / "runs")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "aborted" in err
+    checkpoint = run_dir / "checkpoint.npz"
+    assert f"the last checkpoint, {checkpoint}, resumes with: python -m convnet.train --resume {run_dir}" in err
+    assert train.main(["--resume", str(run_dir), "--quiet"]) == 0
+    resumed, expected = (yaml.safe_load((d / "summary.json").read_text()) for d in (run_dir, finished))
+    assert {key: resumed[key] for key in RESULTS} == {key: expected[key] for key in RESULTS}
+    assert (run_dir / "loss.png").is_file()
+
+
+def test_ctrl_c_while_loading_the_data_offers_no_resume(tmp_path, monkeypatch, capsys):
+    def ctrl_c_while_loading(config):
+        os.kill(os.getpid(), signal.SIGINT)
+        return {}
+
+    monkeypatch.setattr(experiment, "build_data", ctrl_c_while_loading)
+    code = train.main([str(write_config(tmp_path)), "--output-dir", str(tmp_path / "runs"), "--quiet"])
+    assert code == train.EXIT_INTERRUPTED
+    assert capsys.readouterr().err == "aborted; files already on disk were left as they were\n"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_resuming_a_run_killed_before_its_first_checkpoint_says_how_to_start_it_again(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_config(tmp_path)
+    (tmp_path / "tiny.yaml").rename(run_dir / "config.yaml")  # what a run killed in its first epoch leaves
+    assert train.main(["--resume", str(run_dir), "--quiet"]) == train.EXIT_CONFIG
+    assert capsys.readouterr().err == (f"error: --resume {run_dir}: no checkpoint.npz there: the run stopped before "
+                                       f"its first checkpoint; start it again with: python -m convnet.train "
+                                       f"{run_dir / 'config.yaml'}\n")
+    assert train.main(["--resume", str(tmp_path / "elsewhere"), "--quiet"]) == train.EXIT_CONFIG
+    assert "no checkpoint.npz there (is it a run directory?)" in capsys.readouterr().err
+
+
+def test_a_full_disk_is_one_line_and_the_last_checkpoint_still_resumes(tmp_path, monkeypatch, capsys):
+    real_savez, calls = np.savez, [0]
+
+    def savez_on_a_full_disk(file, **arrays):
+        calls[0] += 1
+        if calls[0] == 3:  # the first write of epoch 2; epoch 1's best.npz and checkpoint.npz were written
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_savez(file, **arrays)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(np, "savez", savez_on_a_full_disk)
+        code = train.main([str(write_config(tmp_path)), "--output-dir", str(tmp_path / "runs"), "--quiet"])
+    assert code == train.EXIT_ERROR
+    run_dir = only_run_dir(tmp_path / "runs")
+    assert re.fullmatch(f"error: could not write {re.escape(str(run_dir))}/(best|checkpoint).npz "
+                        r"\(No space left on device\); the file that was there, if any, is intact\n",
+                        capsys.readouterr().err)
+    assert not list(run_dir.glob("*.tmp"))
+    assert load_arrays_and_meta(run_dir / "checkpoint.npz")[1]["epoch"] == 1
+    assert train.main(["--resume", str(run_dir), "--quiet"]) == 0
+
+
+def test_ctrl_c_in_a_resume_without_checkpoints_does_not_claim_a_save(run_copy, monkeypatch, capsys):
+    before = (run_copy / "checkpoint.npz").read_bytes()
+    ctrl_c_at_augmentation(monkeypatch, 2)
+    assert train.main(["--resume", str(run_copy), "--set", "output.checkpoint=false", "--set", "solver.num_epochs=3",
+                       "--quiet"]) == train.EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert "checkpoint saved" not in err
+    assert err == (f"interrupted; nothing was saved (output.checkpoint is false); the earlier checkpoint, "
+                   f"{run_copy / 'checkpoint.npz'}, resumes from where it was: python -m convnet.train --resume "
+                   f"{run_copy}\n")
+    assert (run_copy / "checkpoint.npz").read_bytes() == before
+
+
+class Killed(BaseException):
+    """Stands for the process being killed mid-way."""
+
+
+def test_a_resume_killed_while_rewriting_config_yaml_leaves_the_old_one_whole(run_copy, monkeypatch):
+    before = (run_copy / "config.yaml").read_text()
+
+    def killed_mid_write(config, path):
+        Path(path).write_text("name: ti")  # the first bytes, then the kill
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(experiment, "dump_config", killed_mid_write)
+        with pytest.raises(Killed):
+            train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"])
+    assert (run_copy / "config.yaml").read_text() == before
+    (run_copy / "config.yaml.x8e2k1.tmp").write_text("name: ti")  # what a real kill leaves behind
+    assert train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"]) == 0
+    assert not list(run_copy.glob("*.tmp"))
+
+
+def test_a_resume_killed_while_rewriting_metrics_csv_keeps_its_rows(run_copy, monkeypatch):
+    before = (run_copy / "metrics.csv").read_text()
+
+    class KilledAfterTheHeader(csv.DictWriter):
+        def writerows(self, rows):
+            raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(csv, "DictWriter", KilledAfterTheHeader)
+        with pytest.raises(Killed):
+            train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"])
+    assert (run_copy / "metrics.csv").read_text() == before
+
+
 def truncate(path):
     path.write_bytes(path.read_bytes()[:1000])
 
@@ -147,19 +244,23 @@ def test_a_damaged_checkpoint_is_refused_in_one_line_and_left_in_place(run_copy,
     before = snapshot(run_copy)
     assert train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"]) == train.EXIT_ERROR
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"error: {checkpoint}" in err and message in err
+    assert err.count("\n") == 1 and f"error: {checkpoint}" in err and message in err and "pickle" not in err
     assert snapshot(run_copy) == before, "a refused resume changes nothing"
 
 
-@pytest.mark.parametrize("damage", ["truncated", "random bytes", "no parameter"])
-def test_evaluate_refuses_a_damaged_file_in_one_line(run_copy, capsys, damage):
+@pytest.mark.parametrize("damage, message", [
+    ("truncated", "is damaged"),
+    ("random bytes", "is damaged"),
+    ("no parameter", ": state does not fit this model: it lacks param/fc_out.W"),
+])
+def test_evaluate_refuses_a_damaged_file_in_one_line(run_copy, capsys, damage, message):
     make_damage, _ = DAMAGE[damage]
     checkpoint = run_copy / "checkpoint.npz"
     make_damage(checkpoint)
     before = checkpoint.read_bytes()
     assert evaluate.main([str(checkpoint), "--no-plot"]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"error: {checkpoint}")
+    assert err.count("\n") == 1 and err.startswith(f"error: {checkpoint}") and message in err and "pickle" not in err
     assert checkpoint.read_bytes() == before
 
 
@@ -173,6 +274,28 @@ def test_a_resume_refused_for_a_changed_batch_size_rewrites_nothing(run_copy, ca
     assert train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"]) == 0
     assert not list(run_copy.glob("*.tmp"))
     assert yaml.safe_load((run_copy / "config.yaml").read_text())["solver"]["num_epochs"] == 3
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.rule=adam", "was written with the sgd_momentum update rule, but this solver uses adam"),
+    ("seed=5", "was written by a run seeded with 1, but this solver's seed is 5"),
+    ("solver.num_epochs=1", "has already completed 2 epochs, more than this solver's num_epochs (1)"),
+])
+def test_a_resume_refuses_an_override_that_could_not_take_effect_and_rewrites_nothing(run_copy, capsys, override,
+                                                                                       message):
+    before = snapshot(run_copy)
+    assert train.main(["--resume", str(run_copy), "--set", override, "--quiet"]) == train.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: {run_copy / 'checkpoint.npz'} {message}" in err
+    assert snapshot(run_copy) == before
+
+
+def test_a_resume_takes_a_changed_momentum_and_says_so_in_its_config(run_copy):
+    assert train.main(["--resume", str(run_copy), "--set", "optim.momentum=0.5", "--set", "solver.num_epochs=3",
+                       "--quiet"]) == 0
+    _, meta = load_arrays_and_meta(run_copy / "checkpoint.npz")
+    assert {config["momentum"] for config in meta["optim_scalars"].values()} == {0.5}
+    assert yaml.safe_load((run_copy / "config.yaml").read_text())["optim"]["momentum"] == 0.5
 
 
 def test_a_resume_refused_for_a_changed_model_rewrites_nothing(run_copy, capsys):

@@ -98,13 +98,30 @@ def test_check_accuracy_uses_the_whole_split_in_batches(rng):
     assert subset * 10 == pytest.approx(round(subset * 10))  # a fraction of 10 samples
 
 
-def test_best_state_includes_batchnorm_statistics(rng):
-    solver = convnet_solver(image_data(rng), num_epochs=3).train()
-    assert solver.best_state is not None
-    assert any(key.startswith("bn/") for key in solver.best_state)
-    final = solver.model.state()
-    for key, value in solver.best_state.items():
-        np.testing.assert_array_equal(final[key], value)
+def test_best_state_is_the_best_epochs_parameters_and_batchnorm_statistics(rng):
+    states = []  # the model's state after each epoch
+
+    def record(event, solver, info):
+        if event == "epoch":
+            states.append(solver.model.state())
+
+    solver = convnet_solver(image_data(rng), num_epochs=3, callbacks=[record])
+    measure, scripted = solver.check_accuracy, iter([0.2, 0.6, 0.4])  # epoch 2 is the best, not the last
+
+    def check_accuracy(X, y, *args, **kwargs):
+        accuracy = measure(X, y, *args, **kwargs)
+        return next(scripted) if X is solver.X_val else accuracy
+
+    solver.check_accuracy = check_accuracy
+    solver.train()
+    names = ["conv1.W", "bn1.gamma", "bn1.beta", "fc_out.W", "fc_out.b"]
+    assert sorted(solver.best_state) == sorted([f"param/{name}" for name in names]
+                                               + ["bn/0/running_mean", "bn/0/running_var"])
+    assert (solver.best_epoch, solver.best_val_acc) == (2, 0.6)
+    assert not np.array_equal(states[2]["param/conv1.W"], states[1]["param/conv1.W"]), "epoch 3 moved on"
+    for key, value in states[1].items():
+        np.testing.assert_array_equal(solver.best_state[key], value, err_msg=key)
+        np.testing.assert_array_equal(solver.model.state()[key], value, err_msg=key)  # CS231n: the model ends there
 
 
 def test_best_params_are_keyed_like_model_params(rng):

@@ -102,33 +102,16 @@ class Model:
     # -- state -----------------------------------------------------------------
 
     def state(self):
-        """Copies of every parameter and running statistic: {name: array}."""
-        state = {f"param/{name}": value.copy() for name, value in self.params.items()}
-        for i, bn_param in enumerate(self.bn_params):
-            for key in ("running_mean", "running_var"):
-                if key in bn_param:
-                    state[f"bn/{i}/{key}"] = bn_param[key].copy()
-        return state
+        """Copies of every parameter and running statistic: {name: array} (see convnet.checkpoint.model_state)."""
+        from convnet.checkpoint import model_state
+
+        return model_state(self)
 
     def load_state(self, state):
         """Restore what :meth:`state` returned; names and shapes must match this model."""
-        expected = {f"param/{name}": value.shape for name, value in self.params.items()}
-        given = {key for key in state if key.startswith("param/")}
-        if given != set(expected):
-            missing = sorted(set(expected) - given)
-            unexpected = sorted(given - set(expected))
-            raise ValueError(f"state does not fit this model: missing {missing}, unexpected {unexpected}")
-        for key, shape in expected.items():
-            if state[key].shape != shape:
-                raise ValueError(f"{key} has shape {state[key].shape} in the state but {shape} in the model")
-        for key, shape in expected.items():
-            self.params[key[len("param/"):]] = np.array(state[key], dtype=self.dtype)
-        for key, value in state.items():
-            if key.startswith("bn/"):
-                _, index, stat = key.split("/")
-                if int(index) >= len(self.bn_params):
-                    raise ValueError(f"{key}: this model has only {len(self.bn_params)} batch-norm layers")
-                self.bn_params[int(index)][stat] = np.array(value, dtype=self.dtype)
+        from convnet.checkpoint import load_model_state
+
+        load_model_state(self, state)
 
     def save(self, path):
         """Write the state to an .npz file (atomically: temporary file, then rename)."""

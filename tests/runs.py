@@ -1,0 +1,37 @@
+"""The tiny experiment the command-line tests train, and helpers for its run directories."""
+
+import yaml
+
+# Bundled sample, two epochs of four batches, batch norm, augmentation and momentum: small enough
+# to train in about a second, and holding every kind of state a resume must restore.
+TINY = {
+    "name": "tiny",
+    "seed": 1,
+    "data": {"source": "sample", "num_training": 120, "num_validation": 40, "num_test": 60,
+             "normalization": "per_channel", "augment": {"flip": True, "crop_padding": 2}},
+    "model": {"type": "ConvNet", "layers": [{"type": "conv_bn_relu", "filters": 4}, "pool", "pool", "pool",
+                                            "global_avgpool"]},
+    "optim": {"rule": "sgd_momentum", "learning_rate": 0.05},
+    "solver": {"batch_size": 32, "num_epochs": 2, "num_train_samples": 60, "print_every": 2},
+}
+
+
+def write_config(directory, **changes):
+    """Write TINY to directory/tiny.yaml with ``changes``: a dict updates that section, anything else replaces it."""
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    for section, values in changes.items():
+        config[section] = {**config.get(section, {}), **values} if isinstance(values, dict) else values
+    path = directory / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def only_run_dir(output):
+    """The one run directory that training under --output-dir ``output`` made."""
+    (run_dir,) = list((output / "tiny").iterdir())
+    return run_dir
+
+
+def snapshot(directory):
+    """{file name: bytes} of a directory, to show that a command changed nothing."""
+    return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
