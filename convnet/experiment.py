@@ -118,11 +118,17 @@ def summarize(config, solver, splits, status, wall_seconds, test_acc):
         "wall_seconds": round(wall_seconds, 2),
         "train_seconds": round(solver.train_seconds, 2),
         "images_per_second": round(trained_images / solver.train_seconds, 1) if solver.train_seconds else None,
-        "checkpoint": str(solver.last_checkpoint) if solver.last_checkpoint is not None else None,
+        # The file holding the state reported here (None: none does, e.g. output.checkpoint is false).
+        "checkpoint": _path_or_none(solver.checkpoint_of_this_state),
+        "resumed_from": _path_or_none(solver.resumed_from),
         "threads": convnet.get_num_threads(),
         "versions": {"convnet": convnet.__version__, "numpy": np.__version__, "python": platform.python_version()},
         "finished": datetime.now().isoformat(timespec="seconds"),
     }
+
+
+def _path_or_none(path):
+    return str(path) if path is not None else None
 
 
 class RunAborted(KeyboardInterrupt):

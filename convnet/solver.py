@@ -115,7 +115,9 @@ class Solver:
         self.best_epoch = 0
         self.best_state = None
         self.interrupted = False
-        self.last_checkpoint = None  # path of the newest checkpoint on disk ('checkpoint' event)
+        self.last_checkpoint = None  # the newest checkpoint this solver wrote ('checkpoint' event)
+        self.resumed_from = None  # the checkpoint load_checkpoint restored, if any
+        self._checkpointed_at = {}  # path -> (epoch, iteration) of the state it holds
         self._stop_requested = False
         self.epoch_train_seconds, self.epoch_images = 0.0, 0  # the current epoch's so far
         # Weight decay follows the model's L2 rule: one rule for both (convnet.models.base).
@@ -145,6 +147,15 @@ class Solver:
             return {}
         return {key[len("param/"):]: value.copy() for key, value in self.best_state.items()
                 if key.startswith("param/")}
+
+    @property
+    def checkpoint_of_this_state(self):
+        """The checkpoint file that holds the current state (the one written at this position,
+        or the one resumed from when no step was made since), else None."""
+        for path in (self.last_checkpoint, self.resumed_from):
+            if path is not None and self._checkpointed_at.get(path) == (self.epoch, self.iteration):
+                return path
+        return None
 
     @property
     def progress_epochs(self):
@@ -263,13 +274,15 @@ class Solver:
         """
         self._reset()
         restore_solver(self, path)
-        self.last_checkpoint = Path(path)
+        self.resumed_from = Path(path)
+        self._checkpointed_at[self.resumed_from] = (self.epoch, self.iteration)
         return self
 
     def notify(self, event, info):
         """Send ``event`` to every callback (callbacks call it too, e.g. for 'checkpoint')."""
         if event == "checkpoint":
-            self.last_checkpoint = info["path"]
+            self.last_checkpoint = Path(info["path"])
+            self._checkpointed_at[self.last_checkpoint] = (self.epoch, self.iteration)
         for callback in self.callbacks:
             callback(event, self, info)
 
@@ -304,8 +317,9 @@ class Solver:
                            f"(iteration {self.iteration})")
 
     def _diverged(self, what):
-        if self.last_checkpoint is not None:
-            where = f"; the last good checkpoint, {self.last_checkpoint}, is intact"
+        last_good = self.last_checkpoint or self.resumed_from
+        if last_good is not None:
+            where = f"; the last good checkpoint, {last_good}, is intact"
         elif self.checkpoint_dir is not None or self.checkpoint_name is not None:
             where = "; no checkpoint had been written yet"
         else:

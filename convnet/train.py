@@ -138,9 +138,9 @@ def main(argv=None):
         if config["output"]["checkpoint"]:
             print(f"interrupted; checkpoint saved to {summary['checkpoint']}; resume with: "
                   f"python -m convnet.train --resume {run_dir}", file=sys.stderr)
-        elif summary["checkpoint"] is not None:  # a resume with output.checkpoint false: the old one stays
+        elif summary["resumed_from"] is not None:  # a resume with output.checkpoint false: the old one stays
             print(f"interrupted; nothing was saved (output.checkpoint is false); the earlier checkpoint, "
-                  f"{summary['checkpoint']}, resumes from where it was: python -m convnet.train --resume {run_dir}",
+                  f"{summary['resumed_from']}, resumes from where it was: python -m convnet.train --resume {run_dir}",
                   file=sys.stderr)
         else:
             print("interrupted; nothing to resume from: output.checkpoint is false, so no checkpoint was written",

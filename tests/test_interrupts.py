@@ -156,6 +156,16 @@ def test_inf_parameters_at_a_later_epoch_end_leave_the_last_good_checkpoint(tmp_
     assert resumed.epoch == 1 and all(np.all(np.isfinite(w)) for w in resumed.model.params.values())
 
 
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning", "ignore:overflow:RuntimeWarning")
+def test_a_resume_that_writes_no_checkpoint_keeps_written_and_resumed_from_apart(tmp_path):
+    make_solver(tmp_path).train(epochs=1)
+    resumed = make_solver(None, update_rule=poison_on_call(4 * NUM_PARAMS))  # no checkpoints; diverges in epoch 2
+    resumed.load_checkpoint(tmp_path / "checkpoint.npz")
+    with pytest.raises(TrainingDiverged, match="last good checkpoint, .*checkpoint.npz, is intact"):
+        resumed.train()
+    assert resumed.resumed_from == tmp_path / "checkpoint.npz" and resumed.last_checkpoint is None
+
+
 def test_a_second_sigint_stops_at_once_without_saving(tmp_path):
     def twice(event, solver, info):
         if event == "epoch_start" and solver.epoch == 1:

@@ -329,3 +329,20 @@ def test_best_npz_and_the_summary_name_the_same_epoch(finished):
     _, meta = load_arrays_and_meta(finished / "best.npz")
     assert summary["best_epoch"] == meta["epoch"] and summary["best_val_acc"] == meta["val_acc"]
 
+
+
+def test_a_resume_without_checkpoints_does_not_name_the_old_checkpoint_as_its_state(run_copy):
+    # run_copy ends at epoch 2; with output.checkpoint false a longer resume writes no checkpoint
+    assert train.main(["--resume", str(run_copy), "--set", "output.checkpoint=false", "--set", "solver.num_epochs=3",
+                       "--quiet"]) == 0
+    summary = yaml.safe_load((run_copy / "summary.json").read_text())
+    assert summary["epochs"] == 3 and load_arrays_and_meta(run_copy / "checkpoint.npz")[1]["epoch"] == 2
+    assert summary["checkpoint"] is None  # no file holds the state the summary reports
+    assert summary["resumed_from"] == str(run_copy / "checkpoint.npz")
+
+
+def test_a_resume_names_the_checkpoint_it_wrote_and_the_one_it_resumed_from(run_copy):
+    assert train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"]) == 0
+    summary = yaml.safe_load((run_copy / "summary.json").read_text())
+    assert summary["checkpoint"] == summary["resumed_from"] == str(run_copy / "checkpoint.npz")
+    assert load_arrays_and_meta(run_copy / "checkpoint.npz")[1]["epoch"] == summary["epochs"] == 3
