@@ -269,8 +269,10 @@ class Solver:
     def load_checkpoint(self, path):
         """Restore a checkpoint written by this Solver's checkpointing (same model and data).
 
-        Raises convnet.checkpoint.CheckpointError, naming the file, for a damaged, incomplete
-        or mismatched checkpoint.
+        Numpy's global generator is restored only for a model without its own ``rng`` (one
+        that draws from ``np.random``); otherwise the caller's stays as it was. Raises
+        convnet.checkpoint.CheckpointError, naming the file, for a damaged, incomplete or
+        mismatched checkpoint.
         """
         self._reset()
         restore_solver(self, path)
