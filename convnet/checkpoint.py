@@ -366,9 +366,12 @@ def read_checkpoint(path):
     return arrays, meta
 
 
-def restore_solver(solver, path):
-    """Put the checkpoint at ``path`` into ``solver`` (same model and data); raises CheckpointError."""
-    arrays, meta = read_checkpoint(path)
+def restore_solver(solver, path, contents=None):
+    """Put the checkpoint at ``path`` into ``solver`` (same model and data); raises CheckpointError.
+
+    ``contents``: what :func:`read_checkpoint` returned for ``path``, when the caller has read it already.
+    """
+    arrays, meta = read_checkpoint(path) if contents is None else contents
     _check_compatible(solver, path, meta)
     for field in FIELDS:
         value = _field_arrays(field.name, arrays) if field.arrays else meta[field.name]

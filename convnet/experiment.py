@@ -155,8 +155,8 @@ def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=pri
         if config["threads"] is not None:
             convnet.set_num_threads(config["threads"])
         checkpoint = run_dir / "checkpoint.npz" if resume else None
-        if resume:
-            read_checkpoint(checkpoint)  # a damaged file is refused before the data is loaded
+        if resume:  # read once, now: a damaged file is refused before the data is loaded
+            contents = read_checkpoint(checkpoint)
         say(f"loading data ({config['data']['source']})...")
         splits = build_data(config)
         say(f"data: {len(splits['X_train'])} train, {len(splits['X_val'])} val, {len(splits['X_test'])} test images")
@@ -167,7 +167,7 @@ def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=pri
         metrics = MetricsLog(run_dir / "metrics.csv", config["solver"]["print_every"])
         solver = build_solver(config, model, splits, run_dir, [metrics], progress, verbose)
         if resume:
-            solver.load_checkpoint(checkpoint)
+            solver.load_checkpoint(checkpoint, contents)
             say(f"resuming {run_dir} at epoch {solver.progress_epochs:.2f} (iteration {solver.iteration})")
         # Only now, the checks above passed; atomically, as a resume rewrites the one its run needs.
         write_atomically(run_dir / "config.yaml", lambda temporary: dump_config(config, temporary))

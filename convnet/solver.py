@@ -266,8 +266,10 @@ class Solver:
                                           for i in range(0, len(X), batch_size)])
         return float(np.mean(predictions == y))
 
-    def load_checkpoint(self, path):
+    def load_checkpoint(self, path, contents=None):
         """Restore a checkpoint written by this Solver's checkpointing (same model and data).
+
+        ``contents``: convnet.checkpoint.read_checkpoint(path), when the caller has read it already.
 
         Numpy's global generator is restored only for a model without its own ``rng`` (one
         that draws from ``np.random``); otherwise the caller's stays as it was. Raises
@@ -275,7 +277,7 @@ class Solver:
         mismatched checkpoint.
         """
         self._reset()
-        restore_solver(self, path)
+        restore_solver(self, path, contents)
         self.resumed_from = Path(path)
         self._checkpointed_at[self.resumed_from] = (self.epoch, self.iteration)
         return self

@@ -346,3 +346,15 @@ def test_a_resume_names_the_checkpoint_it_wrote_and_the_one_it_resumed_from(run_
     summary = yaml.safe_load((run_copy / "summary.json").read_text())
     assert summary["checkpoint"] == summary["resumed_from"] == str(run_copy / "checkpoint.npz")
     assert load_arrays_and_meta(run_copy / "checkpoint.npz")[1]["epoch"] == summary["epochs"] == 3
+
+
+def test_a_resume_reads_and_unzips_the_checkpoint_once(run_copy, monkeypatch):
+    real_load, reads = np.load, []
+
+    def counting_load(file, *args, **kwargs):
+        reads.append(Path(str(getattr(file, "name", file))).name)
+        return real_load(file, *args, **kwargs)
+
+    monkeypatch.setattr(np, "load", counting_load)
+    assert train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"]) == 0
+    assert reads.count("checkpoint.npz") == 1
