@@ -167,7 +167,11 @@ class Checkpoint:
             self.save(solver, reason=event)
 
     def save(self, solver, reason="epoch"):
-        """Write the files for the solver's current state; returns the main path (or None)."""
+        """Write the files for the solver's current state; returns the main path (or None).
+
+        ``reason``: 'epoch' at the end of a completed epoch (then the ``{name}_epoch_{e}.npz`` file
+        is written too), 'interrupt' on a Ctrl-C.
+        """
         arrays, meta = solver_checkpoint(solver)
         path = None
         if self.directory is not None:
@@ -180,7 +184,7 @@ class Checkpoint:
                 path = self.directory / "checkpoint.npz"
                 save_arrays(path, arrays, meta)
                 self._written_at = (solver.epoch, solver.iteration)
-        if self.name is not None and solver.batch_in_epoch == 0 and reason == "epoch":
+        if self.name is not None and reason == "epoch":  # 'epoch': a completed epoch's end
             epoch_path = Path(f"{self.name}_epoch_{solver.epoch}.npz")
             save_arrays(epoch_path, arrays, meta)
             path = path or epoch_path
