@@ -8,7 +8,8 @@ A callback is any function ``callback(event, solver, info)``. The Solver sends:
 - ``'iteration'``   after each update (iteration, epoch as a float, loss, learning_rate, images);
 - ``'epoch'``       after each epoch's evaluation (epoch, train_acc, val_acc, loss, learning_rate,
                     seconds, images_per_second);
-- ``'interrupt'``   when a Ctrl-C is acted on, between two steps (epoch, iteration);
+- ``'interrupt'``   when a Ctrl-C or SIGTERM is acted on, between two steps (epoch, iteration,
+                    signal: 'SIGINT' or 'SIGTERM');
 - ``'checkpoint'``  after a checkpoint file is on disk (path, reason: 'epoch' or 'interrupt');
 - ``'end'``         after the last epoch (best_val_acc, best_epoch).
 """
@@ -52,7 +53,9 @@ class Progress:
                       f"val acc: {val}; lr {info['learning_rate']:.2e}; {info['images_per_second']:.0f} images/s")
         elif event == "interrupt":
             self._close()
-            self._say(f"Interrupted at epoch {info['epoch']:.2f} (iteration {info['iteration']}), between two steps.")
+            by = f" by {info['signal']}" if info.get("signal") not in (None, "SIGINT") else ""
+            self._say(f"Interrupted{by} at epoch {info['epoch']:.2f} (iteration {info['iteration']}), "
+                      "between two steps.")
 
     def _step(self, solver, info):
         if self._bar is not None:

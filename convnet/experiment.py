@@ -104,6 +104,7 @@ def summarize(config, solver, splits, status, wall_seconds, test_acc):
     return {
         "name": config["name"],
         "status": status,
+        "stopped_by": solver.stop_signal.name if solver.interrupted and solver.stop_signal is not None else None,
         "model": config["model"]["type"],
         "parameters": solver.model.num_parameters(),
         "data": {"source": config["data"]["source"], "train": len(splits["X_train"]), "val": len(splits["X_val"]),

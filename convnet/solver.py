@@ -15,10 +15,11 @@ best state (by validation accuracy; by training accuracy when there is no valida
 split, and then ``best_val_acc`` stays None) and sends events to its callbacks
 (see convnet.callbacks): printing, the metrics log and checkpoint files hang on them.
 
-Ctrl-C (SIGINT) during train() only sets a flag, acted on between two steps and before
-and after the end-of-epoch evaluation, so a checkpoint written on interrupt is a state the
-loop really passed through and resuming it equals the uninterrupted run bit for bit.
-A second Ctrl-C stops at once (KeyboardInterrupt), without saving. A NaN or infinite loss,
+Ctrl-C (SIGINT) or SIGTERM (what ``kill``, job schedulers and launchers send) during
+train() only sets a flag, acted on between two steps and before and after the end-of-epoch
+evaluation, so a checkpoint written on interrupt is a state the loop really passed through
+and resuming it equals the uninterrupted run bit for bit; ``stop_signal`` names the signal.
+A second one stops at once (KeyboardInterrupt), without saving. A NaN or infinite loss,
 or non-finite parameters at the end of an epoch, stop training with
 :class:`TrainingDiverged` before anything is checkpointed.
 """
@@ -37,6 +38,10 @@ from convnet.callbacks import Checkpoint, Progress
 from convnet.checkpoint import load_model_state, model_state, restore_solver
 from convnet.models.base import regularized_names
 from convnet.schedules import make_schedule
+
+
+# Acted on between two steps: Ctrl-C, and the polite stop that kill, schedulers and launchers send.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class TrainingDiverged(RuntimeError):
@@ -115,6 +120,7 @@ class Solver:
         self.best_epoch = 0
         self.best_state = None
         self.interrupted = False
+        self.stop_signal = None  # the signal.Signals that stopped the last train() call (SIGINT, SIGTERM)
         self.last_checkpoint = None  # the newest checkpoint this solver wrote ('checkpoint' event)
         self.resumed_from = None  # the checkpoint load_checkpoint restored, if any
         self._checkpointed_at = {}  # path -> (epoch, iteration) of the state it holds
@@ -198,8 +204,8 @@ class Solver:
         Returns self; ``self.interrupted`` tells whether a Ctrl-C stopped it.
         """
         stop_at = self.num_epochs if epochs is None else min(self.num_epochs, self.epoch + epochs)
-        self.interrupted, self._stop_requested = False, False
-        previous_handler = self._catch_sigint()
+        self.interrupted, self._stop_requested, self.stop_signal = False, False, None
+        previous_handlers = self._catch_stop_signals()
         try:
             self.notify("start", {"epoch": self.epoch, "iteration": self.iteration})
             while self.epoch < stop_at:
@@ -222,8 +228,8 @@ class Solver:
                 if self._stop_requested:  # during the evaluation: the epoch is complete and saved
                     return self._interrupt()
         finally:
-            if previous_handler is not None:
-                signal.signal(signal.SIGINT, previous_handler)
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
         if self.epoch >= self.num_epochs and self.best_state is not None:
             load_model_state(self.model, self.best_state)
         self.notify("end", {"best_val_acc": self.best_val_acc, "best_epoch": self.best_epoch})
@@ -294,24 +300,29 @@ class Solver:
     # interrupts and divergence
     # ------------------------------------------------------------------
 
-    def _catch_sigint(self):
-        """Make SIGINT set a flag for the loop; returns the previous handler (None off the main thread)."""
+    def _catch_stop_signals(self):
+        """Make SIGINT and SIGTERM set a flag for the loop; returns {signal: previous handler}
+        ({} off the main thread, where handlers cannot be set)."""
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return {}
 
         def request_stop(signum, frame):
-            if self._stop_requested:  # a second Ctrl-C: stop now, without saving
+            if self._stop_requested:  # a second one: stop now, without saving
                 raise KeyboardInterrupt
-            self._stop_requested = True
+            self._stop_requested, self.stop_signal = True, signal.Signals(signum)
 
-        previous = signal.getsignal(signal.SIGINT)
-        signal.signal(signal.SIGINT, request_stop)
-        return previous if previous is not None else signal.SIG_DFL
+        previous = {}
+        for signum in STOP_SIGNALS:
+            handler = signal.getsignal(signum)
+            previous[signum] = handler if handler is not None else signal.SIG_DFL
+            signal.signal(signum, request_stop)
+        return previous
 
     def _interrupt(self):
         self._check_parameters()
         self.interrupted = True
-        self.notify("interrupt", {"epoch": self.progress_epochs, "iteration": self.iteration})
+        self.notify("interrupt", {"epoch": self.progress_epochs, "iteration": self.iteration,
+                                  "signal": self.stop_signal.name if self.stop_signal is not None else None})
         return self
 
     def _check_parameters(self):

@@ -20,8 +20,8 @@ from convnet.checkpoint import load_arrays, load_arrays_and_meta, save_arrays
 from runs import only_run_dir, snapshot, write_config
 
 
-def ctrl_c_at_augmentation(monkeypatch, call):
-    """Make the run's augmentation send a real SIGINT at the end of its ``call``-th batch."""
+def ctrl_c_at_augmentation(monkeypatch, call, signum=signal.SIGINT):
+    """Make the run's augmentation send a real ``signum`` at the end of its ``call``-th batch."""
     calls = [0]
 
     def build_augment(config):
@@ -31,7 +31,7 @@ def ctrl_c_at_augmentation(monkeypatch, call):
             out = augment_batch(X, rng, **options)
             calls[0] += 1
             if calls[0] == call:
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signum)
             return out
 
         return augment
@@ -73,6 +73,40 @@ def test_ctrl_c_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path, mon
         columns = ("kind", "epoch", "iteration", "loss", "train_acc", "val_acc", "learning_rate")
         assert [[r[c] for c in columns] for r in csv.DictReader(f)] == [[r[c] for c in columns]
                                                                        for r in csv.DictReader(g)]
+
+
+class Terminated(Exception):
+    """What a SIGTERM that convnet did not catch raises here (instead of ending pytest)."""
+
+
+@pytest.fixture
+def sigterm_raises():
+    def terminated(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_sigterm_mid_epoch_stops_like_ctrl_c_and_the_resume_equals_the_uninterrupted_run(
+        tmp_path, monkeypatch, capsys, finished, sigterm_raises):
+    with monkeypatch.context() as patch:
+        ctrl_c_at_augmentation(patch, 6, signal.SIGTERM)  # the second of epoch 2's four batches
+        code = train.main([str(write_config(tmp_path)), "--output-dir", str(tmp_path / "runs"), "--no-progress"])
+    assert code == train.EXIT_TERMINATED == 143
+    run_dir = only_run_dir(tmp_path / "runs")
+    captured = capsys.readouterr()
+    assert "Interrupted by SIGTERM at epoch 1.50 (iteration 6), between two steps." in captured.out
+    assert captured.err == (f"stopped by SIGTERM; checkpoint saved to {run_dir / 'checkpoint.npz'}; resume with: "
+                            f"python -m convnet.train --resume {run_dir}\n")
+    summary = yaml.safe_load((run_dir / "summary.json").read_text())
+    assert (summary["status"], summary["stopped_by"]) == ("interrupted", "SIGTERM")
+    assert train.main(["--resume", str(run_dir), "--quiet"]) == 0
+    expected, resumed = load_arrays(finished / "checkpoint.npz"), load_arrays(run_dir / "checkpoint.npz")
+    assert sorted(resumed) == sorted(expected)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(resumed[key], value, err_msg=key)
 
 
 def test_ctrl_c_without_checkpoints_does_not_offer_a_resume(tmp_path, monkeypatch, capsys):
