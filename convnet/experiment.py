@@ -6,6 +6,7 @@ Data flows one way: config -> data -> model -> solver -> run directory. A run di
 the PNG plots (loss.png, accuracy.png, filters.png).
 """
 
+import contextlib
 import functools
 import json
 import platform
@@ -23,6 +24,13 @@ from convnet.checkpoint import read_checkpoint, write_atomically
 from convnet.config import dump_config
 from convnet.models import MODEL_TYPES
 from convnet.solver import Solver
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): run directories are not locked there
+    fcntl = None
+
+LOCK_FILE = ".lock"
 
 
 def build_data(config):
@@ -71,6 +79,30 @@ def create_run_dir(config):
         except FileExistsError:
             continue
     raise FileExistsError(f"could not create a new run directory under {parent}")
+
+
+class RunDirectoryInUse(RuntimeError):
+    """Another process holds the run directory's lock: it is training there now."""
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir):
+    """Hold an exclusive lock on ``run_dir/.lock`` for the ``with`` block, else RunDirectoryInUse.
+
+    Two runs in one directory would overwrite each other's checkpoints. The lock is an
+    fcntl.flock, which the kernel releases when the process ends, however it ends, so a
+    run killed with SIGKILL leaves no stale lock; the empty .lock file may stay.
+    """
+    if fcntl is None:
+        yield
+        return
+    with open(Path(run_dir) / LOCK_FILE, "a") as handle:  # "a": create it, never truncate
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirectoryInUse(f"{run_dir} is in use: another training run holds its lock "
+                                    f"({Path(run_dir) / LOCK_FILE}); wait for it to end, or stop it") from None
+        yield  # closing the file releases the lock
 
 
 def build_solver(config, model, splits, run_dir=None, callbacks=(), progress=True, verbose=True):
@@ -146,44 +178,50 @@ def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=pri
 
     Resuming checks the checkpoint (readable, complete, fits this config's model and data)
     before anything in the run directory is written, so a refused resume changes nothing.
-    Raises TrainingDiverged on a NaN/inf loss or parameters, CheckpointError on a damaged or
-    mismatched checkpoint; a Ctrl-C during training returns status 'interrupted', one
+    The run directory is locked (:func:`lock_run_dir`) from start to end: RunDirectoryInUse
+    when another run holds it. Raises TrainingDiverged on a NaN/inf loss or parameters,
+    CheckpointError on a damaged or mismatched checkpoint; a Ctrl-C during training returns status 'interrupted', one
     anywhere else (or a second one) raises RunAborted naming the run directory.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir) if run_dir is not None else None
     try:
-        if config["threads"] is not None:
-            convnet.set_num_threads(config["threads"])
-        checkpoint = run_dir / "checkpoint.npz" if resume else None
-        if resume:  # read once, now: a damaged file is refused before the data is loaded
-            contents = read_checkpoint(checkpoint)
-        say(f"loading data ({config['data']['source']})...")
-        splits = build_data(config)
-        say(f"data: {len(splits['X_train'])} train, {len(splits['X_val'])} val, {len(splits['X_test'])} test images")
-        model = build_model(config)
-        if run_dir is None:
-            run_dir = create_run_dir(config)
-        # MetricsLog rewrites metrics.csv and Checkpoint clears stale temporaries only when training starts.
-        metrics = MetricsLog(run_dir / "metrics.csv", config["solver"]["print_every"])
-        solver = build_solver(config, model, splits, run_dir, [metrics], progress, verbose)
-        if resume:
-            solver.load_checkpoint(checkpoint, contents)
-            say(f"resuming {run_dir} at epoch {solver.progress_epochs:.2f} (iteration {solver.iteration})")
-        # Only now, the checks above passed; atomically, as a resume rewrites the one its run needs.
-        write_atomically(run_dir / "config.yaml", lambda temporary: dump_config(config, temporary))
-        say(f"model: {config['model']['type']} with {model.num_parameters():,} parameters, "
-            f"{convnet.get_num_threads()} threads; run directory: {run_dir}")
-        solver.train()
-        status = "interrupted" if solver.interrupted else "completed"
-        test_acc = None
-        if not solver.interrupted and len(splits["X_test"]):
-            test_acc = solver.check_accuracy(splits["X_test"], splits["y_test"])
-        summary = summarize(config, solver, splits, status, time.perf_counter() - started, test_acc)
-        text = json.dumps(summary, indent=2)
-        write_atomically(run_dir / "summary.json", lambda temporary: Path(temporary).write_text(text))
-        if config["output"]["plots"] and solver.train_acc_history:
-            write_plots(run_dir, solver, model)
+        with contextlib.ExitStack() as held:  # the run directory's lock, released however this ends
+            if run_dir is not None:  # before anything in it is read or written
+                held.enter_context(lock_run_dir(run_dir))
+            if config["threads"] is not None:
+                convnet.set_num_threads(config["threads"])
+            checkpoint = run_dir / "checkpoint.npz" if resume else None
+            if resume:  # read once, now: a damaged file is refused before the data is loaded
+                contents = read_checkpoint(checkpoint)
+            say(f"loading data ({config['data']['source']})...")
+            splits = build_data(config)
+            say(f"data: {len(splits['X_train'])} train, {len(splits['X_val'])} val, "
+                f"{len(splits['X_test'])} test images")
+            model = build_model(config)
+            if run_dir is None:
+                run_dir = create_run_dir(config)
+                held.enter_context(lock_run_dir(run_dir))
+            # MetricsLog rewrites metrics.csv and Checkpoint clears stale temporaries only when training starts.
+            metrics = MetricsLog(run_dir / "metrics.csv", config["solver"]["print_every"])
+            solver = build_solver(config, model, splits, run_dir, [metrics], progress, verbose)
+            if resume:
+                solver.load_checkpoint(checkpoint, contents)
+                say(f"resuming {run_dir} at epoch {solver.progress_epochs:.2f} (iteration {solver.iteration})")
+            # Only now, the checks above passed; atomically, as a resume rewrites the one its run needs.
+            write_atomically(run_dir / "config.yaml", lambda temporary: dump_config(config, temporary))
+            say(f"model: {config['model']['type']} with {model.num_parameters():,} parameters, "
+                f"{convnet.get_num_threads()} threads; run directory: {run_dir}")
+            solver.train()
+            status = "interrupted" if solver.interrupted else "completed"
+            test_acc = None
+            if not solver.interrupted and len(splits["X_test"]):
+                test_acc = solver.check_accuracy(splits["X_test"], splits["y_test"])
+            summary = summarize(config, solver, splits, status, time.perf_counter() - started, test_acc)
+            text = json.dumps(summary, indent=2)
+            write_atomically(run_dir / "summary.json", lambda temporary: Path(temporary).write_text(text))
+            if config["output"]["plots"] and solver.train_acc_history:
+                write_plots(run_dir, solver, model)
     except KeyboardInterrupt as exc:
         raise RunAborted(run_dir) from exc
     return summary, run_dir

@@ -126,7 +126,7 @@ def main(argv=None):
     except TrainingDiverged as exc:
         print(f"error: training diverged: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except (FileNotFoundError, CheckpointError, CorruptDataError, DownloadError) as exc:
+    except (FileNotFoundError, CheckpointError, CorruptDataError, DownloadError, experiment.RunDirectoryInUse) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as exc:  # a full disk or a directory that cannot be written: no traceback either

@@ -7,6 +7,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -392,3 +394,53 @@ def test_a_resume_reads_and_unzips_the_checkpoint_once(run_copy, monkeypatch):
     monkeypatch.setattr(np, "load", counting_load)
     assert train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"]) == 0
     assert reads.count("checkpoint.npz") == 1
+
+
+HOLD_THE_LOCK = """
+import fcntl, sys
+lock = open(sys.argv[1], "a")
+fcntl.flock(lock, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def another_process_holds_the_lock(run_copy):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(run_copy / ".lock")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "locked\n"
+    yield holder
+    holder.kill()
+    holder.wait()
+
+
+def test_a_second_run_in_a_locked_run_directory_is_refused_and_a_killed_holder_leaves_no_stale_lock(
+        run_copy, another_process_holds_the_lock, capsys):
+    before = snapshot(run_copy)
+    assert train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"]) == train.EXIT_ERROR
+    assert capsys.readouterr().err == (f"error: {run_copy} is in use: another training run holds its lock "
+                                       f"({run_copy / '.lock'}); wait for it to end, or stop it\n")
+    assert snapshot(run_copy) == before
+    another_process_holds_the_lock.send_signal(signal.SIGKILL)  # kill -9: the kernel drops its lock
+    another_process_holds_the_lock.wait()
+    assert train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"]) == 0
+
+
+def test_a_fresh_run_holds_its_run_directorys_lock_until_it_ends(tmp_path, monkeypatch):
+    write_plots, refused = experiment.write_plots, []
+
+    def plots_while_locked(run_dir, *args):
+        try:
+            with experiment.lock_run_dir(run_dir):
+                pass
+        except experiment.RunDirectoryInUse:
+            refused.append(run_dir)
+        write_plots(run_dir, *args)
+
+    monkeypatch.setattr(experiment, "write_plots", plots_while_locked)
+    assert train.main([str(write_config(tmp_path)), "--output-dir", str(tmp_path / "runs"), "--quiet"]) == 0
+    run_dir = only_run_dir(tmp_path / "runs")
+    assert refused == [run_dir]
+    with experiment.lock_run_dir(run_dir):  # released at the end
+        pass
