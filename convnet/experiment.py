@@ -20,7 +20,7 @@ import convnet
 from convnet import data as cifar
 from convnet.augment import augment_batch
 from convnet.callbacks import MetricsLog
-from convnet.checkpoint import read_checkpoint, write_atomically
+from convnet.checkpoint import read_checkpoint, remove_stale_temporaries, write_atomically
 from convnet.config import dump_config
 from convnet.models import MODEL_TYPES
 from convnet.solver import Solver
@@ -103,6 +103,14 @@ def lock_run_dir(run_dir):
             raise RunDirectoryInUse(f"{run_dir} is in use: another training run holds its lock "
                                     f"({Path(run_dir) / LOCK_FILE}); wait for it to end, or stop it") from None
         yield  # closing the file releases the lock
+
+
+def clean_unresumable_run_dir(run_dir):
+    """Remove the temporaries that killed writes left in a run directory with no checkpoint to
+    resume (a run killed in its first epoch); returns them. RunDirectoryInUse when a run holds
+    it (then it is still in its first epoch, and its temporaries are live writes)."""
+    with lock_run_dir(run_dir):
+        return remove_stale_temporaries(run_dir)
 
 
 def build_solver(config, model, splits, run_dir=None, callbacks=(), progress=True, verbose=True):

@@ -69,8 +69,11 @@ def resolve_config(args):
         run_config = args.resume / "config.yaml"
         if not (args.resume / "checkpoint.npz").is_file():
             if run_config.is_file():  # a run directory whose run stopped during its first epoch
+                stale = experiment.clean_unresumable_run_dir(args.resume)
+                removed = (f"; removed the {len(stale)} temporary file(s) its killed writes left "
+                           f"({', '.join(path.name for path in stale)})") if stale else ""
                 raise ConfigError(f"--resume {args.resume}: no checkpoint.npz there: the run stopped before its first "
-                                  f"checkpoint; start it again with: python -m convnet.train {run_config}")
+                                  f"checkpoint; start it again with: python -m convnet.train {run_config}{removed}")
             raise ConfigError(f"--resume {args.resume}: no checkpoint.npz there (is it a run directory?)")
         if args.config is not None and args.config.resolve() != run_config.resolve():
             raise ConfigError("--resume reuses the run's own config.yaml; drop CONFIG (use --set to change values)")
@@ -115,6 +118,9 @@ def main(argv=None):
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except experiment.RunDirectoryInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     try:
         if args.dry_run:
             dry_run(config, say)

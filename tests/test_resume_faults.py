@@ -172,6 +172,31 @@ def test_resuming_a_run_killed_before_its_first_checkpoint_says_how_to_start_it_
     assert "no checkpoint.npz there (is it a run directory?)" in capsys.readouterr().err
 
 
+def test_resuming_a_run_killed_before_its_first_checkpoint_removes_the_temporaries_it_left(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_config(tmp_path)
+    (tmp_path / "tiny.yaml").rename(run_dir / "config.yaml")
+    (run_dir / "best.npz.k2j4x9.tmp").write_bytes(b"half a file")  # killed while writing its first best.npz
+    assert train.main(["--resume", str(run_dir), "--quiet"]) == train.EXIT_CONFIG
+    assert capsys.readouterr().err.endswith(f"start it again with: python -m convnet.train {run_dir / 'config.yaml'}; "
+                                            "removed the 1 temporary file(s) its killed writes left "
+                                            "(best.npz.k2j4x9.tmp)\n")
+    assert sorted(path.name for path in run_dir.iterdir()) == [".lock", "config.yaml"]
+
+
+def test_resuming_a_run_still_in_its_first_epoch_says_it_is_in_use_and_leaves_its_files(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_config(tmp_path)
+    (tmp_path / "tiny.yaml").rename(run_dir / "config.yaml")
+    (run_dir / "best.npz.k2j4x9.tmp").write_bytes(b"a write in progress")
+    with experiment.lock_run_dir(run_dir):  # the run that is writing it
+        assert train.main(["--resume", str(run_dir), "--quiet"]) == train.EXIT_ERROR
+    assert capsys.readouterr().err.startswith(f"error: {run_dir} is in use: another training run holds its lock")
+    assert (run_dir / "best.npz.k2j4x9.tmp").read_bytes() == b"a write in progress"
+
+
 def test_a_full_disk_is_one_line_and_the_last_checkpoint_still_resumes(tmp_path, monkeypatch, capsys):
     real_savez, calls = np.savez, [0]
 
