@@ -173,7 +173,7 @@ class Checkpoint:
         """Write the files for the solver's current state; returns the main path (or None).
 
         ``reason``: 'epoch' at the end of a completed epoch (then the ``{name}_epoch_{e}.npz`` file
-        is written too), 'interrupt' on a Ctrl-C.
+        is written too), 'interrupt' on a Ctrl-C or SIGTERM.
         """
         arrays, meta = solver_checkpoint(solver)
         path = None

@@ -188,8 +188,9 @@ def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=pri
     before anything in the run directory is written, so a refused resume changes nothing.
     The run directory is locked (:func:`lock_run_dir`) from start to end: RunDirectoryInUse
     when another run holds it. Raises TrainingDiverged on a NaN/inf loss or parameters,
-    CheckpointError on a damaged or mismatched checkpoint; a Ctrl-C during training returns status 'interrupted', one
-    anywhere else (or a second one) raises RunAborted naming the run directory.
+    CheckpointError on a damaged or mismatched checkpoint; a Ctrl-C or SIGTERM during training
+    returns status 'interrupted' (summary 'stopped_by' names the signal), a Ctrl-C anywhere
+    else (or a second one) raises RunAborted naming the run directory.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir) if run_dir is not None else None

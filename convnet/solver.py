@@ -201,7 +201,8 @@ class Solver:
         """Train until num_epochs are done (or for at most ``epochs`` more epochs this call).
 
         At the end of the last epoch the model is given the best state seen (CS231n).
-        Returns self; ``self.interrupted`` tells whether a Ctrl-C stopped it.
+        Returns self; ``self.interrupted`` tells whether a Ctrl-C or SIGTERM stopped it
+        (``self.stop_signal``: which).
         """
         stop_at = self.num_epochs if epochs is None else min(self.num_epochs, self.epoch + epochs)
         self.interrupted, self._stop_requested, self.stop_signal = False, False, None
