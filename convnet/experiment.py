@@ -196,7 +196,10 @@ def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=pri
     run_dir = Path(run_dir) if run_dir is not None else None
     try:
         with contextlib.ExitStack() as held:  # the run directory's lock, released however this ends
-            if run_dir is not None:  # before anything in it is read or written
+            if run_dir is not None:  # locked before anything in it is read or written
+                if resume and not run_dir.is_dir():
+                    raise FileNotFoundError(f"no run directory at {run_dir}")
+                run_dir.mkdir(parents=True, exist_ok=True)
                 held.enter_context(lock_run_dir(run_dir))
             if config["threads"] is not None:
                 convnet.set_num_threads(config["threads"])
