@@ -8,7 +8,8 @@ A callback is any function ``callback(event, solver, info)``. The Solver sends:
 - ``'iteration'``   after each update (iteration, epoch as a float, loss, learning_rate, images);
 - ``'epoch'``       after each epoch's evaluation (epoch, train_acc, val_acc, loss, learning_rate,
                     seconds, images_per_second);
-- ``'interrupt'``   when a Ctrl-C is acted on, between two steps (epoch, iteration);
+- ``'interrupt'``   when a Ctrl-C or SIGTERM is acted on, between two steps (epoch, iteration,
+                    signal: 'SIGINT' or 'SIGTERM');
 - ``'checkpoint'``  after a checkpoint file is on disk (path, reason: 'epoch' or 'interrupt');
 - ``'end'``         after the last epoch (best_val_acc, best_epoch).
 """
@@ -52,7 +53,9 @@ class Progress:
                       f"val acc: {val}; lr {info['learning_rate']:.2e}; {info['images_per_second']:.0f} images/s")
         elif event == "interrupt":
             self._close()
-            self._say(f"Interrupted at epoch {info['epoch']:.2f} (iteration {info['iteration']}), between two steps.")
+            by = f" by {info['signal']}" if info.get("signal") not in (None, "SIGINT") else ""
+            self._say(f"Interrupted{by} at epoch {info['epoch']:.2f} (iteration {info['iteration']}), "
+                      "between two steps.")
 
     def _step(self, solver, info):
         if self._bar is not None:
@@ -167,7 +170,11 @@ class Checkpoint:
             self.save(solver, reason=event)
 
     def save(self, solver, reason="epoch"):
-        """Write the files for the solver's current state; returns the main path (or None)."""
+        """Write the files for the solver's current state; returns the main path (or None).
+
+        ``reason``: 'epoch' at the end of a completed epoch (then the ``{name}_epoch_{e}.npz`` file
+        is written too), 'interrupt' on a Ctrl-C or SIGTERM.
+        """
         arrays, meta = solver_checkpoint(solver)
         path = None
         if self.directory is not None:
@@ -180,7 +187,7 @@ class Checkpoint:
                 path = self.directory / "checkpoint.npz"
                 save_arrays(path, arrays, meta)
                 self._written_at = (solver.epoch, solver.iteration)
-        if self.name is not None and solver.batch_in_epoch == 0 and reason == "epoch":
+        if self.name is not None and reason == "epoch":  # 'epoch': a completed epoch's end
             epoch_path = Path(f"{self.name}_epoch_{solver.epoch}.npz")
             save_arrays(epoch_path, arrays, meta)
             path = path or epoch_path

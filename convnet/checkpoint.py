@@ -10,6 +10,10 @@ says how to read it from a Solver and how to put it back, so adding a field ther
 all it takes. The metadata lists every array the file holds, and a checkpoint missing
 a field or an array (a parameter, a momentum buffer) is refused with a
 :class:`CheckpointError` naming the file, never resumed with a part silently reset.
+
+Numpy's global generator (``np.random``) is part of the state only for models without
+an ``rng`` of their own (CS231n-style student models, which draw dropout masks from it):
+restoring a convnet model's checkpoint leaves the caller's global generator as it was.
 """
 
 import json
@@ -255,12 +259,23 @@ def _put_solver_rng(solver, state):
     solver.rng.bit_generator.state = state
 
 
+def _draws_from_numpy_global_rng(model):
+    """CS231n-style (student) models have no ``rng`` of their own and draw dropout masks from
+    numpy's global generator; convnet's models draw only from ``model.rng``."""
+    return getattr(model, "rng", None) is None
+
+
 def _numpy_global_rng(solver):
+    if not _draws_from_numpy_global_rng(solver.model):
+        return None
     name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
     return [name, keys.tolist(), int(position), int(has_gauss), float(cached_gaussian)]
 
 
 def _put_numpy_global_rng(solver, state):
+    """Only for a model that draws from it: resuming must not reseed the caller's (a notebook's) generator."""
+    if state is None or not _draws_from_numpy_global_rng(solver.model):
+        return
     name, keys, position, has_gauss, cached_gaussian = state
     np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
 
@@ -285,7 +300,7 @@ FIELDS = [
     Field("solver_rng", lambda s: s.rng.bit_generator.state, _put_solver_rng),
     Field("model_rng", lambda s: s.model.rng.bit_generator.state if getattr(s.model, "rng", None) is not None
           else None, _put_model_rng),
-    # CS231n-style models draw dropout masks from numpy's global generator.
+    # Saved and restored only for models without their own rng (None otherwise).
     Field("numpy_global_rng", _numpy_global_rng, _put_numpy_global_rng),
     *(_attribute(name) for name in (
         "epoch", "iteration", "batch_in_epoch", "loss_history", "lr_history", "train_acc_history",
@@ -351,9 +366,12 @@ def read_checkpoint(path):
     return arrays, meta
 
 
-def restore_solver(solver, path):
-    """Put the checkpoint at ``path`` into ``solver`` (same model and data); raises CheckpointError."""
-    arrays, meta = read_checkpoint(path)
+def restore_solver(solver, path, contents=None):
+    """Put the checkpoint at ``path`` into ``solver`` (same model and data); raises CheckpointError.
+
+    ``contents``: what :func:`read_checkpoint` returned for ``path``, when the caller has read it already.
+    """
+    arrays, meta = read_checkpoint(path) if contents is None else contents
     _check_compatible(solver, path, meta)
     for field in FIELDS:
         value = _field_arrays(field.name, arrays) if field.arrays else meta[field.name]

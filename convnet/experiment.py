@@ -6,6 +6,7 @@ Data flows one way: config -> data -> model -> solver -> run directory. A run di
 the PNG plots (loss.png, accuracy.png, filters.png).
 """
 
+import contextlib
 import functools
 import json
 import platform
@@ -19,10 +20,17 @@ import convnet
 from convnet import data as cifar
 from convnet.augment import augment_batch
 from convnet.callbacks import MetricsLog
-from convnet.checkpoint import read_checkpoint, write_atomically
+from convnet.checkpoint import read_checkpoint, remove_stale_temporaries, write_atomically
 from convnet.config import dump_config
 from convnet.models import MODEL_TYPES
 from convnet.solver import Solver
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): run directories are not locked there
+    fcntl = None
+
+LOCK_FILE = ".lock"
 
 
 def build_data(config):
@@ -73,6 +81,38 @@ def create_run_dir(config):
     raise FileExistsError(f"could not create a new run directory under {parent}")
 
 
+class RunDirectoryInUse(RuntimeError):
+    """Another process holds the run directory's lock: it is training there now."""
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir):
+    """Hold an exclusive lock on ``run_dir/.lock`` for the ``with`` block, else RunDirectoryInUse.
+
+    Two runs in one directory would overwrite each other's checkpoints. The lock is an
+    fcntl.flock, which the kernel releases when the process ends, however it ends, so a
+    run killed with SIGKILL leaves no stale lock; the empty .lock file may stay.
+    """
+    if fcntl is None:
+        yield
+        return
+    with open(Path(run_dir) / LOCK_FILE, "a") as handle:  # "a": create it, never truncate
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirectoryInUse(f"{run_dir} is in use: another training run holds its lock "
+                                    f"({Path(run_dir) / LOCK_FILE}); wait for it to end, or stop it") from None
+        yield  # closing the file releases the lock
+
+
+def clean_unresumable_run_dir(run_dir):
+    """Remove the temporaries that killed writes left in a run directory with no checkpoint to
+    resume (a run killed in its first epoch); returns them. RunDirectoryInUse when a run holds
+    it (then it is still in its first epoch, and its temporaries are live writes)."""
+    with lock_run_dir(run_dir):
+        return remove_stale_temporaries(run_dir)
+
+
 def build_solver(config, model, splits, run_dir=None, callbacks=(), progress=True, verbose=True):
     s, o = config["solver"], config["optim"]
     optim_config = {key: value for key, value in o.items() if key != "rule"}
@@ -104,6 +144,7 @@ def summarize(config, solver, splits, status, wall_seconds, test_acc):
     return {
         "name": config["name"],
         "status": status,
+        "stopped_by": solver.stop_signal.name if solver.interrupted and solver.stop_signal is not None else None,
         "model": config["model"]["type"],
         "parameters": solver.model.num_parameters(),
         "data": {"source": config["data"]["source"], "train": len(splits["X_train"]), "val": len(splits["X_val"]),
@@ -118,11 +159,17 @@ def summarize(config, solver, splits, status, wall_seconds, test_acc):
         "wall_seconds": round(wall_seconds, 2),
         "train_seconds": round(solver.train_seconds, 2),
         "images_per_second": round(trained_images / solver.train_seconds, 1) if solver.train_seconds else None,
-        "checkpoint": str(solver.last_checkpoint) if solver.last_checkpoint is not None else None,
+        # The file holding the state reported here (None: none does, e.g. output.checkpoint is false).
+        "checkpoint": _path_or_none(solver.checkpoint_of_this_state),
+        "resumed_from": _path_or_none(solver.resumed_from),
         "threads": convnet.get_num_threads(),
         "versions": {"convnet": convnet.__version__, "numpy": np.__version__, "python": platform.python_version()},
         "finished": datetime.now().isoformat(timespec="seconds"),
     }
+
+
+def _path_or_none(path):
+    return str(path) if path is not None else None
 
 
 class RunAborted(KeyboardInterrupt):
@@ -139,44 +186,54 @@ def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=pri
 
     Resuming checks the checkpoint (readable, complete, fits this config's model and data)
     before anything in the run directory is written, so a refused resume changes nothing.
-    Raises TrainingDiverged on a NaN/inf loss or parameters, CheckpointError on a damaged or
-    mismatched checkpoint; a Ctrl-C during training returns status 'interrupted', one
-    anywhere else (or a second one) raises RunAborted naming the run directory.
+    The run directory is locked (:func:`lock_run_dir`) from start to end: RunDirectoryInUse
+    when another run holds it. Raises TrainingDiverged on a NaN/inf loss or parameters,
+    CheckpointError on a damaged or mismatched checkpoint; a Ctrl-C or SIGTERM during training
+    returns status 'interrupted' (summary 'stopped_by' names the signal), a Ctrl-C anywhere
+    else (or a second one) raises RunAborted naming the run directory.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir) if run_dir is not None else None
     try:
-        if config["threads"] is not None:
-            convnet.set_num_threads(config["threads"])
-        checkpoint = run_dir / "checkpoint.npz" if resume else None
-        if resume:
-            read_checkpoint(checkpoint)  # a damaged file is refused before the data is loaded
-        say(f"loading data ({config['data']['source']})...")
-        splits = build_data(config)
-        say(f"data: {len(splits['X_train'])} train, {len(splits['X_val'])} val, {len(splits['X_test'])} test images")
-        model = build_model(config)
-        if run_dir is None:
-            run_dir = create_run_dir(config)
-        # MetricsLog rewrites metrics.csv and Checkpoint clears stale temporaries only when training starts.
-        metrics = MetricsLog(run_dir / "metrics.csv", config["solver"]["print_every"])
-        solver = build_solver(config, model, splits, run_dir, [metrics], progress, verbose)
-        if resume:
-            solver.load_checkpoint(checkpoint)
-            say(f"resuming {run_dir} at epoch {solver.progress_epochs:.2f} (iteration {solver.iteration})")
-        # Only now, the checks above passed; atomically, as a resume rewrites the one its run needs.
-        write_atomically(run_dir / "config.yaml", lambda temporary: dump_config(config, temporary))
-        say(f"model: {config['model']['type']} with {model.num_parameters():,} parameters, "
-            f"{convnet.get_num_threads()} threads; run directory: {run_dir}")
-        solver.train()
-        status = "interrupted" if solver.interrupted else "completed"
-        test_acc = None
-        if not solver.interrupted and len(splits["X_test"]):
-            test_acc = solver.check_accuracy(splits["X_test"], splits["y_test"])
-        summary = summarize(config, solver, splits, status, time.perf_counter() - started, test_acc)
-        text = json.dumps(summary, indent=2)
-        write_atomically(run_dir / "summary.json", lambda temporary: Path(temporary).write_text(text))
-        if config["output"]["plots"] and solver.train_acc_history:
-            write_plots(run_dir, solver, model)
+        with contextlib.ExitStack() as held:  # the run directory's lock, released however this ends
+            if run_dir is not None:  # locked before anything in it is read or written
+                if resume and not run_dir.is_dir():
+                    raise FileNotFoundError(f"no run directory at {run_dir}")
+                run_dir.mkdir(parents=True, exist_ok=True)
+                held.enter_context(lock_run_dir(run_dir))
+            if config["threads"] is not None:
+                convnet.set_num_threads(config["threads"])
+            checkpoint = run_dir / "checkpoint.npz" if resume else None
+            if resume:  # read once, now: a damaged file is refused before the data is loaded
+                contents = read_checkpoint(checkpoint)
+            say(f"loading data ({config['data']['source']})...")
+            splits = build_data(config)
+            say(f"data: {len(splits['X_train'])} train, {len(splits['X_val'])} val, "
+                f"{len(splits['X_test'])} test images")
+            model = build_model(config)
+            if run_dir is None:
+                run_dir = create_run_dir(config)
+                held.enter_context(lock_run_dir(run_dir))
+            # MetricsLog rewrites metrics.csv and Checkpoint clears stale temporaries only when training starts.
+            metrics = MetricsLog(run_dir / "metrics.csv", config["solver"]["print_every"])
+            solver = build_solver(config, model, splits, run_dir, [metrics], progress, verbose)
+            if resume:
+                solver.load_checkpoint(checkpoint, contents)
+                say(f"resuming {run_dir} at epoch {solver.progress_epochs:.2f} (iteration {solver.iteration})")
+            # Only now, the checks above passed; atomically, as a resume rewrites the one its run needs.
+            write_atomically(run_dir / "config.yaml", lambda temporary: dump_config(config, temporary))
+            say(f"model: {config['model']['type']} with {model.num_parameters():,} parameters, "
+                f"{convnet.get_num_threads()} threads; run directory: {run_dir}")
+            solver.train()
+            status = "interrupted" if solver.interrupted else "completed"
+            test_acc = None
+            if not solver.interrupted and len(splits["X_test"]):
+                test_acc = solver.check_accuracy(splits["X_test"], splits["y_test"])
+            summary = summarize(config, solver, splits, status, time.perf_counter() - started, test_acc)
+            text = json.dumps(summary, indent=2)
+            write_atomically(run_dir / "summary.json", lambda temporary: Path(temporary).write_text(text))
+            if config["output"]["plots"] and solver.train_acc_history:
+                write_plots(run_dir, solver, model)
     except KeyboardInterrupt as exc:
         raise RunAborted(run_dir) from exc
     return summary, run_dir

@@ -15,10 +15,11 @@ best state (by validation accuracy; by training accuracy when there is no valida
 split, and then ``best_val_acc`` stays None) and sends events to its callbacks
 (see convnet.callbacks): printing, the metrics log and checkpoint files hang on them.
 
-Ctrl-C (SIGINT) during train() only sets a flag, acted on between two steps and before
-and after the end-of-epoch evaluation, so a checkpoint written on interrupt is a state the
-loop really passed through and resuming it equals the uninterrupted run bit for bit.
-A second Ctrl-C stops at once (KeyboardInterrupt), without saving. A NaN or infinite loss,
+Ctrl-C (SIGINT) or SIGTERM (what ``kill``, job schedulers and launchers send) during
+train() only sets a flag, acted on between two steps and before and after the end-of-epoch
+evaluation, so a checkpoint written on interrupt is a state the loop really passed through
+and resuming it equals the uninterrupted run bit for bit; ``stop_signal`` names the signal.
+A second one stops at once (KeyboardInterrupt), without saving. A NaN or infinite loss,
 or non-finite parameters at the end of an epoch, stop training with
 :class:`TrainingDiverged` before anything is checkpointed.
 """
@@ -37,6 +38,10 @@ from convnet.callbacks import Checkpoint, Progress
 from convnet.checkpoint import load_model_state, model_state, restore_solver
 from convnet.models.base import regularized_names
 from convnet.schedules import make_schedule
+
+
+# Acted on between two steps: Ctrl-C, and the polite stop that kill, schedulers and launchers send.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class TrainingDiverged(RuntimeError):
@@ -115,7 +120,10 @@ class Solver:
         self.best_epoch = 0
         self.best_state = None
         self.interrupted = False
-        self.last_checkpoint = None  # path of the newest checkpoint on disk ('checkpoint' event)
+        self.stop_signal = None  # the signal.Signals that stopped the last train() call (SIGINT, SIGTERM)
+        self.last_checkpoint = None  # the newest checkpoint this solver wrote ('checkpoint' event)
+        self.resumed_from = None  # the checkpoint load_checkpoint restored, if any
+        self._checkpointed_at = {}  # path -> (epoch, iteration) of the state it holds
         self._stop_requested = False
         self.epoch_train_seconds, self.epoch_images = 0.0, 0  # the current epoch's so far
         # Weight decay follows the model's L2 rule: one rule for both (convnet.models.base).
@@ -145,6 +153,15 @@ class Solver:
             return {}
         return {key[len("param/"):]: value.copy() for key, value in self.best_state.items()
                 if key.startswith("param/")}
+
+    @property
+    def checkpoint_of_this_state(self):
+        """The checkpoint file that holds the current state (the one written at this position,
+        or the one resumed from when no step was made since), else None."""
+        for path in (self.last_checkpoint, self.resumed_from):
+            if path is not None and self._checkpointed_at.get(path) == (self.epoch, self.iteration):
+                return path
+        return None
 
     @property
     def progress_epochs(self):
@@ -184,11 +201,12 @@ class Solver:
         """Train until num_epochs are done (or for at most ``epochs`` more epochs this call).
 
         At the end of the last epoch the model is given the best state seen (CS231n).
-        Returns self; ``self.interrupted`` tells whether a Ctrl-C stopped it.
+        Returns self; ``self.interrupted`` tells whether a Ctrl-C or SIGTERM stopped it
+        (``self.stop_signal``: which).
         """
         stop_at = self.num_epochs if epochs is None else min(self.num_epochs, self.epoch + epochs)
-        self.interrupted, self._stop_requested = False, False
-        previous_handler = self._catch_sigint()
+        self.interrupted, self._stop_requested, self.stop_signal = False, False, None
+        previous_handlers = self._catch_stop_signals()
         try:
             self.notify("start", {"epoch": self.epoch, "iteration": self.iteration})
             while self.epoch < stop_at:
@@ -211,8 +229,8 @@ class Solver:
                 if self._stop_requested:  # during the evaluation: the epoch is complete and saved
                     return self._interrupt()
         finally:
-            if previous_handler is not None:
-                signal.signal(signal.SIGINT, previous_handler)
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
         if self.epoch >= self.num_epochs and self.best_state is not None:
             load_model_state(self.model, self.best_state)
         self.notify("end", {"best_val_acc": self.best_val_acc, "best_epoch": self.best_epoch})
@@ -255,21 +273,27 @@ class Solver:
                                           for i in range(0, len(X), batch_size)])
         return float(np.mean(predictions == y))
 
-    def load_checkpoint(self, path):
+    def load_checkpoint(self, path, contents=None):
         """Restore a checkpoint written by this Solver's checkpointing (same model and data).
 
-        Raises convnet.checkpoint.CheckpointError, naming the file, for a damaged, incomplete
-        or mismatched checkpoint.
+        ``contents``: convnet.checkpoint.read_checkpoint(path), when the caller has read it already.
+
+        Numpy's global generator is restored only for a model without its own ``rng`` (one
+        that draws from ``np.random``); otherwise the caller's stays as it was. Raises
+        convnet.checkpoint.CheckpointError, naming the file, for a damaged, incomplete or
+        mismatched checkpoint.
         """
         self._reset()
-        restore_solver(self, path)
-        self.last_checkpoint = Path(path)
+        restore_solver(self, path, contents)
+        self.resumed_from = Path(path)
+        self._checkpointed_at[self.resumed_from] = (self.epoch, self.iteration)
         return self
 
     def notify(self, event, info):
         """Send ``event`` to every callback (callbacks call it too, e.g. for 'checkpoint')."""
         if event == "checkpoint":
-            self.last_checkpoint = info["path"]
+            self.last_checkpoint = Path(info["path"])
+            self._checkpointed_at[self.last_checkpoint] = (self.epoch, self.iteration)
         for callback in self.callbacks:
             callback(event, self, info)
 
@@ -277,24 +301,29 @@ class Solver:
     # interrupts and divergence
     # ------------------------------------------------------------------
 
-    def _catch_sigint(self):
-        """Make SIGINT set a flag for the loop; returns the previous handler (None off the main thread)."""
+    def _catch_stop_signals(self):
+        """Make SIGINT and SIGTERM set a flag for the loop; returns {signal: previous handler}
+        ({} off the main thread, where handlers cannot be set)."""
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return {}
 
         def request_stop(signum, frame):
-            if self._stop_requested:  # a second Ctrl-C: stop now, without saving
+            if self._stop_requested:  # a second one: stop now, without saving
                 raise KeyboardInterrupt
-            self._stop_requested = True
+            self._stop_requested, self.stop_signal = True, signal.Signals(signum)
 
-        previous = signal.getsignal(signal.SIGINT)
-        signal.signal(signal.SIGINT, request_stop)
-        return previous if previous is not None else signal.SIG_DFL
+        previous = {}
+        for signum in STOP_SIGNALS:
+            handler = signal.getsignal(signum)
+            previous[signum] = handler if handler is not None else signal.SIG_DFL
+            signal.signal(signum, request_stop)
+        return previous
 
     def _interrupt(self):
         self._check_parameters()
         self.interrupted = True
-        self.notify("interrupt", {"epoch": self.progress_epochs, "iteration": self.iteration})
+        self.notify("interrupt", {"epoch": self.progress_epochs, "iteration": self.iteration,
+                                  "signal": self.stop_signal.name if self.stop_signal is not None else None})
         return self
 
     def _check_parameters(self):
@@ -304,8 +333,9 @@ class Solver:
                            f"(iteration {self.iteration})")
 
     def _diverged(self, what):
-        if self.last_checkpoint is not None:
-            where = f"; the last good checkpoint, {self.last_checkpoint}, is intact"
+        last_good = self.last_checkpoint or self.resumed_from
+        if last_good is not None:
+            where = f"; the last good checkpoint, {last_good}, is intact"
         elif self.checkpoint_dir is not None or self.checkpoint_name is not None:
             where = "; no checkpoint had been written yet"
         else:

@@ -17,7 +17,7 @@ from convnet.config import ConfigError, load_config
 from convnet.data import CorruptDataError, DownloadError
 from convnet.solver import TrainingDiverged
 
-EXIT_ERROR, EXIT_CONFIG, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_ERROR, EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143  # 128 + SIGINT, 128 + SIGTERM
 
 
 def parse_args(argv):
@@ -32,9 +32,11 @@ def parse_args(argv):
                "  python -m convnet.train experiments/cifar10_convnet.yaml --dry-run\n"
                "  python -m convnet.train --resume runs/quickstart/20261126-101500\n"
                "The config schema is described in convnet/config.py and docs/experiments.md.\n"
-               "Ctrl-C stops between two steps and saves a checkpoint to resume from exactly; a second Ctrl-C\n"
-               "stops at once without saving.\n"
-               "Exit status: 0 done, 1 error (diverged, missing or damaged file), 2 bad config, 130 interrupted.",
+               "Ctrl-C, or SIGTERM (what kill, job schedulers and launchers send), stops between two steps and\n"
+               "saves a checkpoint to resume from exactly; a second one stops at once without saving.\n"
+               "A run directory is locked while a run trains in it: a second run there is refused.\n"
+               "Exit status: 0 done, 1 error (diverged, missing or damaged file, run directory in use),\n"
+               "2 bad config, 130 interrupted (Ctrl-C), 143 stopped by SIGTERM.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("config", nargs="?", type=Path,
@@ -67,8 +69,11 @@ def resolve_config(args):
         run_config = args.resume / "config.yaml"
         if not (args.resume / "checkpoint.npz").is_file():
             if run_config.is_file():  # a run directory whose run stopped during its first epoch
+                stale = experiment.clean_unresumable_run_dir(args.resume)
+                removed = (f"; removed the {len(stale)} temporary file(s) its killed writes left "
+                           f"({', '.join(path.name for path in stale)})") if stale else ""
                 raise ConfigError(f"--resume {args.resume}: no checkpoint.npz there: the run stopped before its first "
-                                  f"checkpoint; start it again with: python -m convnet.train {run_config}")
+                                  f"checkpoint; start it again with: python -m convnet.train {run_config}{removed}")
             raise ConfigError(f"--resume {args.resume}: no checkpoint.npz there (is it a run directory?)")
         if args.config is not None and args.config.resolve() != run_config.resolve():
             raise ConfigError("--resume reuses the run's own config.yaml; drop CONFIG (use --set to change values)")
@@ -113,6 +118,9 @@ def main(argv=None):
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except experiment.RunDirectoryInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     try:
         if args.dry_run:
             dry_run(config, say)
@@ -124,7 +132,7 @@ def main(argv=None):
     except TrainingDiverged as exc:
         print(f"error: training diverged: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except (FileNotFoundError, CheckpointError, CorruptDataError, DownloadError) as exc:
+    except (FileNotFoundError, CheckpointError, CorruptDataError, DownloadError, experiment.RunDirectoryInUse) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as exc:  # a full disk or a directory that cannot be written: no traceback either
@@ -135,17 +143,19 @@ def main(argv=None):
               file=sys.stderr)
         return EXIT_INTERRUPTED
     if summary["status"] == "interrupted":
+        terminated = summary["stopped_by"] == "SIGTERM"
+        stopped = "stopped by SIGTERM" if terminated else "interrupted"
         if config["output"]["checkpoint"]:
-            print(f"interrupted; checkpoint saved to {summary['checkpoint']}; resume with: "
+            print(f"{stopped}; checkpoint saved to {summary['checkpoint']}; resume with: "
                   f"python -m convnet.train --resume {run_dir}", file=sys.stderr)
-        elif summary["checkpoint"] is not None:  # a resume with output.checkpoint false: the old one stays
-            print(f"interrupted; nothing was saved (output.checkpoint is false); the earlier checkpoint, "
-                  f"{summary['checkpoint']}, resumes from where it was: python -m convnet.train --resume {run_dir}",
+        elif summary["resumed_from"] is not None:  # a resume with output.checkpoint false: the old one stays
+            print(f"{stopped}; nothing was saved (output.checkpoint is false); the earlier checkpoint, "
+                  f"{summary['resumed_from']}, resumes from where it was: python -m convnet.train --resume {run_dir}",
                   file=sys.stderr)
         else:
-            print("interrupted; nothing to resume from: output.checkpoint is false, so no checkpoint was written",
+            print(f"{stopped}; nothing to resume from: output.checkpoint is false, so no checkpoint was written",
                   file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     test = "-" if summary["test_acc"] is None else f"{summary['test_acc']:.4f}"
     val = "-" if summary["best_val_acc"] is None else f"{summary['best_val_acc']:.4f}"
     print(f"{summary['name']}: test accuracy {test} (best val {val} at epoch {summary['best_epoch']}), "

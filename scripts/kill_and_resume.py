@@ -1,6 +1,7 @@
 """Interrupt real training processes at random moments, resume them, compare with an uninterrupted run.
 
     python scripts/kill_and_resume.py --signal INT --trials 6 --stops 3
+    python scripts/kill_and_resume.py --signal TERM --trials 6
     python scripts/kill_and_resume.py --signal KILL --trials 6 --during-write
 
 Each trial starts ``python -m convnet.train`` on a tiny config (bundled sample, 3 epochs,
@@ -152,14 +153,14 @@ def trial(work, config_path, reference, sig, duration, on_write, stops):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--signal", choices=["INT", "KILL"], default="INT")
+    parser.add_argument("--signal", choices=["INT", "TERM", "KILL"], default="INT")
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--during-write", action="store_true", help="deliver the signal while a checkpoint is written")
     parser.add_argument("--stops", type=int, default=1, help="signals per trial (each resume is stopped too)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the random moments")
     args = parser.parse_args()
     random.seed(args.seed)
-    sig = signal.SIGINT if args.signal == "INT" else signal.SIGKILL
+    sig = signal.Signals[f"SIG{args.signal}"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         config_path = tmp / "tiny.yaml"

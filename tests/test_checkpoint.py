@@ -316,3 +316,12 @@ def test_a_student_model_drawing_from_numpy_global_generator_resumes_exactly(tmp
     assert resumed.loss_history == straight.loss_history
     for name, value in straight.model.params.items():
         np.testing.assert_array_equal(resumed.model.params[name], value, err_msg=name)
+
+
+def test_resuming_a_model_with_its_own_generator_leaves_numpy_global_generator_alone(saved):
+    np.random.seed(231)  # a notebook's seed, set after the checkpoint was written
+    expected = np.random.random_sample(4)
+    np.random.seed(231)
+    momentum_solver(saved.parent).load_checkpoint(saved)
+    np.testing.assert_array_equal(np.random.random_sample(4), expected)
+    assert load_arrays_and_meta(saved)[1]["numpy_global_rng"] is None  # ConvNet draws only from model.rng

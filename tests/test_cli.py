@@ -112,6 +112,14 @@ def test_help_works(module):
     assert result.returncode == 0 and "usage:" in result.stdout
 
 
+def test_train_help_says_what_stops_a_run_and_with_which_status(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Ctrl-C, or SIGTERM (what kill, job schedulers and launchers send), stops between two steps" in text
+    assert "130 interrupted (Ctrl-C), 143 stopped by SIGTERM" in text and "run directory in use" in text
+
+
 def test_train_without_arguments_explains_usage():
     result = subprocess.run([sys.executable, "-m", "convnet.train"], capture_output=True, text=True, check=False)
     assert result.returncode == 2 and "give a CONFIG file, or --resume RUN_DIR" in result.stderr

@@ -26,8 +26,8 @@ def image_data(n=40):
     return {"X_train": X[:30], "y_train": y[:30], "X_val": X[30:], "y_val": y[30:]}
 
 
-def kill_on_call(function, call):
-    """``function`` wrapped to send this process a real SIGINT at the end of its ``call``-th call
+def kill_on_call(function, call, signum=signal.SIGINT):
+    """``function`` wrapped to send this process a real ``signum`` at the end of its ``call``-th call
     (1-based): once the work is done (generator drawn from, statistics updated), before it returns."""
     calls = [0]
 
@@ -36,7 +36,7 @@ def kill_on_call(function, call):
         result = function(*args, **kwargs)
         calls[0] += 1
         if calls[0] == call:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
         return result
 
     return wrapped
@@ -107,11 +107,48 @@ def test_sigint_inside_a_step_or_an_evaluation_resumes_bit_for_bit(tmp_path, str
     handler_before = signal.getsignal(signal.SIGINT)
     stopped.train()
     assert stopped.interrupted and (stopped.epoch, stopped.iteration) == WHERE[where]
+    assert stopped.stop_signal == signal.SIGINT
     assert signal.getsignal(signal.SIGINT) is handler_before, "train() restores the previous SIGINT handler"
     resumed = make_solver(tmp_path).load_checkpoint(tmp_path / "checkpoint.npz")
     assert (resumed.epoch, resumed.iteration) == WHERE[where]
     resumed.train()
     assert not resumed.interrupted
+    assert_same_run(resumed, straight)
+
+
+class Terminated(Exception):
+    """What a SIGTERM that the Solver did not catch raises here (instead of ending pytest)."""
+
+
+@pytest.fixture
+def sigterm_raises():
+    def terminated(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    yield terminated
+    signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("where, call, stops_at", [
+    ("update rule, mid-step", 5 * NUM_PARAMS + 3, (1, 6)),
+    ("forward pass", 3, (0, 3)),
+])
+def test_sigterm_inside_a_step_stops_between_steps_and_resumes_bit_for_bit(tmp_path, straight, sigterm_raises,
+                                                                           where, call, stops_at):
+    if where == "forward pass":
+        stopped = make_solver(tmp_path)
+        stopped.model.loss = kill_on_call(stopped.model.loss, call, signal.SIGTERM)
+    else:
+        stopped = make_solver(tmp_path, update_rule=kill_on_call(optim.adam, call, signal.SIGTERM))
+    stopped.train()
+    assert stopped.interrupted and stopped.stop_signal == signal.SIGTERM
+    assert (stopped.epoch, stopped.iteration) == stops_at
+    assert signal.getsignal(signal.SIGTERM) is sigterm_raises, "train() restores the previous SIGTERM handler"
+    resumed = make_solver(tmp_path).load_checkpoint(tmp_path / "checkpoint.npz")
+    assert (resumed.epoch, resumed.iteration) == stops_at
+    resumed.train()
+    assert not resumed.interrupted and resumed.stop_signal is None
     assert_same_run(resumed, straight)
 
 
@@ -154,6 +191,16 @@ def test_inf_parameters_at_a_later_epoch_end_leave_the_last_good_checkpoint(tmp_
     assert solver.last_checkpoint == tmp_path / "checkpoint.npz"
     resumed = make_solver(tmp_path).load_checkpoint(tmp_path / "checkpoint.npz")
     assert resumed.epoch == 1 and all(np.all(np.isfinite(w)) for w in resumed.model.params.values())
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning", "ignore:overflow:RuntimeWarning")
+def test_a_resume_that_writes_no_checkpoint_keeps_written_and_resumed_from_apart(tmp_path):
+    make_solver(tmp_path).train(epochs=1)
+    resumed = make_solver(None, update_rule=poison_on_call(4 * NUM_PARAMS))  # no checkpoints; diverges in epoch 2
+    resumed.load_checkpoint(tmp_path / "checkpoint.npz")
+    with pytest.raises(TrainingDiverged, match="last good checkpoint, .*checkpoint.npz, is intact"):
+        resumed.train()
+    assert resumed.resumed_from == tmp_path / "checkpoint.npz" and resumed.last_checkpoint is None
 
 
 def test_a_second_sigint_stops_at_once_without_saving(tmp_path):

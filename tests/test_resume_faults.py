@@ -7,6 +7,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +22,8 @@ from convnet.checkpoint import load_arrays, load_arrays_and_meta, save_arrays
 from runs import only_run_dir, snapshot, write_config
 
 
-def ctrl_c_at_augmentation(monkeypatch, call):
-    """Make the run's augmentation send a real SIGINT at the end of its ``call``-th batch."""
+def ctrl_c_at_augmentation(monkeypatch, call, signum=signal.SIGINT):
+    """Make the run's augmentation send a real ``signum`` at the end of its ``call``-th batch."""
     calls = [0]
 
     def build_augment(config):
@@ -31,7 +33,7 @@ def ctrl_c_at_augmentation(monkeypatch, call):
             out = augment_batch(X, rng, **options)
             calls[0] += 1
             if calls[0] == call:
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signum)
             return out
 
         return augment
@@ -73,6 +75,40 @@ def test_ctrl_c_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path, mon
         columns = ("kind", "epoch", "iteration", "loss", "train_acc", "val_acc", "learning_rate")
         assert [[r[c] for c in columns] for r in csv.DictReader(f)] == [[r[c] for c in columns]
                                                                        for r in csv.DictReader(g)]
+
+
+class Terminated(Exception):
+    """What a SIGTERM that convnet did not catch raises here (instead of ending pytest)."""
+
+
+@pytest.fixture
+def sigterm_raises():
+    def terminated(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_sigterm_mid_epoch_stops_like_ctrl_c_and_the_resume_equals_the_uninterrupted_run(
+        tmp_path, monkeypatch, capsys, finished, sigterm_raises):
+    with monkeypatch.context() as patch:
+        ctrl_c_at_augmentation(patch, 6, signal.SIGTERM)  # the second of epoch 2's four batches
+        code = train.main([str(write_config(tmp_path)), "--output-dir", str(tmp_path / "runs"), "--no-progress"])
+    assert code == train.EXIT_TERMINATED == 143
+    run_dir = only_run_dir(tmp_path / "runs")
+    captured = capsys.readouterr()
+    assert "Interrupted by SIGTERM at epoch 1.50 (iteration 6), between two steps." in captured.out
+    assert captured.err == (f"stopped by SIGTERM; checkpoint saved to {run_dir / 'checkpoint.npz'}; resume with: "
+                            f"python -m convnet.train --resume {run_dir}\n")
+    summary = yaml.safe_load((run_dir / "summary.json").read_text())
+    assert (summary["status"], summary["stopped_by"]) == ("interrupted", "SIGTERM")
+    assert train.main(["--resume", str(run_dir), "--quiet"]) == 0
+    expected, resumed = load_arrays(finished / "checkpoint.npz"), load_arrays(run_dir / "checkpoint.npz")
+    assert sorted(resumed) == sorted(expected)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(resumed[key], value, err_msg=key)
 
 
 def test_ctrl_c_without_checkpoints_does_not_offer_a_resume(tmp_path, monkeypatch, capsys):
@@ -134,6 +170,31 @@ def test_resuming_a_run_killed_before_its_first_checkpoint_says_how_to_start_it_
                                        f"{run_dir / 'config.yaml'}\n")
     assert train.main(["--resume", str(tmp_path / "elsewhere"), "--quiet"]) == train.EXIT_CONFIG
     assert "no checkpoint.npz there (is it a run directory?)" in capsys.readouterr().err
+
+
+def test_resuming_a_run_killed_before_its_first_checkpoint_removes_the_temporaries_it_left(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_config(tmp_path)
+    (tmp_path / "tiny.yaml").rename(run_dir / "config.yaml")
+    (run_dir / "best.npz.k2j4x9.tmp").write_bytes(b"half a file")  # killed while writing its first best.npz
+    assert train.main(["--resume", str(run_dir), "--quiet"]) == train.EXIT_CONFIG
+    assert capsys.readouterr().err.endswith(f"start it again with: python -m convnet.train {run_dir / 'config.yaml'}; "
+                                            "removed the 1 temporary file(s) its killed writes left "
+                                            "(best.npz.k2j4x9.tmp)\n")
+    assert sorted(path.name for path in run_dir.iterdir()) == [".lock", "config.yaml"]
+
+
+def test_resuming_a_run_still_in_its_first_epoch_says_it_is_in_use_and_leaves_its_files(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_config(tmp_path)
+    (tmp_path / "tiny.yaml").rename(run_dir / "config.yaml")
+    (run_dir / "best.npz.k2j4x9.tmp").write_bytes(b"a write in progress")
+    with experiment.lock_run_dir(run_dir):  # the run that is writing it
+        assert train.main(["--resume", str(run_dir), "--quiet"]) == train.EXIT_ERROR
+    assert capsys.readouterr().err.startswith(f"error: {run_dir} is in use: another training run holds its lock")
+    assert (run_dir / "best.npz.k2j4x9.tmp").read_bytes() == b"a write in progress"
 
 
 def test_a_full_disk_is_one_line_and_the_last_checkpoint_still_resumes(tmp_path, monkeypatch, capsys):
@@ -329,3 +390,82 @@ def test_best_npz_and_the_summary_name_the_same_epoch(finished):
     _, meta = load_arrays_and_meta(finished / "best.npz")
     assert summary["best_epoch"] == meta["epoch"] and summary["best_val_acc"] == meta["val_acc"]
 
+
+
+def test_a_resume_without_checkpoints_does_not_name_the_old_checkpoint_as_its_state(run_copy):
+    # run_copy ends at epoch 2; with output.checkpoint false a longer resume writes no checkpoint
+    assert train.main(["--resume", str(run_copy), "--set", "output.checkpoint=false", "--set", "solver.num_epochs=3",
+                       "--quiet"]) == 0
+    summary = yaml.safe_load((run_copy / "summary.json").read_text())
+    assert summary["epochs"] == 3 and load_arrays_and_meta(run_copy / "checkpoint.npz")[1]["epoch"] == 2
+    assert summary["checkpoint"] is None  # no file holds the state the summary reports
+    assert summary["resumed_from"] == str(run_copy / "checkpoint.npz")
+
+
+def test_a_resume_names_the_checkpoint_it_wrote_and_the_one_it_resumed_from(run_copy):
+    assert train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"]) == 0
+    summary = yaml.safe_load((run_copy / "summary.json").read_text())
+    assert summary["checkpoint"] == summary["resumed_from"] == str(run_copy / "checkpoint.npz")
+    assert load_arrays_and_meta(run_copy / "checkpoint.npz")[1]["epoch"] == summary["epochs"] == 3
+
+
+def test_a_resume_reads_and_unzips_the_checkpoint_once(run_copy, monkeypatch):
+    real_load, reads = np.load, []
+
+    def counting_load(file, *args, **kwargs):
+        reads.append(Path(str(getattr(file, "name", file))).name)
+        return real_load(file, *args, **kwargs)
+
+    monkeypatch.setattr(np, "load", counting_load)
+    assert train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"]) == 0
+    assert reads.count("checkpoint.npz") == 1
+
+
+HOLD_THE_LOCK = """
+import fcntl, sys
+lock = open(sys.argv[1], "a")
+fcntl.flock(lock, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def another_process_holds_the_lock(run_copy):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(run_copy / ".lock")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "locked\n"
+    yield holder
+    holder.kill()
+    holder.wait()
+
+
+def test_a_second_run_in_a_locked_run_directory_is_refused_and_a_killed_holder_leaves_no_stale_lock(
+        run_copy, another_process_holds_the_lock, capsys):
+    before = snapshot(run_copy)
+    assert train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"]) == train.EXIT_ERROR
+    assert capsys.readouterr().err == (f"error: {run_copy} is in use: another training run holds its lock "
+                                       f"({run_copy / '.lock'}); wait for it to end, or stop it\n")
+    assert snapshot(run_copy) == before
+    another_process_holds_the_lock.send_signal(signal.SIGKILL)  # kill -9: the kernel drops its lock
+    another_process_holds_the_lock.wait()
+    assert train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"]) == 0
+
+
+def test_a_fresh_run_holds_its_run_directorys_lock_until_it_ends(tmp_path, monkeypatch):
+    write_plots, refused = experiment.write_plots, []
+
+    def plots_while_locked(run_dir, *args):
+        try:
+            with experiment.lock_run_dir(run_dir):
+                pass
+        except experiment.RunDirectoryInUse:
+            refused.append(run_dir)
+        write_plots(run_dir, *args)
+
+    monkeypatch.setattr(experiment, "write_plots", plots_while_locked)
+    assert train.main([str(write_config(tmp_path)), "--output-dir", str(tmp_path / "runs"), "--quiet"]) == 0
+    run_dir = only_run_dir(tmp_path / "runs")
+    assert refused == [run_dir]
+    with experiment.lock_run_dir(run_dir):  # released at the end
+        pass
