@@ -152,6 +152,13 @@ def _check_model_fits_data(model, source):
                           f"has {NUM_CLASSES} classes")
 
 
+def _check_name(name):
+    """Refuse a name that is not one directory name: runs go to <output.dir>/<name>/<timestamp>/."""
+    if name.strip() in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ConfigError(f"config key 'name' must be a plain directory name (no '/', not empty, '.' or '..'), "
+                          f"got {name!r}")
+
+
 def _check_output_dir(directory):
     """Refuse an output.dir that cannot be a directory because a path above it is a file."""
     path = Path(directory)
@@ -168,6 +175,7 @@ def validate_config(raw):
     if not isinstance(raw, dict):
         raise ConfigError(f"a config must be a YAML mapping of sections, got {type(raw).__name__}")
     config = resolve("", raw, TOP)
+    _check_name(config["name"])
     config["data"] = resolve("data", config["data"], DATA)
     if config["data"]["augment"] is not None:
         config["data"]["augment"] = resolve("data.augment", config["data"]["augment"], AUGMENT)

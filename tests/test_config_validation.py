@@ -110,6 +110,13 @@ REFUSED = [
     (["--set", "model.layers.1.size=3"], "'model.layers.1' is not a section (it is 'pool')"),
     (["--set", "schedule.min_lr=0.01", "--set", "schedule.type=cosine", "--set", "schedule.min_lr=-1"],
      "'schedule.min_lr' must be >= 0"),
+    # what a model constructor refuses is refused here, before the data is loaded
+    (merged(model={"type": "ThreeLayerConvNet", "filter_size": 4}), "'model.filter_size' must be odd"),
+    (merged(model={"type": "ThreeLayerConvNet", "input_dim": [3, 31, 31]}), "'model.input_dim' must have an even H"),
+    # runs go to <output.dir>/<name>/<timestamp>/: a name must be one directory name
+    (merged(name="../../elsewhere"), "config key 'name' must be a plain directory name"),
+    (merged(name=""), "config key 'name' must be a plain directory name"),
+    (merged(name=".."), "config key 'name' must be a plain directory name"),
 ]
 
 
