@@ -152,6 +152,32 @@ def _check_model_fits_data(model, source):
                           f"has {NUM_CLASSES} classes")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key written twice in one mapping (PyYAML silently keeps the last,
+    so a second ``solver:`` section would throw the first away)."""
+
+    def construct_mapping(self, node, deep=False):
+        first_line = {}
+        for key_node, _ in node.value:
+            key, line = self.construct_object(key_node, deep=deep), key_node.start_mark.line + 1
+            try:
+                seen = key in first_line
+            except TypeError:  # an unhashable key: SafeLoader's own message names it
+                continue
+            if seen:
+                where = key_node.start_mark.name  # the file, or '<unicode string>' for a --set value
+                where = "the value" if where.startswith("<") else where
+                lines = f"line {line}" if first_line[key] == line else f"lines {first_line[key]} and {line}"
+                raise ConfigError(f"{where}: key {key!r} is written twice in one mapping ({lines}); keep one")
+            first_line[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _yaml_one_line(exc):
+    """PyYAML's message spans several lines, with the position on the last: one line."""
+    return " ".join(str(exc).split())
+
+
 def _check_name(name):
     """Refuse a name that is not one directory name: runs go to <output.dir>/<name>/<timestamp>/."""
     if name.strip() in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
@@ -161,6 +187,8 @@ def _check_name(name):
 
 def _check_output_dir(directory):
     """Refuse an output.dir that cannot be a directory because a path above it is a file."""
+    if not directory.strip():
+        raise ConfigError("config key 'output.dir' is empty; give a directory ('.' for the current one)")
     path = Path(directory)
     for parent in (path, *path.parents):
         if parent.exists():
@@ -204,9 +232,11 @@ def apply_override(raw, assignment):
     if not all(keys):
         raise ConfigError(f"--set {assignment!r}: empty key in {path!r}")
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=_UniqueKeyLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"--set {assignment!r}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {assignment!r}: the value is not valid YAML ({exc})") from exc
+        raise ConfigError(f"--set {assignment!r}: the value is not valid YAML ({_yaml_one_line(exc)})") from None
     target = raw
     for depth, key in enumerate(keys[:-1]):
         here = ".".join(keys[: depth + 1])
@@ -240,7 +270,7 @@ def load_config(path, overrides=()):
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
+            raw = yaml.load(f, Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except IsADirectoryError:
@@ -250,8 +280,7 @@ def load_config(path, overrides=()):
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not a text file (not UTF-8); give the experiment's YAML file") from None
     except yaml.YAMLError as exc:
-        # one line: PyYAML's message spans several, with the position on the last
-        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+        raise ConfigError(f"{path} is not valid YAML: {_yaml_one_line(exc)}") from None
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a YAML mapping of sections, got {type(raw).__name__}")

@@ -117,6 +117,8 @@ def not_one_of(path, value, allowed, context=""):
 
 def choose(path, name, registry):
     """registry[name] for the type/rule name at config key path, else the not_one_of ConfigError."""
+    if name is None:
+        raise ConfigError(f"config key '{path}' is required: one of {list(registry)}")
     if not isinstance(name, str) or name not in registry:
         raise not_one_of(path, name, registry)
     return registry[name]

@@ -117,6 +117,9 @@ REFUSED = [
     (merged(name="../../elsewhere"), "config key 'name' must be a plain directory name"),
     (merged(name=""), "config key 'name' must be a plain directory name"),
     (merged(name=".."), "config key 'name' must be a plain directory name"),
+    (merged(model={"layers": ["pool"]}), "config key 'model.type' is required: one of ['TwoLayerNet'"),
+    (["--set", "solver.batch_size=[1"], "--set 'solver.batch_size=[1': the value is not valid YAML"),
+    (["--set", "data.augment={flip: true, flip: false}"], "the value: key 'flip' is written twice in one mapping"),
 ]
 
 
@@ -127,6 +130,10 @@ def test_train_refuses_before_loading_data(tmp_path, capsys, no_data, case, expe
     else:
         argv = [str(write_config(tmp_path, BASE)), *case]
     assert_refused(capsys, argv + ["--output-dir", str(tmp_path / "runs")], expected)
+
+
+def test_an_empty_output_dir_is_refused(tmp_path, capsys, no_data):
+    assert_refused(capsys, [str(write_config(tmp_path, merged(output={"dir": ""})))], "'output.dir' is empty")
 
 
 def test_output_dir_under_a_regular_file_is_refused(tmp_path, capsys, no_data):
@@ -148,6 +155,14 @@ def test_unreadable_config_paths_are_refused(tmp_path, capsys, no_data, content,
         path = tmp_path / "exp.yaml"
         path.write_bytes(content)
     assert_refused(capsys, [str(path)], f"{path} {expected}")
+
+
+def test_a_key_written_twice_is_refused_not_silently_dropped(tmp_path, capsys, no_data):
+    """PyYAML keeps the last of two equal keys: the first `solver:` section would be thrown away."""
+    text = yaml.safe_dump(BASE, sort_keys=False) + "solver: {batch_size: 10}\n"
+    assert yaml.safe_load(text)["solver"] == {"batch_size": 10}  # what PyYAML alone would train with
+    path = write_config(tmp_path, text)
+    assert_refused(capsys, [str(path)], f"{path}: key 'solver' is written twice in one mapping (lines ")
 
 
 def test_yaml_1_1_numbers_written_as_strings_are_numbers(tmp_path):
