@@ -18,11 +18,12 @@ NORMALIZATIONS = (None, "batchnorm", "layernorm")
 
 
 def _keep_ratio_from_dropout(keep):
-    """CS231n 2019-2020's ``dropout=`` is the keep probability; 0 (the 2016-2018 "no dropout") keeps nothing."""
-    if keep == 0:
-        raise ValueError("dropout= is the keep probability (CS231n 2019-2020), so dropout=0 would drop every unit; "
-                         "for no dropout pass dropout_keep_ratio=1")
-    return keep
+    """CS231n 2019-2020's ``dropout=`` is the keep probability (1: no dropout).
+
+    0 is read as no dropout: a keep probability of 0 would keep nothing, and 0 is how the
+    2016-2018 notebooks, whose ``dropout=`` was the drop probability, ask for none.
+    """
+    return 1.0 if keep == 0 else keep
 
 
 class TwoLayerNet(Model):
@@ -79,7 +80,7 @@ class FullyConnectedNet(Model):
     (+ gamma1.., beta1..).
 
     Older CS231n keywords are accepted: ``dropout=p`` (2019-2020, the keep probability) for
-    ``dropout_keep_ratio=p`` and ``use_batchnorm=True`` (2016-2018) for ``normalization='batchnorm'``.
+    ``dropout_keep_ratio=p`` (``dropout=0``, the 2016-2018 "no dropout", for 1) and ``use_batchnorm=True`` (2016-2018) for ``normalization='batchnorm'``.
     """
 
     #: The config options (model.<key>) of this class: convnet.config reads them.
