@@ -83,7 +83,8 @@ TOP = {
     "name": Option(REQUIRED, str, help="runs are written to `<output.dir>/<name>/<timestamp>/`"),
     "description": Option("", str, help="free text"),
     "seed": Option(0, int, range=COUNT, help="seeds initialisation, shuffling, augmentation, dropout and sub-sampling"),
-    "threads": Option(None, (int, NONE), range=POSITIVE,
+    # bounded: the kernels take the count as a C int, and no machine runs more threads usefully
+    "threads": Option(None, (int, NONE), range="[1, 1024]",
                       help="threads for the kernels and BLAS (`null`: `OMP_NUM_THREADS`, else all cores)"),
     "data": Option({}, dict),
     "model": Option(REQUIRED, dict, help="`type` and that class's options (below)"),

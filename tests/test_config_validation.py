@@ -97,6 +97,7 @@ REFUSED = [
     (merged(optim={"rule": ["sgd"]}), "'optim.rule' must be one of"),
     (merged(schedule={"type": ["cosine"]}), "'schedule.type' must be one of"),
     (merged(seed=-1), "'seed' must be >= 0, got -1"),
+    (merged(threads=10**20), "'threads' must be in [1, 1024], got 100000000000000000000"),  # a C int in the kernels
     (merged(optim={"rule": "adam", "beta1": 1}), "'optim.beta1' must be in [0, 1), got 1"),
     (merged(optim={"rule": "sgd_momentum", "momentum": "high"}), "'optim.momentum' must be a number in [0, 1)"),
     (merged(optim={"rule": "rmsprop", "epsilon": 0}), "'optim.epsilon' must be > 0"),
