@@ -166,6 +166,18 @@ def test_a_key_written_twice_is_refused_not_silently_dropped(tmp_path, capsys, n
     assert_refused(capsys, [str(path)], f"{path}: key 'solver' is written twice in one mapping (lines ")
 
 
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path):
+    """`<<: *defaults` then a key of its own is not a key written twice."""
+    text = ("defaults: &solver {batch_size: 10, num_epochs: 2}\n" + yaml.safe_dump(BASE, sort_keys=False)
+            .replace("solver:\n  num_epochs: 1\n", "solver:\n  <<: *solver\n  num_epochs: 3\n"))
+    raw = yaml.safe_load(text)
+    assert raw["solver"] == {"batch_size": 10, "num_epochs": 3}
+    with pytest.raises(ConfigError, match="'defaults': unknown"):  # the whole file is read, then validated
+        load_config(write_config(tmp_path, text))
+    del raw["defaults"]
+    assert validate_config(raw)["solver"]["batch_size"] == 10
+
+
 def test_yaml_1_1_numbers_written_as_strings_are_numbers(tmp_path):
     """`min_lr: 1e-5` is a string to PyYAML; the resolved config holds the number, and the schedule runs."""
     path = write_config(tmp_path, yaml.safe_dump(BASE) + "schedule: {type: cosine, warmup_epochs: 1, min_lr: 1e-5}\n")
