@@ -201,6 +201,24 @@ def test_a_config_that_fits_the_data_exactly_is_accepted(tmp_path):
     validate_config(merged(output={"dir": str(tmp_path / "runs" / "new" / "deeper")}))
 
 
+@pytest.mark.parametrize("kind, options", [
+    ("ThreeLayerConvNet", {"filter_size": 4}),
+    ("ThreeLayerConvNet", {"input_dim": [3, 31, 32]}),
+    ("FullyConnectedNet", {"hidden_dims": [5], "dropout_keep_ratio": 0}),
+    ("FullyConnectedNet", {"hidden_dims": [5], "normalization": "bn"}),
+    ("ConvNet", {"layers": ["global_avgpool", "pool"]}),
+    ("ConvNet", {"input_dim": [3, 30, 30]}),
+    ("ConvNet", {"layers": [{"type": "conv", "filters": 4, "stride": 3}]}),
+])
+def test_what_a_model_constructor_refuses_validation_refuses_first(kind, options):
+    """The constructor runs after the data is loaded; validation must refuse the same options before."""
+    arguments = {key: tuple(value) if key == "input_dim" else value for key, value in options.items()}
+    with pytest.raises(ValueError):
+        MODEL_TYPES[kind](**arguments)
+    with pytest.raises(ConfigError, match=r"config key 'model\.(layers\[\d\]|" + "|".join(options) + ")"):
+        validate_config(merged(model={"type": kind, **options}))
+
+
 @pytest.mark.parametrize("kind", list(MODEL_TYPES))
 def test_model_options_are_the_constructor_arguments(kind):
     """Each declared option is a constructor argument with the same default (dtype: float32 in configs),
