@@ -23,6 +23,7 @@ shapes are inferred, and image counts are checked against the data source. Every
 tables of docs/experiments.md are generated from them (:mod:`convnet.config_tables`).
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +189,25 @@ def _check_name(name):
                           f"got {name!r}")
 
 
+def _physical_memory_bytes():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system: no check
+        return None
+
+
+def _check_model_fits_memory(model):
+    """Refuse a model whose weights alone would not fit in this machine's memory (a typo such as
+    hidden_dim: 1000000000 would otherwise fail with a MemoryError after the data is loaded)."""
+    memory = _physical_memory_bytes()
+    options = {key: value for key, value in model.items() if key != "type"}
+    numbers = MODEL_TYPES[model["type"]].weight_count(options)
+    needed = numbers * np.dtype(model["dtype"]).itemsize
+    if memory is not None and needed > memory:
+        raise ConfigError(f"config key 'model' ({model['type']}) asks for {numbers:.3g} weights, {needed / 2**30:,.0f} GiB "
+                          f"in {model['dtype']}, more than this machine's {memory / 2**30:,.0f} GiB of memory")
+
+
 def _check_output_dir(directory):
     """Refuse an output.dir that cannot be a directory because a path above it is a file."""
     if not directory.strip():
@@ -219,6 +239,7 @@ def validate_config(raw):
         raise ConfigError("config key 'data.download' only applies to data.source 'cifar10'")
     _check_data_counts(config["data"])
     _check_model_fits_data(config["model"], config["data"]["source"])
+    _check_model_fits_memory(config["model"])
     _check_output_dir(config["output"]["dir"])
     return config
 

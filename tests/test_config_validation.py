@@ -97,6 +97,8 @@ REFUSED = [
     (merged(optim={"rule": ["sgd"]}), "'optim.rule' must be one of"),
     (merged(schedule={"type": ["cosine"]}), "'schedule.type' must be one of"),
     (merged(seed=-1), "'seed' must be >= 0, got -1"),
+    (merged(model={"type": "TwoLayerNet", "hidden_dim": 10**9}), "'model' (TwoLayerNet) asks for 3.08e+12 weights"),
+    (merged(model=convnet({"type": "conv", "filters": 10**9}, "global_avgpool")), "'model' (ConvNet) asks for 3.7e+10"),
     (merged(threads=10**20), "'threads' must be in [1, 1024], got 100000000000000000000"),  # a C int in the kernels
     (merged(optim={"rule": "adam", "beta1": 1}), "'optim.beta1' must be in [0, 1), got 1"),
     (merged(optim={"rule": "sgd_momentum", "momentum": "high"}), "'optim.momentum' must be a number in [0, 1)"),
@@ -217,6 +219,23 @@ def test_what_a_model_constructor_refuses_validation_refuses_first(kind, options
         MODEL_TYPES[kind](**arguments)
     with pytest.raises(ConfigError, match=r"config key 'model\.(layers\[\d\]|" + "|".join(options) + ")"):
         validate_config(merged(model={"type": kind, **options}))
+
+
+@pytest.mark.parametrize("model", [
+    {"type": "TwoLayerNet", "hidden_dim": 7},
+    {"type": "FullyConnectedNet", "hidden_dims": [9, 5, 3], "normalization": "batchnorm"},
+    {"type": "ThreeLayerConvNet", "num_filters": 4, "filter_size": 5, "hidden_dim": 6},
+    {"type": "ConvNet"},
+    convnet({"type": "conv_relu", "filters": 3, "size": 5}, {"type": "residual", "filters": 4}, "pool",
+            {"type": "residual", "filters": 4}, "global_avgpool", {"type": "affine_relu", "units": 6}),
+])
+def test_the_memory_check_counts_the_weights_the_model_builds(model):
+    """weight_count (what validation compares with the machine's memory) is the built model's weight count."""
+    config = validate_config(merged(model=model))
+    options = {key: value for key, value in config["model"].items() if key != "type"}
+    built = experiment.build_model(config)
+    weights = sum(value.size for value in built.params.values() if value.ndim >= 2)
+    assert MODEL_TYPES[model["type"]].weight_count(options) == weights
 
 
 @pytest.mark.parametrize("kind", list(MODEL_TYPES))

@@ -56,6 +56,13 @@ class ThreeLayerConvNet(Model):
             argument, reason = problem
             raise ConfigError(f"config key '{where}.{argument}' {reason}")
 
+    @staticmethod
+    def weight_count(options):
+        """How many numbers W1, W2 and W3 hold, for the options of a config (checked before building)."""
+        (C, H, W), F, k = options["input_dim"], options["num_filters"], options["filter_size"]
+        hidden = options["hidden_dim"]
+        return F * C * k * k + F * (H // 2) * (W // 2) * hidden + hidden * options["num_classes"]
+
     def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100, num_classes=10,
                  weight_scale=1e-3, reg=0.0, dtype=np.float32, seed=None):
         super().__init__(reg, dtype, seed)

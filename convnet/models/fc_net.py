@@ -45,6 +45,11 @@ class TwoLayerNet(Model):
         "reg": Option(0.0, float, range="[0, inf)", help="L2 strength on the weights"),
     }
 
+    @staticmethod
+    def weight_count(options):
+        """How many numbers W1 and W2 hold, for the options of a config (checked before building)."""
+        return options["input_dim"] * options["hidden_dim"] + options["hidden_dim"] * options["num_classes"]
+
     def __init__(self, input_dim=3 * 32 * 32, hidden_dim=100, num_classes=10, weight_scale=1e-3, reg=0.0,
                  dtype=np.float64, seed=None):
         super().__init__(reg, dtype, seed)
@@ -94,6 +99,12 @@ class FullyConnectedNet(Model):
         "reg": Option(0.0, float, range="[0, inf)", help="L2 strength on the weights"),
         "weight_scale": Option(1e-2, float, range="(0, inf)", help="standard deviation of the initial weights"),
     }
+
+    @staticmethod
+    def weight_count(options):
+        """How many numbers W1..WL hold, for the options of a config (checked before building)."""
+        dims = [options["input_dim"], *options["hidden_dims"], options["num_classes"]]
+        return sum(fan_in * fan_out for fan_in, fan_out in zip(dims[:-1], dims[1:]))
 
     @keyword_aliases(dropout=("dropout_keep_ratio", _keep_ratio_from_dropout),
                      use_batchnorm=("normalization", lambda use: "batchnorm" if use else None))
