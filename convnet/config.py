@@ -204,8 +204,9 @@ def _check_model_fits_memory(model):
     numbers = MODEL_TYPES[model["type"]].weight_count(options)
     needed = numbers * np.dtype(model["dtype"]).itemsize
     if memory is not None and needed > memory:
-        raise ConfigError(f"config key 'model' ({model['type']}) asks for {numbers:.3g} weights, {needed / 2**30:,.0f} GiB "
-                          f"in {model['dtype']}, more than this machine's {memory / 2**30:,.0f} GiB of memory")
+        raise ConfigError(f"config key 'model' ({model['type']}) asks for {numbers:.3g} weights, "
+                          f"{needed / 2**30:,.0f} GiB in {model['dtype']}, more than this machine's "
+                          f"{memory / 2**30:,.0f} GiB of memory")
 
 
 def _check_output_dir(directory):
