@@ -196,17 +196,22 @@ def _physical_memory_bytes():
         return None
 
 
-def _check_model_fits_memory(model):
-    """Refuse a model whose weights alone would not fit in this machine's memory (a typo such as
-    hidden_dim: 1000000000 would otherwise fail with a MemoryError after the data is loaded)."""
+def _check_model_fits_memory(model, solver, training_images):
+    """Refuse a model whose weights, or whose activations for one batch, alone would not fit in this
+    machine's memory: a typo such as hidden_dim: 1000000000 would otherwise fail with a MemoryError
+    after the data is loaded. Both counts are lower bounds, so nothing that fits is refused."""
     memory = _physical_memory_bytes()
+    if memory is None:
+        return
+    cls, itemsize = MODEL_TYPES[model["type"]], np.dtype(model["dtype"]).itemsize
     options = {key: value for key, value in model.items() if key != "type"}
-    numbers = MODEL_TYPES[model["type"]].weight_count(options)
-    needed = numbers * np.dtype(model["dtype"]).itemsize
-    if memory is not None and needed > memory:
-        raise ConfigError(f"config key 'model' ({model['type']}) asks for {numbers:.3g} weights, "
-                          f"{needed / 2**30:,.0f} GiB in {model['dtype']}, more than this machine's "
-                          f"{memory / 2**30:,.0f} GiB of memory")
+    batch = min(solver["batch_size"], training_images)  # the Solver's batches hold at most every image
+    for numbers, what in ((cls.weight_count(options), "weights"),
+                          (cls.activation_count(options) * batch, f"activations for a batch of {batch} images")):
+        if numbers * itemsize > memory:
+            raise ConfigError(f"config key 'model' ({model['type']}) asks for {numbers:.3g} {what}, "
+                              f"{numbers * itemsize / 2**30:,.0f} GiB in {model['dtype']}, more than this "
+                              f"machine's {memory / 2**30:,.0f} GiB of memory")
 
 
 def _check_output_dir(directory):
@@ -240,7 +245,9 @@ def validate_config(raw):
         raise ConfigError("config key 'data.download' only applies to data.source 'cifar10'")
     _check_data_counts(config["data"])
     _check_model_fits_data(config["model"], config["data"]["source"])
-    _check_model_fits_memory(config["model"])
+    training_images = config["data"]["num_training"] or (AVAILABLE_IMAGES[config["data"]["source"]][0]
+                                                         - config["data"]["num_validation"])
+    _check_model_fits_memory(config["model"], config["solver"], training_images)
     _check_output_dir(config["output"]["dir"])
     return config
 

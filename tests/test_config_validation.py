@@ -99,6 +99,9 @@ REFUSED = [
     (merged(seed=-1), "'seed' must be >= 0, got -1"),
     (merged(model={"type": "TwoLayerNet", "hidden_dim": 10**9}), "'model' (TwoLayerNet) asks for 3.08e+12 weights"),
     (merged(model=convnet({"type": "conv", "filters": 10**9}, "global_avgpool")), "'model' (ConvNet) asks for 3.7e+10"),
+    (merged(model=convnet({"type": "conv", "filters": 10**8}, "global_avgpool")),
+     "'model' (ConvNet) asks for 1.03e+13 activations for a batch of 100 images"),
+    (merged(model={"type": "FullyConnectedNet", "hidden_dims": [10**6] * 10}), "'model' (FullyConnectedNet) asks for"),
     (merged(threads=10**20), "'threads' must be in [1, 1024], got 100000000000000000000"),  # a C int in the kernels
     (merged(optim={"rule": "adam", "beta1": 1}), "'optim.beta1' must be in [0, 1), got 1"),
     (merged(optim={"rule": "sgd_momentum", "momentum": "high"}), "'optim.momentum' must be a number in [0, 1)"),
@@ -236,6 +239,18 @@ def test_the_memory_check_counts_the_weights_the_model_builds(model):
     built = experiment.build_model(config)
     weights = sum(value.size for value in built.params.values() if value.ndim >= 2)
     assert MODEL_TYPES[model["type"]].weight_count(options) == weights
+
+
+def test_the_memory_check_counts_what_a_batch_really_holds():
+    """Activations count at most every training image per batch (a batch_size above it is one full batch),
+    and the count is a lower bound of what the built network's blocks produce."""
+    wide = convnet({"type": "conv_bn_relu", "filters": 8}, "pool", {"type": "residual", "filters": 8}, "global_avgpool")
+    validate_config(merged(model=wide, solver={"batch_size": 10**15}))  # 1700 images per batch: fits
+    options = {key: value for key, value in validate_config(merged(model=wide))["model"].items() if key != "type"}
+    built = MODEL_TYPES["ConvNet"](**{**options, "input_dim": tuple(options["input_dim"])})
+    produced = sum(int(np.prod(stage.out_shape)) for stage in built.network.blocks)
+    assert int(np.prod(built.network.blocks[-1].out_shape)) == 10
+    assert MODEL_TYPES["ConvNet"].activation_count(options) <= produced
 
 
 @pytest.mark.parametrize("kind", list(MODEL_TYPES))

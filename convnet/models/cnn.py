@@ -63,6 +63,12 @@ class ThreeLayerConvNet(Model):
         hidden = options["hidden_dim"]
         return F * C * k * k + F * (H // 2) * (W // 2) * hidden + hidden * options["num_classes"]
 
+    @staticmethod
+    def activation_count(options):
+        """At least how many numbers the forward pass produces per image (convolution, pool, hidden, scores)."""
+        (_, H, W), F = options["input_dim"], options["num_filters"]
+        return F * H * W + F * (H // 2) * (W // 2) + options["hidden_dim"] + options["num_classes"]
+
     def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100, num_classes=10,
                  weight_scale=1e-3, reg=0.0, dtype=np.float32, seed=None):
         super().__init__(reg, dtype, seed)

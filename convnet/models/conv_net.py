@@ -74,6 +74,13 @@ class ConvNet(Model):
             shape = out_shape
         return count + int(np.prod(shape)) * options["num_classes"]
 
+    @staticmethod
+    def activation_count(options):
+        """At least how many numbers the forward pass produces per image (each block's output)."""
+        _, shapes = blocks.resolve_layers(DEFAULT_LAYERS if options["layers"] is None else options["layers"],
+                                          options["input_dim"])
+        return sum(int(np.prod(shape)) for shape in shapes) + options["num_classes"]
+
     def __init__(self, layers=None, input_dim=(3, 32, 32), num_classes=10, reg=0.0, dtype=np.float32, seed=None):
         super().__init__(reg, dtype, seed)
         self.input_dim = blocks.check_input_dim(input_dim)

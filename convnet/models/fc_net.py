@@ -50,6 +50,11 @@ class TwoLayerNet(Model):
         """How many numbers W1 and W2 hold, for the options of a config (checked before building)."""
         return options["input_dim"] * options["hidden_dim"] + options["hidden_dim"] * options["num_classes"]
 
+    @staticmethod
+    def activation_count(options):
+        """How many numbers the forward pass produces per image (hidden layer and scores)."""
+        return options["hidden_dim"] + options["num_classes"]
+
     def __init__(self, input_dim=3 * 32 * 32, hidden_dim=100, num_classes=10, weight_scale=1e-3, reg=0.0,
                  dtype=np.float64, seed=None):
         super().__init__(reg, dtype, seed)
@@ -105,6 +110,11 @@ class FullyConnectedNet(Model):
         """How many numbers W1..WL hold, for the options of a config (checked before building)."""
         dims = [options["input_dim"], *options["hidden_dims"], options["num_classes"]]
         return sum(fan_in * fan_out for fan_in, fan_out in zip(dims[:-1], dims[1:]))
+
+    @staticmethod
+    def activation_count(options):
+        """At least how many numbers the forward pass produces per image (each layer's output)."""
+        return sum(options["hidden_dims"]) + options["num_classes"]
 
     @keyword_aliases(dropout=("dropout_keep_ratio", _keep_ratio_from_dropout),
                      use_batchnorm=("normalization", lambda use: "batchnorm" if use else None))
