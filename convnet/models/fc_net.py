@@ -90,7 +90,8 @@ class FullyConnectedNet(Model):
     (+ gamma1.., beta1..).
 
     Older CS231n keywords are accepted: ``dropout=p`` (2019-2020, the keep probability) for
-    ``dropout_keep_ratio=p`` (``dropout=0``, the 2016-2018 "no dropout", for 1) and ``use_batchnorm=True`` (2016-2018) for ``normalization='batchnorm'``.
+    ``dropout_keep_ratio=p`` (``dropout=0``, the 2016-2018 "no dropout", for 1) and
+    ``use_batchnorm=True`` (2016-2018) for ``normalization='batchnorm'``.
     """
 
     #: The config options (model.<key>) of this class: convnet.config reads them.
