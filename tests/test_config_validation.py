@@ -102,6 +102,8 @@ REFUSED = [
     (merged(model=convnet({"type": "conv", "filters": 10**8}, "global_avgpool")),
      "'model' (ConvNet) asks for 1.03e+13 activations for a batch of 100 images"),
     (merged(model={"type": "FullyConnectedNet", "hidden_dims": [10**6] * 10}), "'model' (FullyConnectedNet) asks for"),
+    (merged(model={"type": "FullyConnectedNet", "hidden_dims": [5], "normalization": "bn"}),
+     "'model.normalization' must be one of [null, 'batchnorm', 'layernorm'], got 'bn'"),  # null: as YAML writes it
     (merged(threads=10**20), "'threads' must be in [1, 1024], got 100000000000000000000"),  # a C int in the kernels
     (merged(optim={"rule": "adam", "beta1": 1}), "'optim.beta1' must be in [0, 1), got 1"),
     (merged(optim={"rule": "sgd_momentum", "momentum": "high"}), "'optim.momentum' must be a number in [0, 1)"),
