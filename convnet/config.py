@@ -23,6 +23,7 @@ shapes are inferred, and image counts are checked against the data source. Every
 tables of docs/experiments.md are generated from them (:mod:`convnet.config_tables`).
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,8 @@ TOP = {
     "name": Option(REQUIRED, str, help="runs are written to `<output.dir>/<name>/<timestamp>/`"),
     "description": Option("", str, help="free text"),
     "seed": Option(0, int, range=COUNT, help="seeds initialisation, shuffling, augmentation, dropout and sub-sampling"),
-    "threads": Option(None, (int, NONE), range=POSITIVE,
+    # bounded: the kernels take the count as a C int, and no machine runs more threads usefully
+    "threads": Option(None, (int, NONE), range="[1, 1024]",
                       help="threads for the kernels and BLAS (`null`: `OMP_NUM_THREADS`, else all cores)"),
     "data": Option({}, dict),
     "model": Option(REQUIRED, dict, help="`type` and that class's options (below)"),
@@ -152,8 +154,70 @@ def _check_model_fits_data(model, source):
                           f"has {NUM_CLASSES} classes")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key written twice in one mapping (PyYAML silently keeps the last,
+    so a second ``solver:`` section would throw the first away)."""
+
+    def construct_mapping(self, node, deep=False):
+        first_line = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: its keys may be overridden
+                continue
+            key, line = self.construct_object(key_node, deep=deep), key_node.start_mark.line + 1
+            try:
+                seen = key in first_line
+            except TypeError:  # an unhashable key: SafeLoader's own message names it
+                continue
+            if seen:
+                where = key_node.start_mark.name  # the file, or '<unicode string>' for a --set value
+                where = "the value" if where.startswith("<") else where
+                lines = f"line {line}" if first_line[key] == line else f"lines {first_line[key]} and {line}"
+                raise ConfigError(f"{where}: key {key!r} is written twice in one mapping ({lines}); keep one")
+            first_line[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _yaml_one_line(exc):
+    """PyYAML's message spans several lines, with the position on the last: one line."""
+    return " ".join(str(exc).split())
+
+
+def _check_name(name):
+    """Refuse a name that is not one directory name: runs go to <output.dir>/<name>/<timestamp>/."""
+    if name.strip() in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ConfigError(f"config key 'name' must be a plain directory name (no '/', not empty, '.' or '..'), "
+                          f"got {name!r}")
+
+
+def _physical_memory_bytes():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system: no check
+        return None
+
+
+def _check_model_fits_memory(model, solver, training_images):
+    """Refuse a model whose weights, or whose activations for one batch, alone would not fit in this
+    machine's memory: a typo such as hidden_dim: 1000000000 would otherwise fail with a MemoryError
+    after the data is loaded. Both counts are lower bounds, so nothing that fits is refused."""
+    memory = _physical_memory_bytes()
+    if memory is None:
+        return
+    cls, itemsize = MODEL_TYPES[model["type"]], np.dtype(model["dtype"]).itemsize
+    options = {key: value for key, value in model.items() if key != "type"}
+    batch = min(solver["batch_size"], training_images)  # the Solver's batches hold at most every image
+    for numbers, what in ((cls.weight_count(options), "weights"),
+                          (cls.activation_count(options) * batch, f"activations for a batch of {batch} images")):
+        if numbers * itemsize > memory:
+            raise ConfigError(f"config key 'model' ({model['type']}) asks for {numbers:.3g} {what}, "
+                              f"{numbers * itemsize / 2**30:,.0f} GiB in {model['dtype']}, more than this "
+                              f"machine's {memory / 2**30:,.0f} GiB of memory")
+
+
 def _check_output_dir(directory):
     """Refuse an output.dir that cannot be a directory because a path above it is a file."""
+    if not directory.strip():
+        raise ConfigError("config key 'output.dir' is empty; give a directory ('.' for the current one)")
     path = Path(directory)
     for parent in (path, *path.parents):
         if parent.exists():
@@ -168,6 +232,7 @@ def validate_config(raw):
     if not isinstance(raw, dict):
         raise ConfigError(f"a config must be a YAML mapping of sections, got {type(raw).__name__}")
     config = resolve("", raw, TOP)
+    _check_name(config["name"])
     config["data"] = resolve("data", config["data"], DATA)
     if config["data"]["augment"] is not None:
         config["data"]["augment"] = resolve("data.augment", config["data"]["augment"], AUGMENT)
@@ -180,6 +245,9 @@ def validate_config(raw):
         raise ConfigError("config key 'data.download' only applies to data.source 'cifar10'")
     _check_data_counts(config["data"])
     _check_model_fits_data(config["model"], config["data"]["source"])
+    training_images = config["data"]["num_training"] or (AVAILABLE_IMAGES[config["data"]["source"]][0]
+                                                         - config["data"]["num_validation"])
+    _check_model_fits_memory(config["model"], config["solver"], training_images)
     _check_output_dir(config["output"]["dir"])
     return config
 
@@ -196,9 +264,11 @@ def apply_override(raw, assignment):
     if not all(keys):
         raise ConfigError(f"--set {assignment!r}: empty key in {path!r}")
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=_UniqueKeyLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"--set {assignment!r}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {assignment!r}: the value is not valid YAML ({exc})") from exc
+        raise ConfigError(f"--set {assignment!r}: the value is not valid YAML ({_yaml_one_line(exc)})") from None
     target = raw
     for depth, key in enumerate(keys[:-1]):
         here = ".".join(keys[: depth + 1])
@@ -232,7 +302,7 @@ def load_config(path, overrides=()):
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
+            raw = yaml.load(f, Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except IsADirectoryError:
@@ -242,8 +312,7 @@ def load_config(path, overrides=()):
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not a text file (not UTF-8); give the experiment's YAML file") from None
     except yaml.YAMLError as exc:
-        # one line: PyYAML's message spans several, with the position on the last
-        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+        raise ConfigError(f"{path} is not valid YAML: {_yaml_one_line(exc)}") from None
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a YAML mapping of sections, got {type(raw).__name__}")

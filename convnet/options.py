@@ -111,12 +111,15 @@ def did_you_mean(word, allowed):
 
 def not_one_of(path, value, allowed, context=""):
     """ConfigError: path's value must be one of allowed (with the closest one suggested)."""
-    return ConfigError(f"config key '{path}'{context} must be one of {list(allowed)}, got {value!r}"
+    names = ", ".join("null" if name is None else repr(name) for name in allowed)  # as the YAML file writes None
+    return ConfigError(f"config key '{path}'{context} must be one of [{names}], got {value!r}"
                        f"{did_you_mean(value, allowed)}")
 
 
 def choose(path, name, registry):
     """registry[name] for the type/rule name at config key path, else the not_one_of ConfigError."""
+    if name is None:
+        raise ConfigError(f"config key '{path}' is required: one of {list(registry)}")
     if not isinstance(name, str) or name not in registry:
         raise not_one_of(path, name, registry)
     return registry[name]

@@ -97,6 +97,14 @@ REFUSED = [
     (merged(optim={"rule": ["sgd"]}), "'optim.rule' must be one of"),
     (merged(schedule={"type": ["cosine"]}), "'schedule.type' must be one of"),
     (merged(seed=-1), "'seed' must be >= 0, got -1"),
+    (merged(model={"type": "TwoLayerNet", "hidden_dim": 10**9}), "'model' (TwoLayerNet) asks for 3.08e+12 weights"),
+    (merged(model=convnet({"type": "conv", "filters": 10**9}, "global_avgpool")), "'model' (ConvNet) asks for 3.7e+10"),
+    (merged(model=convnet({"type": "conv", "filters": 10**8}, "global_avgpool")),
+     "'model' (ConvNet) asks for 1.03e+13 activations for a batch of 100 images"),
+    (merged(model={"type": "FullyConnectedNet", "hidden_dims": [10**6] * 10}), "'model' (FullyConnectedNet) asks for"),
+    (merged(model={"type": "FullyConnectedNet", "hidden_dims": [5], "normalization": "bn"}),
+     "'model.normalization' must be one of [null, 'batchnorm', 'layernorm'], got 'bn'"),  # null: as YAML writes it
+    (merged(threads=10**20), "'threads' must be in [1, 1024], got 100000000000000000000"),  # a C int in the kernels
     (merged(optim={"rule": "adam", "beta1": 1}), "'optim.beta1' must be in [0, 1), got 1"),
     (merged(optim={"rule": "sgd_momentum", "momentum": "high"}), "'optim.momentum' must be a number in [0, 1)"),
     (merged(optim={"rule": "rmsprop", "epsilon": 0}), "'optim.epsilon' must be > 0"),
@@ -110,6 +118,16 @@ REFUSED = [
     (["--set", "model.layers.1.size=3"], "'model.layers.1' is not a section (it is 'pool')"),
     (["--set", "schedule.min_lr=0.01", "--set", "schedule.type=cosine", "--set", "schedule.min_lr=-1"],
      "'schedule.min_lr' must be >= 0"),
+    # what a model constructor refuses is refused here, before the data is loaded
+    (merged(model={"type": "ThreeLayerConvNet", "filter_size": 4}), "'model.filter_size' must be odd"),
+    (merged(model={"type": "ThreeLayerConvNet", "input_dim": [3, 31, 31]}), "'model.input_dim' must have an even H"),
+    # runs go to <output.dir>/<name>/<timestamp>/: a name must be one directory name
+    (merged(name="../../elsewhere"), "config key 'name' must be a plain directory name"),
+    (merged(name=""), "config key 'name' must be a plain directory name"),
+    (merged(name=".."), "config key 'name' must be a plain directory name"),
+    (merged(model={"layers": ["pool"]}), "config key 'model.type' is required: one of ['TwoLayerNet'"),
+    (["--set", "solver.batch_size=[1"], "--set 'solver.batch_size=[1': the value is not valid YAML"),
+    (["--set", "data.augment={flip: true, flip: false}"], "the value: key 'flip' is written twice in one mapping"),
 ]
 
 
@@ -120,6 +138,10 @@ def test_train_refuses_before_loading_data(tmp_path, capsys, no_data, case, expe
     else:
         argv = [str(write_config(tmp_path, BASE)), *case]
     assert_refused(capsys, argv + ["--output-dir", str(tmp_path / "runs")], expected)
+
+
+def test_an_empty_output_dir_is_refused(tmp_path, capsys, no_data):
+    assert_refused(capsys, [str(write_config(tmp_path, merged(output={"dir": ""})))], "'output.dir' is empty")
 
 
 def test_output_dir_under_a_regular_file_is_refused(tmp_path, capsys, no_data):
@@ -143,6 +165,26 @@ def test_unreadable_config_paths_are_refused(tmp_path, capsys, no_data, content,
     assert_refused(capsys, [str(path)], f"{path} {expected}")
 
 
+def test_a_key_written_twice_is_refused_not_silently_dropped(tmp_path, capsys, no_data):
+    """PyYAML keeps the last of two equal keys: the first `solver:` section would be thrown away."""
+    text = yaml.safe_dump(BASE, sort_keys=False) + "solver: {batch_size: 10}\n"
+    assert yaml.safe_load(text)["solver"] == {"batch_size": 10}  # what PyYAML alone would train with
+    path = write_config(tmp_path, text)
+    assert_refused(capsys, [str(path)], f"{path}: key 'solver' is written twice in one mapping (lines ")
+
+
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path):
+    """`<<: *defaults` then a key of its own is not a key written twice."""
+    text = ("defaults: &solver {batch_size: 10, num_epochs: 2}\n" + yaml.safe_dump(BASE, sort_keys=False)
+            .replace("solver:\n  num_epochs: 1\n", "solver:\n  <<: *solver\n  num_epochs: 3\n"))
+    raw = yaml.safe_load(text)
+    assert raw["solver"] == {"batch_size": 10, "num_epochs": 3}
+    with pytest.raises(ConfigError, match="'defaults': unknown"):  # the whole file is read, then validated
+        load_config(write_config(tmp_path, text))
+    del raw["defaults"]
+    assert validate_config(raw)["solver"]["batch_size"] == 10
+
+
 def test_yaml_1_1_numbers_written_as_strings_are_numbers(tmp_path):
     """`min_lr: 1e-5` is a string to PyYAML; the resolved config holds the number, and the schedule runs."""
     path = write_config(tmp_path, yaml.safe_dump(BASE) + "schedule: {type: cosine, warmup_epochs: 1, min_lr: 1e-5}\n")
@@ -164,6 +206,53 @@ def test_a_config_that_fits_the_data_exactly_is_accepted(tmp_path):
     assert config["data"]["num_training"] == 2200
     (tmp_path / "runs").mkdir()
     validate_config(merged(output={"dir": str(tmp_path / "runs" / "new" / "deeper")}))
+
+
+@pytest.mark.parametrize("kind, options", [
+    ("ThreeLayerConvNet", {"filter_size": 4}),
+    ("ThreeLayerConvNet", {"input_dim": [3, 31, 32]}),
+    ("FullyConnectedNet", {"hidden_dims": [5], "dropout_keep_ratio": 0}),
+    ("FullyConnectedNet", {"hidden_dims": [5], "normalization": "bn"}),
+    ("ConvNet", {"layers": ["global_avgpool", "pool"]}),
+    ("ConvNet", {"input_dim": [3, 30, 30]}),
+    ("ConvNet", {"layers": [{"type": "conv", "filters": 4, "stride": 3}]}),
+])
+def test_what_a_model_constructor_refuses_validation_refuses_first(kind, options):
+    """The constructor runs after the data is loaded; validation must refuse the same options before."""
+    arguments = {key: tuple(value) if key == "input_dim" else value for key, value in options.items()}
+    with pytest.raises(ValueError):
+        MODEL_TYPES[kind](**arguments)
+    with pytest.raises(ConfigError, match=r"config key 'model\.(layers\[\d\]|" + "|".join(options) + ")"):
+        validate_config(merged(model={"type": kind, **options}))
+
+
+@pytest.mark.parametrize("model", [
+    {"type": "TwoLayerNet", "hidden_dim": 7},
+    {"type": "FullyConnectedNet", "hidden_dims": [9, 5, 3], "normalization": "batchnorm"},
+    {"type": "ThreeLayerConvNet", "num_filters": 4, "filter_size": 5, "hidden_dim": 6},
+    {"type": "ConvNet"},
+    convnet({"type": "conv_relu", "filters": 3, "size": 5}, {"type": "residual", "filters": 4}, "pool",
+            {"type": "residual", "filters": 4}, "global_avgpool", {"type": "affine_relu", "units": 6}),
+])
+def test_the_memory_check_counts_the_weights_the_model_builds(model):
+    """weight_count (what validation compares with the machine's memory) is the built model's weight count."""
+    config = validate_config(merged(model=model))
+    options = {key: value for key, value in config["model"].items() if key != "type"}
+    built = experiment.build_model(config)
+    weights = sum(value.size for value in built.params.values() if value.ndim >= 2)
+    assert MODEL_TYPES[model["type"]].weight_count(options) == weights
+
+
+def test_the_memory_check_counts_what_a_batch_really_holds():
+    """Activations count at most every training image per batch (a batch_size above it is one full batch),
+    and the count is a lower bound of what the built network's blocks produce."""
+    wide = convnet({"type": "conv_bn_relu", "filters": 8}, "pool", {"type": "residual", "filters": 8}, "global_avgpool")
+    validate_config(merged(model=wide, solver={"batch_size": 10**15}))  # 1700 images per batch: fits
+    options = {key: value for key, value in validate_config(merged(model=wide))["model"].items() if key != "type"}
+    built = MODEL_TYPES["ConvNet"](**{**options, "input_dim": tuple(options["input_dim"])})
+    produced = sum(int(np.prod(stage.out_shape)) for stage in built.network.blocks)
+    assert int(np.prod(built.network.blocks[-1].out_shape)) == 10
+    assert MODEL_TYPES["ConvNet"].activation_count(options) <= produced
 
 
 @pytest.mark.parametrize("kind", list(MODEL_TYPES))

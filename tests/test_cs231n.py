@@ -416,6 +416,16 @@ def test_fully_connected_net_with_dropout_gradient_cell(keep, keyword):
     assert max(model_gradient_errors(model, X, y).values()) < 1e-4
 
 
+def test_the_2016_2018_dropout_zero_means_no_dropout():
+    """The 2016-2018 Dropout notebook loops over dropout=0 (no dropout), 0.25, 0.5 in its gradient check
+    and trains a dropout=0 baseline; 0 must build a model, the same one dropout_keep_ratio=1 builds."""
+    X, y, (D, H1, H2, C) = _fc_check_data()
+    common = dict(input_dim=D, num_classes=C, weight_scale=5e-2, dtype=np.float64, seed=123)
+    baseline = FullyConnectedNet([H1, H2], dropout=0, **common)
+    assert baseline.loss(X, y)[0] == FullyConnectedNet([H1, H2], dropout_keep_ratio=1, **common).loss(X, y)[0]
+    assert max(model_gradient_errors(baseline, X, y).values()) < 1e-4
+
+
 # ---------------------------------------------------------------------------
 # ConvolutionalNetworks.ipynb
 # ---------------------------------------------------------------------------

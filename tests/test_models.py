@@ -305,8 +305,8 @@ def test_old_cs231n_keywords_are_aliases(rng):
         FullyConnectedNet([5], dropout=0.5, dropout_keep_ratio=0.5)
     with pytest.raises(TypeError, match="got both use_batchnorm= and normalization="):
         FullyConnectedNet([5], use_batchnorm=True, normalization="layernorm")
-    with pytest.raises(ValueError, match="dropout= is the keep probability"):
-        FullyConnectedNet([5], dropout=0)
+    no_dropout = FullyConnectedNet([5], dropout=0)  # keep nothing makes no sense: 2016-2018's "no dropout"
+    assert not no_dropout.use_dropout and no_dropout.dropout_param["p"] == 1.0 and not no_dropout.dropout_params
 
 
 def test_old_keywords_stay_out_of_the_signature_and_the_config():

@@ -11,7 +11,21 @@ from convnet.layer_utils import (
 from convnet.layers import affine_backward, affine_forward
 from convnet.models.base import Model
 from convnet.models.blocks import IMAGE_SHAPE
-from convnet.options import Option
+from convnet.options import ConfigError, Option
+
+
+def geometry_problem(input_dim, filter_size):
+    """What ThreeLayerConvNet refuses about its sizes: (argument, reason), or None when they fit.
+
+    The one place for these rules: the constructor raises them as ValueError, config
+    validation (:meth:`ThreeLayerConvNet.check_options`) as ConfigError, before any data is read.
+    """
+    if filter_size % 2 != 1:
+        return "filter_size", f"must be odd so the convolution keeps H x W, got {filter_size}"
+    _, H, W = input_dim
+    if H % 2 or W % 2:
+        return "input_dim", f"must have an even H and W for the 2x2 pool, got {list(input_dim)}"
+    return None
 
 
 class ThreeLayerConvNet(Model):
@@ -34,14 +48,34 @@ class ThreeLayerConvNet(Model):
         "reg": Option(0.0, float, range="[0, inf)", help="L2 strength on the weights"),
     }
 
+    @staticmethod
+    def check_options(options, where="model"):
+        """ConfigError for what the constructor would refuse (an even filter_size, an odd H or W)."""
+        problem = geometry_problem(options["input_dim"], options["filter_size"])
+        if problem is not None:
+            argument, reason = problem
+            raise ConfigError(f"config key '{where}.{argument}' {reason}")
+
+    @staticmethod
+    def weight_count(options):
+        """How many numbers W1, W2 and W3 hold, for the options of a config (checked before building)."""
+        (C, H, W), F, k = options["input_dim"], options["num_filters"], options["filter_size"]
+        hidden = options["hidden_dim"]
+        return F * C * k * k + F * (H // 2) * (W // 2) * hidden + hidden * options["num_classes"]
+
+    @staticmethod
+    def activation_count(options):
+        """At least how many numbers the forward pass produces per image (convolution, pool, hidden, scores)."""
+        (_, H, W), F = options["input_dim"], options["num_filters"]
+        return F * H * W + F * (H // 2) * (W // 2) + options["hidden_dim"] + options["num_classes"]
+
     def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100, num_classes=10,
                  weight_scale=1e-3, reg=0.0, dtype=np.float32, seed=None):
         super().__init__(reg, dtype, seed)
         C, H, W = input_dim
-        if filter_size % 2 != 1:
-            raise ValueError(f"filter_size must be odd so the convolution keeps H x W, got {filter_size}")
-        if H % 2 or W % 2:
-            raise ValueError(f"input_dim H and W must be even for the 2x2 pool, got {input_dim}")
+        problem = geometry_problem(input_dim, filter_size)
+        if problem is not None:
+            raise ValueError(" ".join(problem))
         self.conv_param = {"stride": 1, "pad": (filter_size - 1) // 2}
         self.pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
 

@@ -55,6 +55,32 @@ class ConvNet(Model):
         layers = DEFAULT_LAYERS if options["layers"] is None else options["layers"]
         blocks.resolve_layers(layers, options["input_dim"], f"{where}.layers")
 
+    @staticmethod
+    def weight_count(options):
+        """How many numbers the weights of the convolutions and affine layers hold, for the options of a
+        config: validation refuses a network too large for the machine before building it."""
+        layers = DEFAULT_LAYERS if options["layers"] is None else options["layers"]
+        spec, shapes = blocks.resolve_layers(layers, options["input_dim"])
+        count, shape = 0, tuple(options["input_dim"])
+        for (kind, block_options), out_shape in zip(spec, shapes):
+            if "filters" in block_options:  # conv-like: filters x C x size x size (residual: two 3x3)
+                size = block_options.get("size", 3)
+                count += block_options["filters"] * shape[0] * size * size
+                if kind == "residual":  # the second 3x3 convolution, and a 1x1 projection if C changes
+                    count += block_options["filters"] ** 2 * 9
+                    count += shape[0] * block_options["filters"] if shape[0] != block_options["filters"] else 0
+            elif "units" in block_options:
+                count += int(np.prod(shape)) * block_options["units"]
+            shape = out_shape
+        return count + int(np.prod(shape)) * options["num_classes"]
+
+    @staticmethod
+    def activation_count(options):
+        """At least how many numbers the forward pass produces per image (each block's output)."""
+        _, shapes = blocks.resolve_layers(DEFAULT_LAYERS if options["layers"] is None else options["layers"],
+                                          options["input_dim"])
+        return sum(int(np.prod(shape)) for shape in shapes) + options["num_classes"]
+
     def __init__(self, layers=None, input_dim=(3, 32, 32), num_classes=10, reg=0.0, dtype=np.float32, seed=None):
         super().__init__(reg, dtype, seed)
         self.input_dim = blocks.check_input_dim(input_dim)

@@ -18,11 +18,12 @@ NORMALIZATIONS = (None, "batchnorm", "layernorm")
 
 
 def _keep_ratio_from_dropout(keep):
-    """CS231n 2019-2020's ``dropout=`` is the keep probability; 0 (the 2016-2018 "no dropout") keeps nothing."""
-    if keep == 0:
-        raise ValueError("dropout= is the keep probability (CS231n 2019-2020), so dropout=0 would drop every unit; "
-                         "for no dropout pass dropout_keep_ratio=1")
-    return keep
+    """CS231n 2019-2020's ``dropout=`` is the keep probability (1: no dropout).
+
+    0 is read as no dropout: a keep probability of 0 would keep nothing, and 0 is how the
+    2016-2018 notebooks, whose ``dropout=`` was the drop probability, ask for none.
+    """
+    return 1.0 if keep == 0 else keep
 
 
 class TwoLayerNet(Model):
@@ -43,6 +44,16 @@ class TwoLayerNet(Model):
         "weight_scale": Option(1e-3, float, range="(0, inf)", help="standard deviation of the initial weights"),
         "reg": Option(0.0, float, range="[0, inf)", help="L2 strength on the weights"),
     }
+
+    @staticmethod
+    def weight_count(options):
+        """How many numbers W1 and W2 hold, for the options of a config (checked before building)."""
+        return options["input_dim"] * options["hidden_dim"] + options["hidden_dim"] * options["num_classes"]
+
+    @staticmethod
+    def activation_count(options):
+        """How many numbers the forward pass produces per image (hidden layer and scores)."""
+        return options["hidden_dim"] + options["num_classes"]
 
     def __init__(self, input_dim=3 * 32 * 32, hidden_dim=100, num_classes=10, weight_scale=1e-3, reg=0.0,
                  dtype=np.float64, seed=None):
@@ -79,7 +90,8 @@ class FullyConnectedNet(Model):
     (+ gamma1.., beta1..).
 
     Older CS231n keywords are accepted: ``dropout=p`` (2019-2020, the keep probability) for
-    ``dropout_keep_ratio=p`` and ``use_batchnorm=True`` (2016-2018) for ``normalization='batchnorm'``.
+    ``dropout_keep_ratio=p`` (``dropout=0``, the 2016-2018 "no dropout", for 1) and
+    ``use_batchnorm=True`` (2016-2018) for ``normalization='batchnorm'``.
     """
 
     #: The config options (model.<key>) of this class: convnet.config reads them.
@@ -93,6 +105,17 @@ class FullyConnectedNet(Model):
         "reg": Option(0.0, float, range="[0, inf)", help="L2 strength on the weights"),
         "weight_scale": Option(1e-2, float, range="(0, inf)", help="standard deviation of the initial weights"),
     }
+
+    @staticmethod
+    def weight_count(options):
+        """How many numbers W1..WL hold, for the options of a config (checked before building)."""
+        dims = [options["input_dim"], *options["hidden_dims"], options["num_classes"]]
+        return sum(fan_in * fan_out for fan_in, fan_out in zip(dims[:-1], dims[1:]))
+
+    @staticmethod
+    def activation_count(options):
+        """At least how many numbers the forward pass produces per image (each layer's output)."""
+        return sum(options["hidden_dims"]) + options["num_classes"]
 
     @keyword_aliases(dropout=("dropout_keep_ratio", _keep_ratio_from_dropout),
                      use_batchnorm=("normalization", lambda use: "batchnorm" if use else None))
