@@ -24,6 +24,24 @@ from convnet.layers import (
 )
 
 
+__all__ = [
+    "affine_relu_forward",
+    "affine_relu_backward",
+    "affine_bn_relu_forward",
+    "affine_bn_relu_backward",
+    "affine_ln_relu_forward",
+    "affine_ln_relu_backward",
+    "conv_relu_forward",
+    "conv_relu_backward",
+    "conv_bn_relu_forward",
+    "conv_bn_relu_backward",
+    "conv_relu_pool_forward",
+    "conv_relu_pool_backward",
+    "conv_bn_relu_pool_forward",
+    "conv_bn_relu_pool_backward",
+]
+
+
 def affine_relu_forward(x, w, b):
     """affine -> relu. Returns out (N, M) and a cache."""
     a, fc_cache = affine_forward(x, w, b)

@@ -612,7 +612,7 @@ def test_data_utils_point_at_convnet_data(tmp_path, monkeypatch):
     """Without the files, get_CIFAR10_data says where it looked and how to download; the loaders are convnet's."""
     from convnet import data
 
-    assert (get_CIFAR10_data, load_CIFAR10) == (data.get_CIFAR10_data, data.load_CIFAR10)
+    assert (get_CIFAR10_data, load_CIFAR10) == (data.splits.get_CIFAR10_data, data.cifar10.load_CIFAR10)
     monkeypatch.setenv("CONVNET_DATA", str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"CONVNET_DATA.*|python -m convnet.data download"):
         get_CIFAR10_data()

@@ -23,6 +23,8 @@ import pytest
 
 from convnet import augment, data
 from convnet.data import __main__ as data_cli
+from convnet.data import cifar10
+from convnet.data.splits import get_CIFAR10_data
 
 ROWS_PER_TRAIN_FILE = (5, 3, 4, 2, 6)  # 20 training rows: deliberately not the official 10,000
 TEST_ROWS = 7
@@ -330,7 +332,7 @@ def test_get_cifar10_data_on_fixture_batches(cifar_root):
 
 def test_load_CIFAR10_returns_float64_nhwc_like_cs231n(cifar_root):
     root, (X_train, y_train, X_test, y_test) = cifar_root
-    Xtr, Ytr, Xte, Yte = data.load_CIFAR10(root / data.BATCHES_DIRNAME)  # CS231n passes the batches directory
+    Xtr, Ytr, Xte, Yte = cifar10.load_CIFAR10(root / data.BATCHES_DIRNAME)  # CS231n passes the batches directory
     assert (Xtr.shape, Xtr.dtype, Xte.shape, Xte.dtype) == ((20, 32, 32, 3), np.float64, (TEST_ROWS, 32, 32, 3),
                                                              np.float64)
     np.testing.assert_array_equal(Xtr, X_train.transpose(0, 2, 3, 1))
@@ -342,21 +344,21 @@ def test_load_CIFAR10_returns_float64_nhwc_like_cs231n(cifar_root):
 def test_get_CIFAR10_data_is_cs231ns_float64_nchw_mean_subtracted(cifar_root, monkeypatch):
     root, (X_train, y_train, X_test, y_test) = cifar_root
     monkeypatch.setenv("CONVNET_DATA", str(root))
-    splits = data.get_CIFAR10_data(num_training=12, num_validation=5, num_test=3)
+    splits = get_CIFAR10_data(num_training=12, num_validation=5, num_test=3)
     assert sorted(splits) == ["X_test", "X_train", "X_val", "y_test", "y_train", "y_val"]
     mean_image = X_train[:12].mean(axis=0)
     for name, raw in (("X_train", X_train[:12]), ("X_val", X_train[12:17]), ("X_test", X_test[:3])):
         assert splits[name].dtype == np.float64 and splits[name].shape == raw.shape  # NCHW
         np.testing.assert_allclose(splits[name], raw - mean_image, atol=1e-12)
     np.testing.assert_array_equal(splits["y_val"], y_train[12:17])
-    raw = data.get_CIFAR10_data(num_training=12, num_validation=5, num_test=3, subtract_mean=False)
+    raw = get_CIFAR10_data(num_training=12, num_validation=5, num_test=3, subtract_mean=False)
     np.testing.assert_array_equal(raw["X_train"], X_train[:12].astype(np.float64))
 
 
 def test_get_CIFAR10_data_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("CONVNET_DATA", str(tmp_path))
     with pytest.raises(FileNotFoundError) as excinfo:
-        data.get_CIFAR10_data()
+        get_CIFAR10_data()
     message = str(excinfo.value)
     assert str(tmp_path / data.BATCHES_DIRNAME) in message and "$CONVNET_DATA" in message
     assert "python -m convnet.data download" in message
