@@ -135,6 +135,10 @@ def main(argv=None):
     except (FileNotFoundError, CheckpointError, CorruptDataError, DownloadError, experiment.RunDirectoryInUse) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except MemoryError:
+        print("error: out of memory; lower solver.batch_size or solver.eval_batch_size, use fewer or narrower "
+              "layers, or train on fewer images (data.num_training)", file=sys.stderr)
+        return EXIT_ERROR
     except OSError as exc:  # a full disk or a directory that cannot be written: no traceback either
         print(f"error: {exc.strerror if exc.strerror and not exc.filename else exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -79,6 +79,19 @@ def test_divergence_exits_with_a_message(tmp_path, capsys):
     assert "last good checkpoint" not in err and "no checkpoint had been written yet" in err  # in epoch 1
 
 
+def test_running_out_of_memory_is_one_line_naming_what_to_lower(tmp_path, capsys, monkeypatch):
+    from convnet import experiment
+
+    def exhausted(config):
+        raise MemoryError
+
+    monkeypatch.setattr(experiment, "build_model", exhausted)
+    path = write_config(tmp_path)
+    assert train.main([str(path), "--output-dir", str(tmp_path / "runs"), "--quiet"]) == train.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: out of memory") and "solver.batch_size" in err
+
+
 def test_missing_cifar10_is_explained(tmp_path, capsys):
     path = write_config(tmp_path, data={"source": "cifar10", "root": str(tmp_path / "nowhere")})
     assert train.main([str(path), "--output-dir", str(tmp_path / "runs"), "--quiet"]) == train.EXIT_ERROR
