@@ -29,11 +29,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from convnet import optim, schedules
 from convnet.data import IMAGE_SHAPE, NORMALIZATIONS, NUM_CLASSES
 from convnet.models import MODEL_TYPES
-from convnet.optim import HYPERPARAMETERS
 from convnet.options import NONE, REQUIRED, ConfigError, Option, check, choose, resolve, unknown_key
-from convnet.schedules import resolve_schedule
 
 __all__ = ["ConfigError", "apply_override", "dump_config", "load_config", "validate_config"]
 
@@ -94,6 +93,10 @@ TOP = {
     "solver": Option({}, dict),
     "output": Option({}, dict),
 }
+#: The config key model.type: which model class, by name.
+MODEL_TYPE = Option(REQUIRED, str, choices=tuple(MODEL_TYPES), help="the model class; its options are below")
+#: The sections whose keys depend on a kind named in them: section -> (the key naming it, its Option).
+KINDS = {"model": ("type", MODEL_TYPE), "optim": ("rule", optim.RULE), "schedule": ("type", schedules.TYPE)}
 #: Every model type's config also takes the floating-point type it computes in.
 DTYPE = Option("float32", str, choices=("float32", "float64"), help="the floating-point type of the computation")
 
@@ -116,14 +119,14 @@ def _model_section(raw):
 
 
 def _optim_section(raw):
-    optim = dict(raw)
-    rule = optim.pop("rule", "sgd")
-    declared = choose("optim.rule", rule, HYPERPARAMETERS)
-    for key, value in optim.items():
+    section = dict(raw)
+    rule = section.pop("rule", optim.RULE.default)
+    declared = choose("optim.rule", rule, optim.RULES).options
+    for key, value in section.items():
         if key not in declared:
             raise unknown_key(f"optim.{key}", key, list(declared), f" for {rule}")
-        optim[key] = check(f"optim.{key}", value, declared[key])
-    return {"rule": rule, **optim}  # only what the config sets: the rule fills in its own defaults
+        section[key] = check(f"optim.{key}", value, declared[key])
+    return {"rule": rule, **section}  # only what the config sets: the rule fills in its declared defaults
 
 
 def _check_data_counts(data):
@@ -240,7 +243,7 @@ def validate_config(raw):
     config["output"] = resolve("output", config["output"], OUTPUT)
     config["model"] = _model_section(config["model"])
     config["optim"] = _optim_section(config["optim"])
-    config["schedule"] = resolve_schedule(config["schedule"])
+    config["schedule"] = schedules.resolve_schedule(config["schedule"])
     if config["data"]["source"] == "sample" and config["data"]["download"]:
         raise ConfigError("config key 'data.download' only applies to data.source 'cifar10'")
     _check_data_counts(config["data"])

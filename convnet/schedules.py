@@ -99,30 +99,34 @@ SCHEDULES = {
 }
 
 
-def resolve_schedule(spec, where="schedule"):
+#: The config key schedule.type: which schedule, by name.
+TYPE = Option("constant", str, choices=tuple(SCHEDULES), help="the schedule; its options are below")
+
+
+def resolve_schedule(spec, where="schedule", label="config key"):
     """{'type': ..., every option}: the spec checked against SCHEDULES, defaults filled in.
 
     spec: None (constant), a type name, or {"type": ..., options}. Raises ConfigError
-    (a ValueError) naming the key.
+    (a ValueError) naming the key (label: see convnet.options).
     """
     if spec is None:
-        spec = {"type": "constant"}
+        spec = {}
     if isinstance(spec, str):
         spec = {"type": spec}
     if not isinstance(spec, dict):
-        return resolve(where, spec, {})  # raises: must be a mapping
+        return resolve(where, spec, {}, label=label)  # raises: must be a mapping
     spec = dict(spec)
-    kind = spec.pop("type", "constant")
-    options = choose(f"{where}.type", kind, SCHEDULES).options
-    return {"type": kind, **resolve(where, spec, options, context=f" for {kind}")}
+    kind = spec.pop("type", TYPE.default)
+    options = choose(f"{where}.type", kind, SCHEDULES, label=label).options
+    return {"type": kind, **resolve(where, spec, options, context=f" for {kind}", label=label)}
 
 
-def make_schedule(spec, base_lr, num_epochs):
+def make_schedule(spec, base_lr, num_epochs, label="config key"):
     """A function lr(epoch) from a spec: None, a type name or {"type": ..., options}.
 
     Types and options (with their defaults and ranges) are declared in SCHEDULES; an
     unknown type or option, or a value out of range, raises ConfigError (a ValueError).
     """
-    options = resolve_schedule(spec)
+    options = resolve_schedule(spec, label=label)
     kind = options.pop("type")
     return SCHEDULES[kind].build(base_lr, num_epochs, **options)

@@ -37,9 +37,12 @@ from convnet import optim
 from convnet.callbacks import Checkpoint, Progress
 from convnet.checkpoint import load_model_state, model_state, restore_solver
 from convnet.models.base import regularized_names
-from convnet.schedules import make_schedule
+from convnet.options import check, choose
+from convnet.schedules import SCHEDULES, make_schedule
 
 
+#: How errors name a constructor argument: "Solver argument 'update_rule' must be one of ...".
+ARGUMENT = "Solver argument"
 # Acted on between two steps: Ctrl-C, and the polite stop that kill, schedulers and launchers send.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -51,7 +54,7 @@ class TrainingDiverged(RuntimeError):
 class Solver:
     """Trains ``model`` on ``data``; see the module docstring.
 
-    CS231n arguments: update_rule (name in optim.UPDATE_RULES, or a function), optim_config,
+    CS231n arguments: update_rule (name in optim.RULES, or a function), optim_config,
     lr_decay (per-epoch multiplier, used when no schedule is given), batch_size, num_epochs,
     num_train_samples (training images sampled for the per-epoch train accuracy; None = all),
     num_val_samples (None = the whole validation split), checkpoint_name (also write
@@ -74,17 +77,18 @@ class Solver:
             raise ValueError(f"X_train and y_train must hold the same, non-zero number of samples, "
                              f"got {len(self.X_train)} and {len(self.y_train)}")
         if isinstance(update_rule, str):
-            if update_rule not in optim.UPDATE_RULES:
-                raise ValueError(f"update_rule must be one of {sorted(optim.UPDATE_RULES)}, got {update_rule!r}")
-            self.update_rule_name, self.update_rule = update_rule, optim.UPDATE_RULES[update_rule]
+            self.update_rule_name = update_rule
+            self.update_rule = choose("update_rule", update_rule, optim.RULES, label=ARGUMENT).update
         else:
             self.update_rule_name, self.update_rule = getattr(update_rule, "__name__", "custom"), update_rule
         self.optim_config = dict(optim_config or {})
-        self.base_lr = self.optim_config.get(
-            "learning_rate", optim.DEFAULT_LEARNING_RATES.get(self.update_rule_name, 1e-2))
+        declared = optim.RULES.get(self.update_rule_name)
+        default_lr = declared.default_learning_rate if declared else optim.RULES["sgd"].default_learning_rate
+        self.base_lr = self.optim_config.get("learning_rate", default_lr)
         if schedule is None and lr_decay != 1.0:
-            schedule = {"type": "exponential", "decay": lr_decay}
-        self.schedule = make_schedule(schedule, self.base_lr, num_epochs)
+            decay = check("lr_decay", lr_decay, SCHEDULES["exponential"].options["decay"], label=ARGUMENT)
+            schedule = {"type": "exponential", "decay": decay}
+        self.schedule = make_schedule(schedule, self.base_lr, num_epochs, label=ARGUMENT)
         self.batch_size = int(batch_size)
         self.num_epochs = int(num_epochs)
         self.num_train_samples = num_train_samples

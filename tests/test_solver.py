@@ -221,8 +221,13 @@ def test_callbacks_see_iterations_epochs_and_the_end(rng):
 
 
 def test_bad_arguments_are_named(rng):
-    with pytest.raises(ValueError, match="update_rule must be one of"):
-        Solver(small_convnet(), image_data(rng), update_rule="adagrad")
+    with pytest.raises(ValueError, match=r"^Solver argument 'update_rule' must be one of \[.*\], got 'adm'; "
+                                         r"did you mean 'adam'\?$"):
+        Solver(small_convnet(), image_data(rng), update_rule="adm")
+    with pytest.raises(ValueError, match=r"^Solver argument 'lr_decay' must be in \(0, 1\], got 2$"):
+        Solver(small_convnet(), image_data(rng), lr_decay=2)
+    with pytest.raises(ValueError, match=r"^Solver argument 'schedule.type' must be one of"):
+        Solver(small_convnet(), image_data(rng), schedule={"type": "cosin"})
     with pytest.raises(ValueError, match="same, non-zero number of samples"):
         Solver(small_convnet(), {"X_train": np.zeros((3, 3, 8, 8)), "y_train": np.zeros(2, int)})
 
