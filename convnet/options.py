@@ -182,25 +182,29 @@ def check(path, value, option, label="config key"):
     return value
 
 
+def subkey(path, key):
+    """The name of key inside path: 'model.layers', or 'layers' at the top ('' path)."""
+    return f"{path}.{key}" if path else key
+
+
 def resolve(path, raw, options, context="", label="config key"):
     """A mapping checked against declared options: unknown keys refused, defaults filled in.
 
     path: where the mapping sits ('' for the top level, else e.g. 'solver'); context is
     added to messages about keys (' for cosine'). Returns a new dict in declaration order.
     """
-    prefix = f"{path}." if path else ""
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{label} '{path}' must be a mapping, got {raw!r}")
     for key in raw:
         if key not in options:
-            raise unknown_key(f"{prefix}{key}", key, list(options), context, label)
+            raise unknown_key(subkey(path, key), key, list(options), context, label)
     resolved = {}
     for key, declared in options.items():
         if key in raw:
-            resolved[key] = check(f"{prefix}{key}", raw[key], declared, label)
+            resolved[key] = check(subkey(path, key), raw[key], declared, label)
         elif declared.default is REQUIRED:
-            raise ConfigError(f"{label} '{prefix}{key}' is required{context}")
+            raise ConfigError(f"{label} '{subkey(path, key)}' is required{context}")
         else:
             resolved[key] = copy.deepcopy(declared.default)
     return resolved

@@ -18,7 +18,7 @@ import numpy as np
 
 from convnet import conv_layers, layers
 from convnet.checks import window_output_size
-from convnet.options import REQUIRED, ConfigError, Option, check, choose, resolve
+from convnet.options import REQUIRED, ConfigError, Option, choose, resolve
 
 
 def same_pad(size):
@@ -364,16 +364,16 @@ BLOCKS = {
 }
 
 
-def resolve_layers(layers, input_dim, where="layers"):
+def resolve_layers(layers, input_dim, where="layers", label="config key"):
     """Check a block list against BLOCKS and infer every block's output shape.
 
     layers: [type name or {"type": ..., options}]; input_dim: (C, H, W).
     Returns ([(type, {option: value})] with defaults filled in, [output shape per block]).
     Raises ConfigError naming the entry (``where[index]``), the key and, for a block that
-    does not fit its input, the input shape.
+    does not fit its input, the input shape (label: see convnet.options).
     """
     if not isinstance(layers, (list, tuple)) or not layers:
-        raise ConfigError(f"config key '{where}' must be a non-empty list of blocks, got {layers!r}")
+        raise ConfigError(f"{label} '{where}' must be a non-empty list of blocks, got {layers!r}")
     spec, shapes = [], []
     shape = tuple(input_dim)
     for index, entry in enumerate(layers):
@@ -381,28 +381,24 @@ def resolve_layers(layers, input_dim, where="layers"):
         if isinstance(entry, str):
             entry = {"type": entry}
         if not isinstance(entry, dict) or "type" not in entry:
-            raise ConfigError(f"config key '{here}' must be a block type name or a mapping with a 'type' key, "
+            raise ConfigError(f"{label} '{here}' must be a block type name or a mapping with a 'type' key, "
                               f"got {entry!r}")
         options = dict(entry)
         kind = options.pop("type")
-        block = choose(f"{here}.type", kind, BLOCKS)
-        options = resolve(here, options, block.options, context=f" for {kind}")
+        block = choose(f"{here}.type", kind, BLOCKS, label)
+        options = resolve(here, options, block.options, context=f" for {kind}", label=label)
         if block.images and len(shape) != 3:
-            raise ConfigError(f"config key '{here}' ({kind}) needs (C, H, W) input, but the blocks before it "
+            raise ConfigError(f"{label} '{here}' ({kind}) needs (C, H, W) input, but the blocks before it "
                               f"produce {shape}")
         try:
             shape = tuple(block.shape(shape, **options))
         except ValueError as exc:
-            raise ConfigError(f"config key '{here}' ({kind}) does not fit its input {shape}: {exc}") from None
+            raise ConfigError(f"{label} '{here}' ({kind}) does not fit its input {shape}: {exc}") from None
         spec.append((kind, options))
         shapes.append(shape)
     return spec, shapes
 
 
-IMAGE_SHAPE = Option([3, 32, 32], list, each=Option(REQUIRED, int, range=POSITIVE), length=3,
-                     help="(C, H, W) of the input images")
-
-
-def check_input_dim(input_dim, where="input_dim"):
-    """input_dim as a (C, H, W) tuple of positive integers, else ConfigError."""
-    return tuple(check(where, list(input_dim) if isinstance(input_dim, tuple) else input_dim, IMAGE_SHAPE))
+#: The option input_dim of the models that take images: (C, H, W).
+INPUT_DIM = Option([3, 32, 32], list, each=Option(REQUIRED, int, range=POSITIVE), length=3,
+                   help="(C, H, W) of the input images")

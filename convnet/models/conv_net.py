@@ -15,8 +15,8 @@ options and defaults are declared in :data:`convnet.models.blocks.BLOCKS`.
 import numpy as np
 
 from convnet.models import blocks
-from convnet.models.base import Model
-from convnet.options import Option
+from convnet.models.base import Model, checks_arguments
+from convnet.options import Option, subkey
 
 DEFAULT_LAYERS = [
     {"type": "conv_bn_relu", "filters": 32},
@@ -44,16 +44,16 @@ class ConvNet(Model):
     #: The config options (model.<key>) of this class: convnet.config reads them.
     OPTIONS = {
         "layers": Option(None, (list, type(None)), help="the block list (null: DEFAULT_LAYERS); see ConvNet blocks"),
-        "input_dim": blocks.IMAGE_SHAPE,
+        "input_dim": blocks.INPUT_DIM,
         "num_classes": Option(10, int, range="[1, inf)"),
         "reg": Option(0.0, float, range="[0, inf)", help="L2 strength on the weights"),
     }
 
     @staticmethod
-    def check_options(options, where="model"):
+    def check_options(options, where="model", label="config key"):
         """ConfigError if the block list does not fit input_dim (every block's shape is inferred)."""
         layers = DEFAULT_LAYERS if options["layers"] is None else options["layers"]
-        blocks.resolve_layers(layers, options["input_dim"], f"{where}.layers")
+        blocks.resolve_layers(layers, options["input_dim"], subkey(where, "layers"), label)
 
     @staticmethod
     def weight_count(options):
@@ -81,9 +81,10 @@ class ConvNet(Model):
                                           options["input_dim"])
         return sum(int(np.prod(shape)) for shape in shapes) + options["num_classes"]
 
+    @checks_arguments
     def __init__(self, layers=None, input_dim=(3, 32, 32), num_classes=10, reg=0.0, dtype=np.float32, seed=None):
         super().__init__(reg, dtype, seed)
-        self.input_dim = blocks.check_input_dim(input_dim)
+        self.input_dim = tuple(input_dim)
         self.spec, shapes = blocks.resolve_layers(DEFAULT_LAYERS if layers is None else layers, self.input_dim)
         counters = {}
 
