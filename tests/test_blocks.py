@@ -92,9 +92,10 @@ def test_a_new_block_type_is_one_registry_entry(monkeypatch, rng):
     monkeypatch.setitem(BLOCKS, "scale", BlockType(
         factor, blocks._same, lambda model, name, in_shape, factor: [Scale(in_shape, factor)], False, "y = factor x"))
     monkeypatch.setitem(BLOCKS, "conv_pool", BlockType(
-        {"filters": blocks.FILTERS}, lambda in_shape, filters: blocks.pool_shape(blocks.conv_shape(in_shape, filters)),
-        lambda model, name, in_shape, filters: [blocks.Conv(model, name("conv"), in_shape, filters),
-                                                blocks.MaxPool(name("pool"), (filters, *in_shape[1:]))],
+        {"filters": blocks.FILTERS},
+        lambda in_shape, filters: blocks.pool_shape(blocks.conv_shape(in_shape, filters, 3, 1, None), 2, None),
+        lambda model, name, in_shape, filters: [blocks.Conv(model, name("conv"), in_shape, filters, 3, 1, None),
+                                                blocks.MaxPool(name("pool"), (filters, *in_shape[1:]), 2, None)],
         True, "convolution, then 2x2 max pooling"))
     layers = [{"type": "conv_pool", "filters": 4}, {"type": "scale", "factor": 2}, "global_avgpool"]
     model = ConvNet(layers, input_dim=(3, 8, 8), num_classes=2, seed=0)

@@ -63,11 +63,12 @@ class ConvNet(Model):
         spec, shapes = blocks.resolve_layers(layers, options["input_dim"])
         count, shape = 0, tuple(options["input_dim"])
         for (kind, block_options), out_shape in zip(spec, shapes):
-            if "filters" in block_options:  # conv-like: filters x C x size x size (residual: two 3x3)
-                size = block_options.get("size", 3)
+            if "filters" in block_options:  # conv-like: filters x C x size x size (residual: two convolutions)
+                # a block type without a size option counts as 1x1: the count stays a lower bound
+                size = blocks.RESIDUAL_CONV["size"] if kind == "residual" else block_options.get("size", 1)
                 count += block_options["filters"] * shape[0] * size * size
-                if kind == "residual":  # the second 3x3 convolution, and a 1x1 projection if C changes
-                    count += block_options["filters"] ** 2 * 9
+                if kind == "residual":  # the second convolution, and a 1x1 projection if C changes
+                    count += block_options["filters"] ** 2 * size * size
                     count += shape[0] * block_options["filters"] if shape[0] != block_options["filters"] else 0
             elif "units" in block_options:
                 count += int(np.prod(shape)) * block_options["units"]
