@@ -244,6 +244,7 @@ def validate_config(raw):
     config["model"] = _model_section(config["model"])
     config["optim"] = _optim_section(config["optim"])
     config["schedule"] = schedules.resolve_schedule(config["schedule"])
+    schedules.check_schedule(config["schedule"], config["solver"]["num_epochs"])
     if config["data"]["source"] == "sample" and config["data"]["download"]:
         raise ConfigError("config key 'data.download' only applies to data.source 'cifar10'")
     _check_data_counts(config["data"])

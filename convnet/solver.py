@@ -88,7 +88,7 @@ class Solver:
         if schedule is None and lr_decay != 1.0:
             decay = check("lr_decay", lr_decay, SCHEDULES["exponential"].options["decay"], label=ARGUMENT)
             schedule = {"type": "exponential", "decay": decay}
-        self.schedule = make_schedule(schedule, self.base_lr, num_epochs, label=ARGUMENT)
+        self.schedule = make_schedule(schedule, self.base_lr, num_epochs, label=ARGUMENT, epochs_key="num_epochs")
         self.batch_size = int(batch_size)
         self.num_epochs = int(num_epochs)
         self.num_train_samples = num_train_samples

@@ -69,6 +69,13 @@ REFUSED = [
     (merged(schedule={"type": "cosine", "warmup_epochs": "one"}), "'schedule.warmup_epochs' must be a number"),
     (merged(schedule={"type": "exponential", "decay": 0}), "'schedule.decay' must be in (0, 1]"),
     (merged(schedule={"type": "step", "milestones": 3}), "'schedule.milestones' must be a list"),
+    # options that do not fit together or with the length of training (BASE trains 1 epoch)
+    (merged(schedule={"type": "cosine", "warmup_epochs": 1}),
+     "'schedule.warmup_epochs' must be less than solver.num_epochs (1), got 1"),
+    (merged(schedule={"type": "onecycle", "peak_epoch": 2.5}),
+     "'schedule.peak_epoch' must be less than solver.num_epochs (1), got 2.5"),
+    (merged(schedule={"type": "step", "milestones": [5, 2]}), "'schedule.milestones' must be increasing, got [5, 2]"),
+    (merged(schedule={"type": "step", "milestones": [2, 2]}), "'schedule.milestones' must be increasing, got [2, 2]"),
     (merged(model={**BASE["model"], "reg": "abc"}), "'model.reg' must be a number >= 0, got 'abc'"),
     (merged(model={"type": "FullyConnectedNet", "hidden_dims": 5}), "'model.hidden_dims' must be a list"),
     (merged(model={"type": "FullyConnectedNet", "hidden_dims": [10, 0]}), "'model.hidden_dims[1]' must be >= 1"),
@@ -187,10 +194,10 @@ def test_yaml_merge_keys_may_still_be_overridden(tmp_path):
 
 def test_yaml_1_1_numbers_written_as_strings_are_numbers(tmp_path):
     """`min_lr: 1e-5` is a string to PyYAML; the resolved config holds the number, and the schedule runs."""
-    path = write_config(tmp_path, yaml.safe_dump(BASE) + "schedule: {type: cosine, warmup_epochs: 1, min_lr: 1e-5}\n")
+    path = write_config(tmp_path, yaml.safe_dump(BASE) + "schedule: {type: cosine, warmup_epochs: 0.5, min_lr: 1e-5}\n")
     assert yaml.safe_load(path.read_text())["schedule"]["min_lr"] == "1e-5"
     config = load_config(path)
-    assert config["schedule"] == {"type": "cosine", "warmup_epochs": 1.0, "min_lr": 1e-5}
+    assert config["schedule"] == {"type": "cosine", "warmup_epochs": 0.5, "min_lr": 1e-5}
     schedule = make_schedule(config["schedule"], base_lr=0.1, num_epochs=4)
     assert schedule(4) == pytest.approx(1e-5)
     assert make_schedule({"type": "cosine", "min_lr": "1e-5"}, 0.1, 4)(4) == pytest.approx(1e-5)

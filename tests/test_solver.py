@@ -228,6 +228,9 @@ def test_bad_arguments_are_named(rng):
         Solver(small_convnet(), image_data(rng), lr_decay=2)
     with pytest.raises(ValueError, match=r"^Solver argument 'schedule.type' must be one of"):
         Solver(small_convnet(), image_data(rng), schedule={"type": "cosin"})
+    with pytest.raises(ValueError, match=r"^Solver argument 'schedule.warmup_epochs' must be less than num_epochs "
+                                         r"\(2\), got 2$"):
+        Solver(small_convnet(), image_data(rng), schedule={"type": "cosine", "warmup_epochs": 2}, num_epochs=2)
     with pytest.raises(ValueError, match="same, non-zero number of samples"):
         Solver(small_convnet(), {"X_train": np.zeros((3, 3, 8, 8)), "y_train": np.zeros(2, int)})
 
