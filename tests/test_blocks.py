@@ -142,3 +142,9 @@ def test_the_benchmark_twin_follows_the_built_network():
     assert [name for name, _ in residual["shortcut"]] == ["Conv2d", "BatchNorm2d"]  # 6 -> 5 channels
     assert twin[names.index("BatchNorm1d")][1] == {"num_features": 7, "eps": 1e-5, "momentum": 0.5}
     assert twin[names.index("Dropout")][1]["p"] == pytest.approx(0.1)
+
+
+def test_the_benchmark_uses_convnets_default_learning_rates():
+    from convnet.optim import RULES
+
+    assert bench_train.LEARNING_RATES == {rule: RULES[rule].default_learning_rate for rule in bench_train.LEARNING_RATES}
