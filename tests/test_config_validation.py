@@ -309,7 +309,9 @@ def test_config_errors_are_value_errors_naming_the_key():
 
 
 def test_the_command_line_prints_one_line_and_no_traceback(tmp_path):
-    """The real `python -m convnet.train` process, for the crash that used to come after a full epoch."""
+    """The real `python -m convnet.train` process: a schedule option out of range (which the schedule would first
+    use after an epoch of training) exits 2 with the one line on stderr, before any data is loaded or any run
+    directory is made."""
     import subprocess
     import sys
 
