@@ -33,6 +33,7 @@ from convnet import optim, schedules
 from convnet.data import IMAGE_SHAPE, NORMALIZATIONS, NUM_CLASSES
 from convnet.models import MODEL_TYPES
 from convnet.options import NONE, REQUIRED, ConfigError, Option, check, choose, resolve, unknown_key
+from convnet.solver import OPTIONS as SOLVER_ARGUMENTS
 
 __all__ = ["ConfigError", "apply_override", "dump_config", "load_config", "validate_config"]
 
@@ -64,15 +65,10 @@ DATA = {
 #: and the official CIFAR-10's. A CIFAR-10 directory with other counts is found when loaded.
 AVAILABLE_IMAGES = {"sample": (2700, 500), "cifar10": (50000, 10000)}
 SOLVER = {
-    "batch_size": Option(100, int, range=POSITIVE, help="images per update"),
-    "num_epochs": Option(10, int, range=POSITIVE, help="full passes over the training images"),
-    "num_train_samples": Option(1000, (int, NONE), range=POSITIVE,
-                                help="training images used for the train accuracy after each epoch (`null`: all)"),
-    "num_val_samples": Option(None, (int, NONE), range=POSITIVE, help="validation images per check (`null`: all)"),
-    "print_every": Option(100, int, range=POSITIVE,
-                          help="log the loss every this many iterations (to `metrics.csv`; printed when there is "
-                               "no progress bar)"),
-    "eval_batch_size": Option(256, int, range=POSITIVE, help="images per forward pass when measuring accuracy"),
+    **SOLVER_ARGUMENTS,  # the Solver's arguments; a config logs less often than CS231n's default prints
+    "print_every": SOLVER_ARGUMENTS["print_every"].replace(
+        default=100, help="log the loss every this many iterations (to `metrics.csv`; printed when there is "
+                          "no progress bar)"),
 }
 OUTPUT = {
     "dir": Option("runs", str, help="where run directories go: `<dir>/<name>/<timestamp>/`"),

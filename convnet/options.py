@@ -86,6 +86,13 @@ class Option:
     def __repr__(self):
         return f"Option(default={self.default!r}, allowed={self.describe()!r})"
 
+    def replace(self, *, default, help):
+        """The same rule (types, choices, range) with another default and help, e.g. where a config's
+        default differs from a constructor's."""
+        changed = copy.copy(self)
+        changed.default, changed.help = default, help
+        return changed
+
     def describe(self, write_choice=str):
         """What values are allowed, for messages and the docs: 'an integer >= 1', 'one of a, b'.
 

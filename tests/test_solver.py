@@ -228,6 +228,12 @@ def test_bad_arguments_are_named(rng):
         Solver(small_convnet(), image_data(rng), lr_decay=2)
     with pytest.raises(ValueError, match=r"^Solver argument 'schedule.type' must be one of"):
         Solver(small_convnet(), image_data(rng), schedule={"type": "cosin"})
+    with pytest.raises(ValueError, match=r"^Solver argument 'batch_size' must be >= 1, got 0$"):
+        Solver(small_convnet(), image_data(rng), batch_size=0)
+    with pytest.raises(ValueError, match=r"^Solver argument 'eval_batch_size' must be an integer >= 1, got 2.5$"):
+        Solver(small_convnet(), image_data(rng), eval_batch_size=2.5)
+    with pytest.raises(ValueError, match=r"^Solver argument 'num_train_samples' must be >= 1, got 0$"):
+        Solver(small_convnet(), image_data(rng), num_train_samples=0)
     with pytest.raises(ValueError, match=r"^Solver argument 'schedule.warmup_epochs' must be less than num_epochs "
                                          r"\(2\), got 2$"):
         Solver(small_convnet(), image_data(rng), schedule={"type": "cosine", "warmup_epochs": 2}, num_epochs=2)
