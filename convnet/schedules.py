@@ -7,7 +7,8 @@ within an epoch.
 
     make_schedule({"type": "cosine", "warmup_epochs": 1}, base_lr=0.1, num_epochs=30)
 
-Each type and its options (types, ranges, defaults) are declared once, in SCHEDULES.
+Each type and its options (types, ranges, defaults) are declared once, in SCHEDULES; the
+builders below take every option, resolved, from there.
 """
 
 import math
@@ -29,6 +30,7 @@ class Schedule(NamedTuple):
     help: str
     problem: Callable = None
 
+
 def constant(base_lr):
     return lambda epoch: base_lr
 
@@ -38,27 +40,26 @@ def exponential(base_lr, decay):
     return lambda epoch: base_lr * decay ** math.floor(epoch)
 
 
-def step(base_lr, step_size=10, gamma=0.1, milestones=None):
+def step(base_lr, step_size, gamma, milestones):
     """Multiply by gamma every step_size epochs, or at each epoch listed in milestones (increasing)."""
     if milestones is not None:
         return lambda epoch: base_lr * gamma ** sum(1 for m in milestones if epoch >= m)
     return lambda epoch: base_lr * gamma ** math.floor(epoch / step_size)
 
 
-def cosine(base_lr, num_epochs, warmup_epochs=0.0, min_lr=0.0):
+def cosine(base_lr, num_epochs, warmup_epochs, min_lr):
     """Linear warm-up from 0 to base_lr over warmup_epochs, then a half cosine down to min_lr."""
 
     def lr(epoch):
         if epoch < warmup_epochs:
             return base_lr * epoch / warmup_epochs
-        span = max(num_epochs - warmup_epochs, 1e-12)
-        progress = min(1.0, (epoch - warmup_epochs) / span)
+        progress = min(1.0, (epoch - warmup_epochs) / (num_epochs - warmup_epochs))  # warm-up < num_epochs
         return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * progress))
 
     return lr
 
 
-def onecycle(base_lr, num_epochs, peak_epoch=None, start_factor=0.1, final_factor=0.001):
+def onecycle(base_lr, num_epochs, peak_epoch, start_factor, final_factor):
     """Piecewise linear: start_factor * base_lr at epoch 0, base_lr (the peak) at peak_epoch
     (default: 30% of training), final_factor * base_lr at the end."""
     peak = 0.3 * num_epochs if peak_epoch is None else peak_epoch
