@@ -10,7 +10,7 @@ from convnet.layer_utils import (
 )
 from convnet.layers import affine_backward, affine_forward
 from convnet.models.base import Model, checks_arguments
-from convnet.models.blocks import INPUT_DIM
+from convnet.models.blocks import INPUT_DIM, conv_param, pool_param
 from convnet.options import ConfigError, Option, subkey
 
 
@@ -74,8 +74,8 @@ class ThreeLayerConvNet(Model):
                  weight_scale=1e-3, reg=0.0, dtype=np.float32, seed=None):
         super().__init__(reg, dtype, seed)
         C, H, W = input_dim
-        self.conv_param = {"stride": 1, "pad": (filter_size - 1) // 2}
-        self.pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
+        self.conv_param = conv_param(filter_size, stride=1, pad=None)  # "same": keeps H x W
+        self.pool_param = pool_param(2, stride=None)
 
         def normal(*shape):
             return (weight_scale * self.rng.standard_normal(shape)).astype(self.dtype)
