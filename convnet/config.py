@@ -91,8 +91,13 @@ TOP = {
 }
 #: The config key model.type: which model class, by name.
 MODEL_TYPE = Option(REQUIRED, str, choices=tuple(MODEL_TYPES), help="the model class; its options are below")
-#: The sections whose keys depend on a kind named in them: section -> (the key naming it, its Option).
-KINDS = {"model": ("type", MODEL_TYPE), "optim": ("rule", optim.RULE), "schedule": ("type", schedules.TYPE)}
+
+
+def kinds():
+    """The sections whose keys depend on a kind named in them: {section: (the key naming it, its Option)}."""
+    return {"model": ("type", MODEL_TYPE), "optim": ("rule", optim.RULE), "schedule": ("type", schedules.TYPE)}
+
+
 #: Every model type's config also takes the floating-point type it computes in.
 DTYPE = Option("float32", str, choices=("float32", "float64"), help="the floating-point type of the computation")
 

@@ -50,8 +50,8 @@ def _sections_rows():
         for key, declared in options.items():
             if prefix == "" and key in ("data", "solver", "output"):
                 continue  # sections whose keys have rows of their own
-            if key in config.KINDS:  # a section whose other keys depend on its kind: the kind's row
-                kind_key, kind = config.KINDS[key]
+            if key in config.kinds():  # a section whose other keys depend on its kind: the kind's row
+                kind_key, kind = config.kinds()[key]
                 yield f"`{key}.{kind_key}`", markdown_default(kind), _allowed(kind), declared.help
                 continue
             yield f"`{prefix}{key}`", markdown_default(declared), _allowed(declared), declared.help

@@ -302,6 +302,19 @@ def test_docs_tables_follow_a_changed_declaration(monkeypatch):
     assert config_tables.update(DOCS.read_text()) != DOCS.read_text()
 
 
+def test_the_kind_rows_read_the_kind_options(monkeypatch):
+    """optim.rule and schedule.type: the default validation fills in is the one the sections table shows."""
+    from convnet import optim, schedules
+
+    monkeypatch.setattr(optim, "RULE", optim.RULE.replace(default="adam", help=optim.RULE.help))
+    monkeypatch.setattr(schedules, "TYPE", schedules.TYPE.replace(default="cosine", help=schedules.TYPE.help))
+    table = config_tables.sections_table()
+    assert "| `optim.rule` | `adam` | one of `sgd`, `sgd_momentum`," in table
+    assert "| `schedule.type` | `cosine` | one of `constant`, `exponential`," in table
+    resolved = validate_config(merged(solver={"num_epochs": 2}))
+    assert resolved["optim"]["rule"] == "adam" and resolved["schedule"]["type"] == "cosine"
+
+
 def test_config_errors_are_value_errors_naming_the_key():
     with pytest.raises(ValueError, match="'schedule.gamma' must be in"):
         make_schedule({"type": "step", "gamma": 2}, 0.1, 10)
