@@ -41,13 +41,14 @@ def update_rule(help, **options):
     set to its declared default (config=None is an empty config, as in CS231n)."""
 
     def declare(function):
-        @functools.wraps(function)
         def rule(w, dw, config=None):
             config = {} if config is None else config
             for key, declared in options.items():
                 config.setdefault(key, declared.default)
             return function(w, dw, config)
 
+        functools.update_wrapper(rule, function)
+        del rule.__wrapped__  # its signature is the CS231n one, rule(w, dw, config=None)
         RULES[function.__name__] = UpdateRule(rule, options, help)
         return rule
 
