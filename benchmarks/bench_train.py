@@ -30,6 +30,7 @@ per block type, forward and backward apart.
 """
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -53,7 +54,8 @@ DEFAULT_LAYERS = [
 INPUT_DIM = (3, 32, 32)
 NUM_CLASSES = 10
 DTYPE = np.float32
-#: convnet.optim.DEFAULT_LEARNING_RATES for the two rules offered here.
+#: convnet's default learning rates (convnet.optim.RULES) of the two rules offered here; convnet is
+#: imported only after timing, so they are written out (tests/test_blocks.py checks them).
 LEARNING_RATES = {"sgd_momentum": 1e-2, "adam": 1e-3}
 WARMUP_STEPS = 3
 CHECK_BATCH = 16
@@ -161,38 +163,53 @@ def twin_layers(block, params):
 
     The twin follows the stages that the block registry's builders (convnet.models.blocks.BLOCKS)
     made, not the block list: a new block type built from existing stages needs nothing here,
-    a new kind of stage one branch. Needs no torch. Residual stages become
-    ("Residual", {"body": [...], "shortcut": [...]}). BatchNorm momentum is 1 - convnet's
-    (torch weighs the new batch, convnet the running average); eps is the same.
+    a new kind of stage one entry in twin_builders(). Needs no torch. Residual stages become
+    ("Residual", {"body": [...], "shortcut": [...]}).
     """
+    for cls in type(block).__mro__:
+        builder = twin_builders().get(cls)
+        if builder is not None:
+            return builder(block, params)
+    raise ValueError(f"no PyTorch twin for convnet stage {type(block).__name__}")
+
+
+@functools.cache
+def twin_builders():
+    """{convnet stage class: (stage, params) -> [(torch.nn class name, arguments)]}."""
     from convnet.models import blocks
 
-    if isinstance(block, blocks.Sequence):
-        return [layer for child in block.blocks for layer in twin_layers(child, params)]
-    if isinstance(block, blocks.Residual):
-        return [("Residual", {"body": twin_layers(block.body, params), "shortcut": twin_layers(block.shortcut, params)})]
-    if isinstance(block, blocks.Conv):
+    def conv(block, params):
         filters, channels, size, _ = params[block.w].shape
         return [("Conv2d", {"in_channels": channels, "out_channels": filters, "kernel_size": size,
                             "stride": block.conv_param["stride"], "padding": block.conv_param["pad"],
                             "bias": block.b is not None})]
-    if isinstance(block, blocks.BatchNorm):
+
+    def batchnorm(block, params):
+        # torch's momentum weighs the new batch, convnet's the running average; eps is the same
         norm = "BatchNorm2d" if len(block.in_shape) == 3 else "BatchNorm1d"
         layers = [(norm, {"num_features": block.in_shape[0], "eps": block.bn_param["eps"],
                           "momentum": 1 - block.bn_param["momentum"]})]
         return layers + ([("ReLU", {})] if block.relu else [])
-    if isinstance(block, blocks.ReLU):
-        return [("ReLU", {})]
-    if isinstance(block, blocks.MaxPool):
-        return [("MaxPool2d", {"kernel_size": block.pool_param["pool_height"], "stride": block.pool_param["stride"]})]
-    if isinstance(block, blocks.GlobalAvgPool):
-        return [("AdaptiveAvgPool2d", {"output_size": 1}), ("Flatten", {})]  # the mean over H, W: (N, C)
-    if isinstance(block, blocks.Dropout):
-        return [("Dropout", {"p": 1 - block.dropout_param["p"]})]  # torch's p drops, convnet's keep keeps
-    if isinstance(block, blocks.Affine):
+
+    def affine(block, params):
         fan_in, units = params[block.w].shape
         return [("Flatten", {}), ("Linear", {"in_features": fan_in, "out_features": units})]
-    raise ValueError(f"no PyTorch twin for convnet stage {type(block).__name__}")
+
+    return {
+        blocks.Sequence: lambda block, params: [layer for child in block.blocks for layer in twin_layers(child, params)],
+        blocks.Residual: lambda block, params: [("Residual", {"body": twin_layers(block.body, params),
+                                                              "shortcut": twin_layers(block.shortcut, params)})],
+        blocks.Conv: conv,
+        blocks.BatchNorm: batchnorm,
+        blocks.ReLU: lambda block, params: [("ReLU", {})],
+        blocks.MaxPool: lambda block, params: [("MaxPool2d", {"kernel_size": block.pool_param["pool_height"],
+                                                              "stride": block.pool_param["stride"]})],
+        # the mean over H, W: (N, C)
+        blocks.GlobalAvgPool: lambda block, params: [("AdaptiveAvgPool2d", {"output_size": 1}), ("Flatten", {})],
+        # torch's p drops, convnet's keep keeps
+        blocks.Dropout: lambda block, params: [("Dropout", {"p": 1 - block.dropout_param["p"]})],
+        blocks.Affine: affine,
+    }
 
 
 def build_torch_net(model):
@@ -374,7 +391,6 @@ def check_worker(args):
     ours, _ = model.network.forward(model.params, X)
     with torch.no_grad():
         theirs = net.train()(torch.from_numpy(X)).numpy()
-    scores_err = float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
 
     lr = LEARNING_RATES[CHECK_OPTIMIZER]
     loss_ours, grads = model.loss(X, y)

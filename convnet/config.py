@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from convnet import optim, schedules
 from convnet.data import IMAGE_SHAPE, NORMALIZATIONS, NUM_CLASSES
 from convnet.models import MODEL_TYPES
-from convnet.optim import HYPERPARAMETERS
 from convnet.options import NONE, REQUIRED, ConfigError, Option, check, choose, resolve, unknown_key
-from convnet.schedules import resolve_schedule
+from convnet.solver import OPTIONS as SOLVER_ARGUMENTS
 
 __all__ = ["ConfigError", "apply_override", "dump_config", "load_config", "validate_config"]
 
@@ -65,15 +65,10 @@ DATA = {
 #: and the official CIFAR-10's. A CIFAR-10 directory with other counts is found when loaded.
 AVAILABLE_IMAGES = {"sample": (2700, 500), "cifar10": (50000, 10000)}
 SOLVER = {
-    "batch_size": Option(100, int, range=POSITIVE, help="images per update"),
-    "num_epochs": Option(10, int, range=POSITIVE, help="full passes over the training images"),
-    "num_train_samples": Option(1000, (int, NONE), range=POSITIVE,
-                                help="training images used for the train accuracy after each epoch (`null`: all)"),
-    "num_val_samples": Option(None, (int, NONE), range=POSITIVE, help="validation images per check (`null`: all)"),
-    "print_every": Option(100, int, range=POSITIVE,
-                          help="log the loss every this many iterations (to `metrics.csv`; printed when there is "
-                               "no progress bar)"),
-    "eval_batch_size": Option(256, int, range=POSITIVE, help="images per forward pass when measuring accuracy"),
+    **SOLVER_ARGUMENTS,  # the Solver's arguments; a config logs less often than CS231n's default prints
+    "print_every": SOLVER_ARGUMENTS["print_every"].replace(
+        default=100, help="log the loss every this many iterations (to `metrics.csv`; printed when there is "
+                          "no progress bar)"),
 }
 OUTPUT = {
     "dir": Option("runs", str, help="where run directories go: `<dir>/<name>/<timestamp>/`"),
@@ -94,6 +89,15 @@ TOP = {
     "solver": Option({}, dict),
     "output": Option({}, dict),
 }
+#: The config key model.type: which model class, by name.
+MODEL_TYPE = Option(REQUIRED, str, choices=tuple(MODEL_TYPES), help="the model class; its options are below")
+
+
+def kinds():
+    """The sections whose keys depend on a kind named in them: {section: (the key naming it, its Option)}."""
+    return {"model": ("type", MODEL_TYPE), "optim": ("rule", optim.RULE), "schedule": ("type", schedules.TYPE)}
+
+
 #: Every model type's config also takes the floating-point type it computes in.
 DTYPE = Option("float32", str, choices=("float32", "float64"), help="the floating-point type of the computation")
 
@@ -116,14 +120,14 @@ def _model_section(raw):
 
 
 def _optim_section(raw):
-    optim = dict(raw)
-    rule = optim.pop("rule", "sgd")
-    declared = choose("optim.rule", rule, HYPERPARAMETERS)
-    for key, value in optim.items():
+    section = dict(raw)
+    rule = section.pop("rule", optim.RULE.default)
+    declared = choose("optim.rule", rule, optim.RULES).options
+    for key, value in section.items():
         if key not in declared:
             raise unknown_key(f"optim.{key}", key, list(declared), f" for {rule}")
-        optim[key] = check(f"optim.{key}", value, declared[key])
-    return {"rule": rule, **optim}  # only what the config sets: the rule fills in its own defaults
+        section[key] = check(f"optim.{key}", value, declared[key])
+    return {"rule": rule, **section}  # only what the config sets: the rule fills in its declared defaults
 
 
 def _check_data_counts(data):
@@ -240,7 +244,8 @@ def validate_config(raw):
     config["output"] = resolve("output", config["output"], OUTPUT)
     config["model"] = _model_section(config["model"])
     config["optim"] = _optim_section(config["optim"])
-    config["schedule"] = resolve_schedule(config["schedule"])
+    config["schedule"] = schedules.resolve_schedule(config["schedule"])
+    schedules.check_schedule(config["schedule"], config["solver"]["num_epochs"])
     if config["data"]["source"] == "sample" and config["data"]["download"]:
         raise ConfigError("config key 'data.download' only applies to data.source 'cifar10'")
     _check_data_counts(config["data"])

@@ -1,7 +1,7 @@
 """The tables of docs/experiments.md, generated from the declared options.
 
 The config sections (convnet.config), the model types (each class's OPTIONS), the update
-rules' hyperparameters (convnet.optim.HYPERPARAMETERS), the learning-rate schedules
+rules and their hyperparameters (convnet.optim.RULES), the learning-rate schedules
 (convnet.schedules.SCHEDULES) and the ConvNet blocks (convnet.models.blocks.BLOCKS) are
 declared once; this module writes them as Markdown between ``<!-- generated: NAME -->`` and ``<!-- end generated -->`` markers, so the docs
 cannot drift from the code (tests/test_config_validation.py checks the committed file).
@@ -17,8 +17,8 @@ from pathlib import Path
 from convnet import config
 from convnet.models import MODEL_TYPES
 from convnet.models.blocks import BLOCKS
-from convnet.optim import HYPERPARAMETERS
-from convnet.options import REQUIRED, markdown_default
+from convnet.optim import RULES
+from convnet.options import REQUIRED
 from convnet.schedules import SCHEDULES
 
 MARKER = re.compile(r"(<!-- generated: (\w+) -->\n)(.*?)(<!-- end generated -->)", re.S)
@@ -30,9 +30,17 @@ def _cell(text):
 
 def _allowed(declared):
     """declared.describe(), with choices written as code: one of `sample`, `cifar10`."""
-    if declared.choices is None:
-        return declared.describe()
-    return "one of " + ", ".join(f"`{'null' if choice is None else choice}`" for choice in declared.choices)
+    return declared.describe(write_choice=lambda choice: f"`{choice}`")
+
+
+def markdown_default(declared):
+    """The default as the docs write it: required, `null`, `0.9`, `[3, 32, 32]`."""
+    value = declared.default
+    if value is REQUIRED:
+        return "required"
+    words = {None: "null", True: "true", False: "false", "": '""'}
+    text = words[value] if value is None or isinstance(value, bool) or value == "" else str(value)
+    return f"`{text}`"
 
 
 def _sections_rows():
@@ -42,11 +50,9 @@ def _sections_rows():
         for key, declared in options.items():
             if prefix == "" and key in ("data", "solver", "output"):
                 continue  # sections whose keys have rows of their own
-            if key in ("model", "optim", "schedule"):
-                kinds = {"model": ("type", MODEL_TYPES, "required"), "optim": ("rule", HYPERPARAMETERS, "`sgd`"),
-                         "schedule": ("type", SCHEDULES, "`constant`")}[key]
-                allowed = "one of " + ", ".join(f"`{name}`" for name in kinds[1])
-                yield f"`{key}.{kinds[0]}`", kinds[2], allowed, declared.help
+            if key in config.kinds():  # a section whose other keys depend on its kind: the kind's row
+                kind_key, kind = config.kinds()[key]
+                yield f"`{key}.{kind_key}`", markdown_default(kind), _allowed(kind), declared.help
                 continue
             yield f"`{prefix}{key}`", markdown_default(declared), _allowed(declared), declared.help
 
@@ -76,10 +82,9 @@ def models_table():
 
 
 def optim_table():
-    lines = ["| `optim.rule` | hyperparameters (allowed values; left out: the rule's default) |", "|---|---|"]
-    for rule, declared in HYPERPARAMETERS.items():
-        cell = ", ".join(f"`{key}` ({_allowed(o)}; {o.help})" for key, o in declared.items())
-        lines.append(f"| `{rule}` | {_cell(cell)} |")
+    lines = ["| `optim.rule` | hyperparameters (defaults; allowed values) | what it does |", "|---|---|---|"]
+    for name, rule in RULES.items():
+        lines.append(f"| `{name}` | {_cell(_options_cell(rule.options))} | {_cell(rule.help)} |")
     return "\n".join(lines) + "\n"
 
 

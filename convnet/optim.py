@@ -5,42 +5,77 @@
 ``w`` is updated in place (and returned); ``config`` holds the hyperparameters and the
 rule's state (velocity, moment estimates, step count), created on the first call.
 Every rule reads ``config['learning_rate']``, which the Solver's schedule sets each step.
+
+``RULES`` is the one registry: each rule's function and its hyperparameters, declared as
+Options whose defaults are the ones the rule uses (a hyperparameter left out of ``config``
+takes its declared default). The Solver, config validation and the docs table read it.
 """
+
+import functools
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from convnet.options import Option
 
-#: The learning rate each rule uses when config has none (CS231n's defaults).
-DEFAULT_LEARNING_RATES = {
-    "sgd": 1e-2,
-    "sgd_momentum": 1e-2,
-    "nesterov": 1e-2,
-    "rmsprop": 1e-2,
-    "adam": 1e-3,
-    "adamw": 1e-3,
-}
+
+class UpdateRule(NamedTuple):
+    """One entry of RULES: ``update(w, dw, config) -> (next_w, config)`` and its hyperparameters."""
+
+    update: Callable
+    options: dict  # {name: Option}: what a config may set, with the defaults the rule uses
+    help: str
+
+    @property
+    def default_learning_rate(self):
+        return self.options["learning_rate"].default
 
 
-def sgd(w, dw, config=None):
-    """Vanilla stochastic gradient descent: w -= learning_rate * dw.
+#: Every update rule by name (see UpdateRule); filled in by the @update_rule declarations below.
+RULES = {}
 
-    config: learning_rate (1e-2).
-    """
-    config = {} if config is None else config
-    config.setdefault("learning_rate", DEFAULT_LEARNING_RATES["sgd"])
+
+def update_rule(help, **options):
+    """Declare the decorated ``f(w, dw, config)`` as a rule with these hyperparameters: it is
+    entered in RULES under its name and called with every hyperparameter left out of config
+    set to its declared default (config=None is an empty config, as in CS231n)."""
+
+    def declare(function):
+        def rule(w, dw, config=None):
+            config = {} if config is None else config
+            for key, declared in options.items():
+                config.setdefault(key, declared.default)
+            return function(w, dw, config)
+
+        functools.update_wrapper(rule, function)
+        del rule.__wrapped__  # its signature is the CS231n one, rule(w, dw, config=None)
+        RULES[function.__name__] = UpdateRule(rule, options, help)
+        return rule
+
+    return declare
+
+
+def _rate(default):
+    return Option(default, float, range="[0, inf)", help="step size")
+
+
+def _decay(default):
+    return Option(default, float, range="[0, 1)", help="weight of the running average")
+
+
+EPSILON = Option(1e-8, float, range="(0, inf)", help="added to the denominator")
+
+
+@update_rule("w -= learning_rate * dw", learning_rate=_rate(1e-2))
+def sgd(w, dw, config):
+    """Vanilla stochastic gradient descent: w -= learning_rate * dw."""
     w -= config["learning_rate"] * dw
     return w, config
 
 
-def sgd_momentum(w, dw, config=None):
-    """SGD with momentum: v = momentum * v - learning_rate * dw; w += v.
-
-    config: learning_rate (1e-2), momentum (0.9), velocity (zeros like w).
-    """
-    config = {} if config is None else config
-    config.setdefault("learning_rate", DEFAULT_LEARNING_RATES["sgd_momentum"])
-    config.setdefault("momentum", 0.9)
+@update_rule("v = momentum * v - learning_rate * dw; w += v", learning_rate=_rate(1e-2), momentum=_decay(0.9))
+def sgd_momentum(w, dw, config):
+    """SGD with momentum: v = momentum * v - learning_rate * dw; w += v (state: velocity, zeros like w)."""
     v = config.setdefault("velocity", np.zeros_like(w))
     v *= config["momentum"]
     v -= config["learning_rate"] * dw
@@ -48,15 +83,11 @@ def sgd_momentum(w, dw, config=None):
     return w, config
 
 
-def nesterov(w, dw, config=None):
+@update_rule("momentum evaluated at the look-ahead point", learning_rate=_rate(1e-2), momentum=_decay(0.9))
+def nesterov(w, dw, config):
     """Nesterov momentum in the form that tracks the look-ahead point:
     v_new = momentum * v - learning_rate * dw; w += -momentum * v + (1 + momentum) * v_new.
-
-    config: learning_rate (1e-2), momentum (0.9), velocity (zeros like w).
-    """
-    config = {} if config is None else config
-    config.setdefault("learning_rate", DEFAULT_LEARNING_RATES["nesterov"])
-    config.setdefault("momentum", 0.9)
+    State: velocity (zeros like w)."""
     mu = config["momentum"]
     v = config.setdefault("velocity", np.zeros_like(w))
     v_old = v.copy()
@@ -66,15 +97,11 @@ def nesterov(w, dw, config=None):
     return w, config
 
 
-def rmsprop(w, dw, config=None):
+@update_rule("divide the step by a running RMS of the gradient", learning_rate=_rate(1e-2),
+             decay_rate=_decay(0.99), epsilon=EPSILON)
+def rmsprop(w, dw, config):
     """RMSProp: cache = decay * cache + (1 - decay) * dw^2; w -= lr * dw / (sqrt(cache) + eps).
-
-    config: learning_rate (1e-2), decay_rate (0.99), epsilon (1e-8), cache (zeros like w).
-    """
-    config = {} if config is None else config
-    config.setdefault("learning_rate", DEFAULT_LEARNING_RATES["rmsprop"])
-    config.setdefault("decay_rate", 0.99)
-    config.setdefault("epsilon", 1e-8)
+    State: cache (zeros like w)."""
     cache = config.setdefault("cache", np.zeros_like(w))
     decay = config["decay_rate"]
     cache *= decay
@@ -85,10 +112,6 @@ def rmsprop(w, dw, config=None):
 
 def _adam_step(w, dw, config):
     """Bias-corrected Adam direction m_hat / (sqrt(v_hat) + eps); advances m, v and t."""
-    config.setdefault("learning_rate", DEFAULT_LEARNING_RATES["adam"])
-    config.setdefault("beta1", 0.9)
-    config.setdefault("beta2", 0.999)
-    config.setdefault("epsilon", 1e-8)
     m = config.setdefault("m", np.zeros_like(w))
     v = config.setdefault("v", np.zeros_like(w))
     config["t"] = config.get("t", 0) + 1
@@ -102,52 +125,33 @@ def _adam_step(w, dw, config):
     return m_hat / (np.sqrt(v_hat) + config["epsilon"])
 
 
-def adam(w, dw, config=None):
-    """Adam (Kingma & Ba, 2015) with bias correction.
+ADAM_OPTIONS = {"learning_rate": _rate(1e-3), "beta1": _decay(0.9), "beta2": _decay(0.999), "epsilon": EPSILON}
 
-    config: learning_rate (1e-3), beta1 (0.9), beta2 (0.999), epsilon (1e-8); state m, v, t.
-    """
-    config = {} if config is None else config
-    direction = _adam_step(w, dw, config)
-    w -= config["learning_rate"] * direction
+
+@update_rule("Adam with bias correction", **ADAM_OPTIONS)
+def adam(w, dw, config):
+    """Adam (Kingma & Ba, 2015) with bias correction; state m, v, t."""
+    w -= config["learning_rate"] * _adam_step(w, dw, config)
     return w, config
 
 
-def adamw(w, dw, config=None):
+@update_rule("Adam plus decoupled weight decay", **ADAM_OPTIONS,
+             weight_decay=Option(1e-2, float, range="[0, inf)", help="decoupled weight decay"))
+def adamw(w, dw, config):
     """AdamW (Loshchilov & Hutter, 2019): Adam plus decoupled weight decay,
     w -= learning_rate * (adam_direction + weight_decay * w).
 
-    config: as adam, plus weight_decay (1e-2). The Solver sets weight_decay to 0 for
-    one-dimensional parameters (biases, batch-norm gamma and beta).
+    The Solver sets weight_decay to 0 for the parameters the model does not regularise
+    (biases, batch-norm gamma and beta).
     """
-    config = {} if config is None else config
-    config.setdefault("weight_decay", 1e-2)
     direction = _adam_step(w, dw, config)
     direction += config["weight_decay"] * w
     w -= config["learning_rate"] * direction
     return w, config
 
 
-#: The hyperparameters each rule reads from its config (what a YAML experiment may set), with
-#: their allowed values; a value left out takes the rule's own default (see each rule).
-_RATE = Option(None, float, range="[0, inf)", help="step size")
-_DECAY = Option(None, float, range="[0, 1)", help="weight of the running average")
-_EPSILON = Option(None, float, range="(0, inf)", help="added to the denominator")
-HYPERPARAMETERS = {
-    "sgd": {"learning_rate": _RATE},
-    "sgd_momentum": {"learning_rate": _RATE, "momentum": _DECAY},
-    "nesterov": {"learning_rate": _RATE, "momentum": _DECAY},
-    "rmsprop": {"learning_rate": _RATE, "decay_rate": _DECAY, "epsilon": _EPSILON},
-    "adam": {"learning_rate": _RATE, "beta1": _DECAY, "beta2": _DECAY, "epsilon": _EPSILON},
-    "adamw": {"learning_rate": _RATE, "beta1": _DECAY, "beta2": _DECAY, "epsilon": _EPSILON,
-              "weight_decay": Option(None, float, range="[0, inf)", help="decoupled weight decay")},
-}
+#: The config key optim.rule: which rule, by name.
+RULE = Option("sgd", str, choices=tuple(RULES), help="the update rule; its hyperparameters are below")
 
-UPDATE_RULES = {
-    "sgd": sgd,
-    "sgd_momentum": sgd_momentum,
-    "nesterov": nesterov,
-    "rmsprop": rmsprop,
-    "adam": adam,
-    "adamw": adamw,
-}
+#: name -> rule function, for code that wants only the functions.
+UPDATE_RULES = {name: rule.update for name, rule in RULES.items()}

@@ -8,12 +8,21 @@ schedules and the generated tables of docs/experiments.md all read the same decl
 
 Errors are :class:`ConfigError` (a ValueError) and name the key; unknown keys and
 names get the closest valid one (:func:`did_you_mean`), the one place that does so.
+``label`` says what the name is: ``"config key"`` (the default) in a YAML file, e.g.
+``"FullyConnectedNet argument"`` or ``"Solver argument"`` for a keyword argument, so the
+same declarations check configs and Python calls, each message naming what the user wrote.
+
+    check("normalization", "bn", option, label="FullyConnectedNet argument")
+    # ConfigError: FullyConnectedNet argument 'normalization' must be one of [...], got 'bn'
 """
 
 import copy
 import difflib
 import math
+import numbers
 from typing import NamedTuple
+
+import numpy as np
 
 REQUIRED = object()
 NONE = type(None)
@@ -77,10 +86,20 @@ class Option:
     def __repr__(self):
         return f"Option(default={self.default!r}, allowed={self.describe()!r})"
 
-    def describe(self):
-        """What values are allowed, for messages and the docs: 'an integer >= 1'."""
+    def replace(self, *, default, help):
+        """The same rule (types, choices, range) with another default and help, e.g. where a config's
+        default differs from a constructor's."""
+        changed = copy.copy(self)
+        changed.default, changed.help = default, help
+        return changed
+
+    def describe(self, write_choice=str):
+        """What values are allowed, for messages and the docs: 'an integer >= 1', 'one of a, b'.
+
+        write_choice formats each choice's YAML spelling (the docs write them as code).
+        """
         if self.choices is not None:
-            return "one of " + ", ".join("null" if c is None else str(c) for c in self.choices)
+            return "one of " + ", ".join(write_choice("null" if c is None else str(c)) for c in self.choices)
         names = []
         for t in self.types:
             name = TYPE_NAMES.get(t, t.__name__)
@@ -109,40 +128,40 @@ def did_you_mean(word, allowed):
     return f"; did you mean {match[0]!r}?" if match else ""
 
 
-def not_one_of(path, value, allowed, context=""):
+def not_one_of(path, value, allowed, context="", label="config key"):
     """ConfigError: path's value must be one of allowed (with the closest one suggested)."""
     names = ", ".join("null" if name is None else repr(name) for name in allowed)  # as the YAML file writes None
-    return ConfigError(f"config key '{path}'{context} must be one of [{names}], got {value!r}"
+    return ConfigError(f"{label} '{path}'{context} must be one of [{names}], got {value!r}"
                        f"{did_you_mean(value, allowed)}")
 
 
-def choose(path, name, registry):
-    """registry[name] for the type/rule name at config key path, else the not_one_of ConfigError."""
+def choose(path, name, registry, label="config key"):
+    """registry[name] for the type/rule name at path, else the not_one_of ConfigError."""
     if name is None:
-        raise ConfigError(f"config key '{path}' is required: one of {list(registry)}")
+        raise ConfigError(f"{label} '{path}' is required: one of {list(registry)}")
     if not isinstance(name, str) or name not in registry:
-        raise not_one_of(path, name, registry)
+        raise not_one_of(path, name, registry, label=label)
     return registry[name]
 
 
-def unknown_key(path, key, allowed, context=""):
+def unknown_key(path, key, allowed, context="", label="config key"):
     """ConfigError for a key that is not declared; context says what decides the keys, e.g. ' for adam'."""
-    return ConfigError(f"config key '{path}'{context}: unknown{did_you_mean(key, allowed)} "
+    return ConfigError(f"{label} '{path}'{context}: unknown{did_you_mean(key, allowed)} "
                        f"(allowed: {', '.join(allowed) or 'none'})")
 
 
 def _fits(value, t):
-    is_bool = isinstance(value, bool)
-    if t is float:
-        return isinstance(value, (int, float)) and not is_bool
+    is_bool = isinstance(value, (bool, np.bool_))
+    if t is float:  # numbers.Real and Integral: numpy scalars passed from Python fit too
+        return isinstance(value, numbers.Real) and not is_bool
     if t is int:
-        return isinstance(value, int) and not is_bool
+        return isinstance(value, numbers.Integral) and not is_bool
     if t is bool:
         return is_bool
     return isinstance(value, t)
 
 
-def check(path, value, option):
+def check(path, value, option, label="config key"):
     """value if it fits option (converted: numeric strings and ints to float where a number is asked), else ConfigError."""
     types = option.types
     if float in types and isinstance(value, str):
@@ -153,53 +172,47 @@ def check(path, value, option):
             pass
     matching = [t for t in types if _fits(value, t)]
     if not matching:
-        raise ConfigError(f"config key '{path}' must be {option.describe()}, got {value!r}")
+        raise ConfigError(f"{label} '{path}' must be {option.describe()}, got {value!r}")
     if option.choices is not None and value not in option.choices:
-        raise not_one_of(path, value, option.choices)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"config key '{path}' must be a finite number, got {value!r}")
+        raise not_one_of(path, value, option.choices, label=label)
+    if matching[0] in (int, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"{label} '{path}' must be a finite number, got {value!r}")
         if option.range is not None and value not in option.range:
-            raise ConfigError(f"config key '{path}' must be {option.range.describe()}, got {value!r}")
-        if matching[0] is float:
-            value = float(value)
+            raise ConfigError(f"{label} '{path}' must be {option.range.describe()}, got {value!r}")
+        value = float(value) if matching[0] is float else int(value)
     if isinstance(value, list):
         if option.length is not None and len(value) != option.length:
-            raise ConfigError(f"config key '{path}' must be {option.describe()}, got {len(value)} items: {value!r}")
+            raise ConfigError(f"{label} '{path}' must be {option.describe()}, got {len(value)} items: {value!r}")
         if option.each is not None:
-            value = [check(f"{path}[{i}]", item, option.each) for i, item in enumerate(value)]
+            value = [check(f"{path}[{i}]", item, option.each, label) for i, item in enumerate(value)]
     return value
 
 
-def resolve(path, raw, options, context=""):
+def subkey(path, key):
+    """The name of key inside path: 'model.layers', or 'layers' at the top ('' path)."""
+    return f"{path}.{key}" if path else key
+
+
+def resolve(path, raw, options, context="", label="config key"):
     """A mapping checked against declared options: unknown keys refused, defaults filled in.
 
     path: where the mapping sits ('' for the top level, else e.g. 'solver'); context is
     added to messages about keys (' for cosine'). Returns a new dict in declaration order.
     """
-    prefix = f"{path}." if path else ""
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
-        raise ConfigError(f"config key '{path}' must be a mapping, got {raw!r}")
+        raise ConfigError(f"{label} '{path}' must be a mapping, got {raw!r}")
     for key in raw:
         if key not in options:
-            raise unknown_key(f"{prefix}{key}", key, list(options), context)
+            raise unknown_key(subkey(path, key), key, list(options), context, label)
     resolved = {}
     for key, declared in options.items():
         if key in raw:
-            resolved[key] = check(f"{prefix}{key}", raw[key], declared)
+            resolved[key] = check(subkey(path, key), raw[key], declared, label)
         elif declared.default is REQUIRED:
-            raise ConfigError(f"config key '{prefix}{key}' is required{context}")
+            raise ConfigError(f"{label} '{subkey(path, key)}' is required{context}")
         else:
             resolved[key] = copy.deepcopy(declared.default)
     return resolved
 
-
-def markdown_default(declared):
-    """The default as the docs write it: required, `null`, `0.9`, `[3, 32, 32]`."""
-    value = declared.default
-    if value is REQUIRED:
-        return "required"
-    words = {None: "null", True: "true", False: "false", "": '""'}
-    text = words[value] if value is None or isinstance(value, bool) or value == "" else str(value)
-    return f"`{text}`"

@@ -37,9 +37,24 @@ from convnet import optim
 from convnet.callbacks import Checkpoint, Progress
 from convnet.checkpoint import load_model_state, model_state, restore_solver
 from convnet.models.base import regularized_names
-from convnet.schedules import make_schedule
+from convnet.options import NONE, Option, check, choose
+from convnet.schedules import SCHEDULES, make_schedule
 
 
+#: How errors name a constructor argument: "Solver argument 'update_rule' must be one of ...".
+ARGUMENT = "Solver argument"
+POSITIVE = "[1, inf)"
+#: The constructor arguments a config's solver section sets (convnet.config reads them): types,
+#: ranges and the constructor's defaults, checked for every Solver.
+OPTIONS = {
+    "batch_size": Option(100, int, range=POSITIVE, help="images per update"),
+    "num_epochs": Option(10, int, range=POSITIVE, help="full passes over the training images"),
+    "num_train_samples": Option(1000, (int, NONE), range=POSITIVE,
+                                help="training images used for the train accuracy after each epoch (`null`: all)"),
+    "num_val_samples": Option(None, (int, NONE), range=POSITIVE, help="validation images per check (`null`: all)"),
+    "print_every": Option(10, int, range=POSITIVE, help="print the loss every this many iterations (verbose)"),
+    "eval_batch_size": Option(256, int, range=POSITIVE, help="images per forward pass when measuring accuracy"),
+}
 # Acted on between two steps: Ctrl-C, and the polite stop that kill, schedulers and launchers send.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -51,7 +66,7 @@ class TrainingDiverged(RuntimeError):
 class Solver:
     """Trains ``model`` on ``data``; see the module docstring.
 
-    CS231n arguments: update_rule (name in optim.UPDATE_RULES, or a function), optim_config,
+    CS231n arguments: update_rule (name in optim.RULES, or a function), optim_config,
     lr_decay (per-epoch multiplier, used when no schedule is given), batch_size, num_epochs,
     num_train_samples (training images sampled for the per-epoch train accuracy; None = all),
     num_val_samples (None = the whole validation split), checkpoint_name (also write
@@ -73,28 +88,34 @@ class Solver:
         if len(self.X_train) != len(self.y_train) or len(self.X_train) == 0:
             raise ValueError(f"X_train and y_train must hold the same, non-zero number of samples, "
                              f"got {len(self.X_train)} and {len(self.y_train)}")
+        arguments = {"batch_size": batch_size, "num_epochs": num_epochs, "num_train_samples": num_train_samples,
+                     "num_val_samples": num_val_samples, "print_every": print_every,
+                     "eval_batch_size": eval_batch_size}
+        arguments = {key: check(key, value, OPTIONS[key], label=ARGUMENT) for key, value in arguments.items()}
         if isinstance(update_rule, str):
-            if update_rule not in optim.UPDATE_RULES:
-                raise ValueError(f"update_rule must be one of {sorted(optim.UPDATE_RULES)}, got {update_rule!r}")
-            self.update_rule_name, self.update_rule = update_rule, optim.UPDATE_RULES[update_rule]
+            self.update_rule_name = update_rule
+            self.update_rule = choose("update_rule", update_rule, optim.RULES, label=ARGUMENT).update
         else:
             self.update_rule_name, self.update_rule = getattr(update_rule, "__name__", "custom"), update_rule
         self.optim_config = dict(optim_config or {})
-        self.base_lr = self.optim_config.get(
-            "learning_rate", optim.DEFAULT_LEARNING_RATES.get(self.update_rule_name, 1e-2))
+        declared = optim.RULES.get(self.update_rule_name)
+        default_lr = declared.default_learning_rate if declared else optim.RULES["sgd"].default_learning_rate
+        self.base_lr = self.optim_config.get("learning_rate", default_lr)
         if schedule is None and lr_decay != 1.0:
-            schedule = {"type": "exponential", "decay": lr_decay}
-        self.schedule = make_schedule(schedule, self.base_lr, num_epochs)
-        self.batch_size = int(batch_size)
-        self.num_epochs = int(num_epochs)
-        self.num_train_samples = num_train_samples
-        self.num_val_samples = num_val_samples
+            decay = check("lr_decay", lr_decay, SCHEDULES["exponential"].options["decay"], label=ARGUMENT)
+            schedule = {"type": "exponential", "decay": decay}
+        self.schedule = make_schedule(schedule, self.base_lr, arguments["num_epochs"], label=ARGUMENT,
+                                      epochs_key="num_epochs")
+        self.batch_size = arguments["batch_size"]
+        self.num_epochs = arguments["num_epochs"]
+        self.num_train_samples = arguments["num_train_samples"]
+        self.num_val_samples = arguments["num_val_samples"]
         self.checkpoint_name = checkpoint_name
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        self.print_every = print_every
+        self.print_every = arguments["print_every"]
         self.verbose = verbose
         self.augment = augment
-        self.eval_batch_size = int(eval_batch_size)
+        self.eval_batch_size = arguments["eval_batch_size"]
         self.seed = int(seed) if isinstance(seed, numbers.Integral) else None  # None: unseeded (or a Generator)
         self.rng = np.random.default_rng(seed)
         self.iterations_per_epoch = math.ceil(len(self.X_train) / self.batch_size)

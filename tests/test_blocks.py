@@ -92,9 +92,10 @@ def test_a_new_block_type_is_one_registry_entry(monkeypatch, rng):
     monkeypatch.setitem(BLOCKS, "scale", BlockType(
         factor, blocks._same, lambda model, name, in_shape, factor: [Scale(in_shape, factor)], False, "y = factor x"))
     monkeypatch.setitem(BLOCKS, "conv_pool", BlockType(
-        {"filters": blocks.FILTERS}, lambda in_shape, filters: blocks.pool_shape(blocks.conv_shape(in_shape, filters)),
-        lambda model, name, in_shape, filters: [blocks.Conv(model, name("conv"), in_shape, filters),
-                                                blocks.MaxPool(name("pool"), (filters, *in_shape[1:]))],
+        {"filters": blocks.FILTERS},
+        lambda in_shape, filters: blocks.pool_shape(blocks.conv_shape(in_shape, filters, 3, 1, None), 2, None),
+        lambda model, name, in_shape, filters: [blocks.Conv(model, name("conv"), in_shape, filters, 3, 1, None),
+                                                blocks.MaxPool(name("pool"), (filters, *in_shape[1:]), 2, None)],
         True, "convolution, then 2x2 max pooling"))
     layers = [{"type": "conv_pool", "filters": 4}, {"type": "scale", "factor": 2}, "global_avgpool"]
     model = ConvNet(layers, input_dim=(3, 8, 8), num_classes=2, seed=0)
@@ -141,3 +142,9 @@ def test_the_benchmark_twin_follows_the_built_network():
     assert [name for name, _ in residual["shortcut"]] == ["Conv2d", "BatchNorm2d"]  # 6 -> 5 channels
     assert twin[names.index("BatchNorm1d")][1] == {"num_features": 7, "eps": 1e-5, "momentum": 0.5}
     assert twin[names.index("Dropout")][1]["p"] == pytest.approx(0.1)
+
+
+def test_the_benchmark_uses_convnets_default_learning_rates():
+    from convnet.optim import RULES
+
+    assert bench_train.LEARNING_RATES == {rule: RULES[rule].default_learning_rate for rule in bench_train.LEARNING_RATES}

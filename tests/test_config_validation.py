@@ -69,6 +69,13 @@ REFUSED = [
     (merged(schedule={"type": "cosine", "warmup_epochs": "one"}), "'schedule.warmup_epochs' must be a number"),
     (merged(schedule={"type": "exponential", "decay": 0}), "'schedule.decay' must be in (0, 1]"),
     (merged(schedule={"type": "step", "milestones": 3}), "'schedule.milestones' must be a list"),
+    # options that do not fit together or with the length of training (BASE trains 1 epoch)
+    (merged(schedule={"type": "cosine", "warmup_epochs": 1}),
+     "'schedule.warmup_epochs' must be less than solver.num_epochs (1), got 1"),
+    (merged(schedule={"type": "onecycle", "peak_epoch": 2.5}),
+     "'schedule.peak_epoch' must be less than solver.num_epochs (1), got 2.5"),
+    (merged(schedule={"type": "step", "milestones": [5, 2]}), "'schedule.milestones' must be increasing, got [5, 2]"),
+    (merged(schedule={"type": "step", "milestones": [2, 2]}), "'schedule.milestones' must be increasing, got [2, 2]"),
     (merged(model={**BASE["model"], "reg": "abc"}), "'model.reg' must be a number >= 0, got 'abc'"),
     (merged(model={"type": "FullyConnectedNet", "hidden_dims": 5}), "'model.hidden_dims' must be a list"),
     (merged(model={"type": "FullyConnectedNet", "hidden_dims": [10, 0]}), "'model.hidden_dims[1]' must be >= 1"),
@@ -187,10 +194,10 @@ def test_yaml_merge_keys_may_still_be_overridden(tmp_path):
 
 def test_yaml_1_1_numbers_written_as_strings_are_numbers(tmp_path):
     """`min_lr: 1e-5` is a string to PyYAML; the resolved config holds the number, and the schedule runs."""
-    path = write_config(tmp_path, yaml.safe_dump(BASE) + "schedule: {type: cosine, warmup_epochs: 1, min_lr: 1e-5}\n")
+    path = write_config(tmp_path, yaml.safe_dump(BASE) + "schedule: {type: cosine, warmup_epochs: 0.5, min_lr: 1e-5}\n")
     assert yaml.safe_load(path.read_text())["schedule"]["min_lr"] == "1e-5"
     config = load_config(path)
-    assert config["schedule"] == {"type": "cosine", "warmup_epochs": 1.0, "min_lr": 1e-5}
+    assert config["schedule"] == {"type": "cosine", "warmup_epochs": 0.5, "min_lr": 1e-5}
     schedule = make_schedule(config["schedule"], base_lr=0.1, num_epochs=4)
     assert schedule(4) == pytest.approx(1e-5)
     assert make_schedule({"type": "cosine", "min_lr": "1e-5"}, 0.1, 4)(4) == pytest.approx(1e-5)
@@ -295,6 +302,19 @@ def test_docs_tables_follow_a_changed_declaration(monkeypatch):
     assert config_tables.update(DOCS.read_text()) != DOCS.read_text()
 
 
+def test_the_kind_rows_read_the_kind_options(monkeypatch):
+    """optim.rule and schedule.type: the default validation fills in is the one the sections table shows."""
+    from convnet import optim, schedules
+
+    monkeypatch.setattr(optim, "RULE", optim.RULE.replace(default="adam", help=optim.RULE.help))
+    monkeypatch.setattr(schedules, "TYPE", schedules.TYPE.replace(default="cosine", help=schedules.TYPE.help))
+    table = config_tables.sections_table()
+    assert "| `optim.rule` | `adam` | one of `sgd`, `sgd_momentum`," in table
+    assert "| `schedule.type` | `cosine` | one of `constant`, `exponential`," in table
+    resolved = validate_config(merged(solver={"num_epochs": 2}))
+    assert resolved["optim"]["rule"] == "adam" and resolved["schedule"]["type"] == "cosine"
+
+
 def test_config_errors_are_value_errors_naming_the_key():
     with pytest.raises(ValueError, match="'schedule.gamma' must be in"):
         make_schedule({"type": "step", "gamma": 2}, 0.1, 10)
@@ -302,7 +322,9 @@ def test_config_errors_are_value_errors_naming_the_key():
 
 
 def test_the_command_line_prints_one_line_and_no_traceback(tmp_path):
-    """The real `python -m convnet.train` process, for the crash that used to come after a full epoch."""
+    """The real `python -m convnet.train` process: a schedule option out of range (which the schedule would first
+    use after an epoch of training) exits 2 with the one line on stderr, before any data is loaded or any run
+    directory is made."""
     import subprocess
     import sys
 
@@ -314,8 +336,7 @@ def test_the_command_line_prints_one_line_and_no_traceback(tmp_path):
     assert "loading data" not in result.stdout and not (tmp_path / "runs").exists()
 
 
-def test_every_update_rule_declares_its_hyperparameters():
-    from convnet.optim import HYPERPARAMETERS, UPDATE_RULES
+def test_every_update_rule_declares_a_learning_rate():
+    from convnet.optim import RULES
 
-    assert list(HYPERPARAMETERS) == list(UPDATE_RULES)
-    assert all("learning_rate" in declared for declared in HYPERPARAMETERS.values())
+    assert all("learning_rate" in rule.options for rule in RULES.values())

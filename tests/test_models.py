@@ -161,11 +161,31 @@ def test_convnet_rejects_images_of_the_wrong_size(rng):
         ConvNet(TINY_CONVNET, input_dim=(3, 8, 8)).loss(rng.standard_normal((2, 3, 9, 9)))
 
 
-def test_fully_connected_net_rejects_bad_options():
-    with pytest.raises(ValueError, match="normalization must be one of"):
-        FullyConnectedNet([5], normalization="groupnorm")
-    with pytest.raises(ValueError, match="dropout_keep_ratio"):
-        FullyConnectedNet([5], dropout_keep_ratio=0)
+@pytest.mark.parametrize("build, message", [
+    (lambda: FullyConnectedNet([5], normalization="batchnrom"),
+     r"^FullyConnectedNet argument 'normalization' must be one of \[null, 'batchnorm', 'layernorm'\], "
+     r"got 'batchnrom'; did you mean 'batchnorm'\?$"),
+    (lambda: FullyConnectedNet([5], dropout_keep_ratio=0),
+     r"^FullyConnectedNet argument 'dropout_keep_ratio' must be in \(0, 1\], got 0$"),
+    (lambda: FullyConnectedNet(5), r"^FullyConnectedNet argument 'hidden_dims' must be a list of integers >= 1"),
+    (lambda: FullyConnectedNet([5], reg="abc"), r"^FullyConnectedNet argument 'reg' must be a number >= 0"),
+    (lambda: TwoLayerNet(hidden_dim=0), r"^TwoLayerNet argument 'hidden_dim' must be >= 1, got 0$"),
+    (lambda: ThreeLayerConvNet(filter_size=4), r"^ThreeLayerConvNet argument 'filter_size' must be odd"),
+    (lambda: ConvNet([{"type": "pool", "size": 3}], input_dim=(3, 8, 8)),
+     r"^ConvNet argument 'layers\[0\]' \(pool\) does not fit its input \(3, 8, 8\)"),
+    (lambda: ConvNet(TINY_CONVNET, input_dim=(3, 8)), r"^ConvNet argument 'input_dim' must be a list of 3 integers"),
+])
+def test_constructors_check_their_arguments_against_the_declared_options(build, message):
+    """The rules a config's model section follows, with messages naming the argument (not a config key)."""
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_checked_arguments_keep_the_weights_bit_identical():
+    """numpy integers and tuples are accepted and converted as a config's values are."""
+    a = FullyConnectedNet([np.int64(5)], input_dim=np.int64(6), num_classes=3, weight_scale=1, seed=2)
+    b = FullyConnectedNet((5,), input_dim=6, num_classes=3, weight_scale=1.0, seed=2)
+    assert all(np.array_equal(a.params[k], b.params[k]) for k in b.params)
 
 
 @pytest.mark.parametrize(

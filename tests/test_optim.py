@@ -7,6 +7,7 @@ import pytest
 
 from convnet import optim
 from convnet.schedules import make_schedule
+from convnet.solver import Solver
 
 W0 = np.array([1.0, -2.0])
 DW1 = np.array([0.5, 1.0])
@@ -78,9 +79,40 @@ def test_rules_keep_float32():
         assert next_w.dtype == np.float32
 
 
-def test_default_learning_rates_are_used():
-    _, config = optim.adam(np.ones(2), np.ones(2), None)
-    assert config["learning_rate"] == optim.DEFAULT_LEARNING_RATES["adam"]
+def test_rules_fill_in_their_declared_defaults():
+    """A hyperparameter left out of config takes the default declared in RULES (what the docs table shows)."""
+    for name, rule in optim.RULES.items():
+        _, config = rule.update(np.ones(2), np.ones(2), None)
+        assert {key: config[key] for key in rule.options} == {key: o.default for key, o in rule.options.items()}
+    assert optim.RULES["adam"].default_learning_rate == 1e-3 and optim.RULES["sgd"].default_learning_rate == 1e-2
+
+
+def test_the_solver_and_validation_read_the_rules_registry(monkeypatch):
+    """A rule added to RULES is one entry: config validation accepts it and the Solver uses it, with its default rate."""
+    from convnet.config import validate_config
+
+    calls = []
+    monkeypatch.setattr(optim, "RULES", dict(optim.RULES))
+
+    @optim.update_rule("test rule", learning_rate=optim.Option(0.5, float), shrink=optim.Option(0.25, float))
+    def halve(w, dw, config):
+        calls.append(config["shrink"])
+        return w * config["shrink"], config
+
+    config = validate_config({"name": "x", "model": {"type": "TwoLayerNet"}, "optim": {"rule": "halve", "shrink": 0.5}})
+    assert config["optim"] == {"rule": "halve", "shrink": 0.5}
+
+    class Model:
+        params = {"w": np.ones(2)}
+
+        def loss(self, X, y=None):
+            return 0.0, {"w": np.zeros(2)}
+
+    solver = Solver(Model(), {"X_train": np.zeros((2, 1)), "y_train": np.zeros(2, int)}, update_rule="halve",
+                    num_epochs=1, batch_size=2, verbose=False, num_train_samples=None)
+    assert solver.base_lr == 0.5
+    solver.step()
+    assert calls == [0.25]
 
 
 @pytest.mark.parametrize(

@@ -221,8 +221,22 @@ def test_callbacks_see_iterations_epochs_and_the_end(rng):
 
 
 def test_bad_arguments_are_named(rng):
-    with pytest.raises(ValueError, match="update_rule must be one of"):
-        Solver(small_convnet(), image_data(rng), update_rule="adagrad")
+    with pytest.raises(ValueError, match=r"^Solver argument 'update_rule' must be one of \[.*\], got 'adm'; "
+                                         r"did you mean 'adam'\?$"):
+        Solver(small_convnet(), image_data(rng), update_rule="adm")
+    with pytest.raises(ValueError, match=r"^Solver argument 'lr_decay' must be in \(0, 1\], got 2$"):
+        Solver(small_convnet(), image_data(rng), lr_decay=2)
+    with pytest.raises(ValueError, match=r"^Solver argument 'schedule.type' must be one of"):
+        Solver(small_convnet(), image_data(rng), schedule={"type": "cosin"})
+    with pytest.raises(ValueError, match=r"^Solver argument 'batch_size' must be >= 1, got 0$"):
+        Solver(small_convnet(), image_data(rng), batch_size=0)
+    with pytest.raises(ValueError, match=r"^Solver argument 'eval_batch_size' must be an integer >= 1, got 2.5$"):
+        Solver(small_convnet(), image_data(rng), eval_batch_size=2.5)
+    with pytest.raises(ValueError, match=r"^Solver argument 'num_train_samples' must be >= 1, got 0$"):
+        Solver(small_convnet(), image_data(rng), num_train_samples=0)
+    with pytest.raises(ValueError, match=r"^Solver argument 'schedule.warmup_epochs' must be less than num_epochs "
+                                         r"\(2\), got 2$"):
+        Solver(small_convnet(), image_data(rng), schedule={"type": "cosine", "warmup_epochs": 2}, num_epochs=2)
     with pytest.raises(ValueError, match="same, non-zero number of samples"):
         Solver(small_convnet(), {"X_train": np.zeros((3, 3, 8, 8)), "y_train": np.zeros(2, int)})
 

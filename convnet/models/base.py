@@ -7,11 +7,39 @@ which live in the ``bn_param`` dicts listed in ``model.bn_params``.
 """
 
 import functools
+import inspect
 
 import numpy as np
 
 from convnet.checks import require_float_dtype
 from convnet.layers import seed_from_global_state, softmax_loss
+from convnet.options import check
+
+
+def checks_arguments(init):
+    """Decorate a model's ``__init__``: its arguments are checked against the class's OPTIONS,
+    as a config's model section is (types, ranges, choices; then ``check_options`` for what one
+    option alone cannot say), and passed on converted the same way (a tuple as a list, an int
+    where a float is declared as the float). One rule for configs and Python calls; errors are
+    ConfigError (a ValueError) naming the argument: "FullyConnectedNet argument 'normalization' ...".
+    """
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def init_with_checks(self, *args, **kwargs):
+        cls = type(self)
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        label = f"{cls.__name__} argument"
+        declared = {key: cls.OPTIONS[key] for key in bound.arguments if key in cls.OPTIONS}
+        for key, option in declared.items():
+            value = bound.arguments[key]
+            bound.arguments[key] = check(key, list(value) if isinstance(value, tuple) else value, option, label)
+        if hasattr(cls, "check_options") and len(declared) == len(cls.OPTIONS):
+            cls.check_options({key: bound.arguments[key] for key in declared}, "", label)
+        return init(*bound.args, **bound.kwargs)
+
+    return init_with_checks
 
 
 def keyword_aliases(**aliases):

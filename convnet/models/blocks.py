@@ -18,30 +18,67 @@ import numpy as np
 
 from convnet import conv_layers, layers
 from convnet.checks import window_output_size
-from convnet.options import REQUIRED, ConfigError, Option, check, choose, resolve
+from convnet.options import REQUIRED, ConfigError, Option, choose, resolve
 
 
-def same_pad(size):
-    """The zero padding that keeps H x W at stride 1 for an odd filter size."""
-    return (size - 1) // 2
+# ---------------------------------------------------------------------------
+# the options of each block type (types, ranges, defaults): declared once, here
+# ---------------------------------------------------------------------------
+
+POSITIVE = "[1, inf)"
+FILTERS = Option(REQUIRED, int, range=POSITIVE, help="output channels")
+CONV_OPTIONS = {
+    "filters": FILTERS,
+    "size": Option(3, int, range=POSITIVE, help="filter side"),
+    "stride": Option(1, int, range=POSITIVE),
+    "pad": Option(None, (int, type(None)), range="[0, inf)", help='zero padding (null: (size - 1) // 2, "same")'),
+}
+BATCHNORM_OPTIONS = {
+    "momentum": Option(0.9, float, range="[0, 1]", help="weight of the old running statistics"),
+    "eps": Option(1e-5, float, range="(0, inf)"),
+}
+POOL_OPTIONS = {
+    "size": Option(2, int, range=POSITIVE, help="window side"),
+    "stride": Option(None, (int, type(None)), range=POSITIVE, help="null: = size"),
+}
+DROPOUT_OPTIONS = {"keep": Option(0.5, float, range="(0, 1]", help="probability of keeping a unit")}
+UNITS = {"units": Option(REQUIRED, int, range=POSITIVE, help="outputs")}
+#: The two convolutions of a residual block (its only option is filters).
+RESIDUAL_CONV = {"size": 3, "stride": 1, "pad": None}
 
 
-def conv_shape(in_shape, filters, size=3, stride=1, pad=None, where="conv"):
+def defaults(options):
+    """{name: default} of declared options that have one: what a block built inside another gets."""
+    return {key: declared.default for key, declared in options.items() if declared.default is not REQUIRED}
+
+
+def conv_param(size, stride, pad):
+    """{'stride', 'pad'} of a convolution; pad None is (size - 1) // 2, which keeps H x W at stride 1
+    for an odd size ("same")."""
+    return {"stride": stride, "pad": (size - 1) // 2 if pad is None else pad}
+
+
+def pool_param(size, stride):
+    """{'pool_height', 'pool_width', 'stride'} of size x size max pooling; stride None is size."""
+    return {"pool_height": size, "pool_width": size, "stride": size if stride is None else stride}
+
+
+def conv_shape(in_shape, filters, size, stride, pad, where="conv"):
     """(F, H', W') of a size x size convolution of (C, H, W); ValueError if it does not tile the input."""
     _, H, W = in_shape
-    pad = same_pad(size) if pad is None else pad
+    param = conv_param(size, stride, pad)
     return (filters,
-            window_output_size("height", H, size, stride, pad, f"{where} input", "filter"),
-            window_output_size("width", W, size, stride, pad, f"{where} input", "filter"))
+            window_output_size("height", H, size, param["stride"], param["pad"], f"{where} input", "filter"),
+            window_output_size("width", W, size, param["stride"], param["pad"], f"{where} input", "filter"))
 
 
-def pool_shape(in_shape, size=2, stride=None, where="pool"):
-    """(C, H', W') of size x size max pooling (stride defaults to size); ValueError if it does not tile."""
+def pool_shape(in_shape, size, stride, where="pool"):
+    """(C, H', W') of size x size max pooling; ValueError if it does not tile the input."""
     C, H, W = in_shape
-    stride = size if stride is None else stride
+    param = pool_param(size, stride)
     return (C,
-            window_output_size("height", H, size, stride, 0, f"{where} input", "pool window"),
-            window_output_size("width", W, size, stride, 0, f"{where} input", "pool window"))
+            window_output_size("height", H, size, param["stride"], 0, f"{where} input", "pool window"),
+            window_output_size("width", W, size, param["stride"], 0, f"{where} input", "pool window"))
 
 
 def he_normal(rng, shape, fan_in, dtype):
@@ -63,16 +100,15 @@ class Block:
 
 
 class Conv(Block):
-    """Convolution with F filters of size x size; pad defaults to (size - 1) // 2 ("same" at stride 1).
+    """Convolution with F filters of size x size; pad None is (size - 1) // 2 ("same" at stride 1).
 
     bias=False leaves the bias out: before a batch norm it would be cancelled by the mean anyway.
     """
 
-    def __init__(self, model, name, in_shape, filters, size=3, stride=1, pad=None, bias=True):
+    def __init__(self, model, name, in_shape, filters, size, stride, pad, bias=True):
         super().__init__(in_shape)
         C = self.in_shape[0]
-        pad = same_pad(size) if pad is None else pad
-        self.conv_param = {"stride": stride, "pad": pad}
+        self.conv_param = conv_param(size, stride, pad)
         self.out_shape = conv_shape(self.in_shape, filters, size, stride, pad, name)
         self.w = f"{name}.W"
         model.params[self.w] = he_normal(model.rng, (filters, C, size, size), C * size * size, model.dtype)
@@ -100,7 +136,7 @@ class BatchNorm(Block):
     relu=True applies a ReLU to the output; on images that runs fused in the same kernel.
     """
 
-    def __init__(self, model, name, in_shape, momentum=0.9, eps=1e-5, relu=False):
+    def __init__(self, model, name, in_shape, momentum, eps, relu=False):
         super().__init__(in_shape)
         channels = self.in_shape[0]
         self.gamma, self.beta = f"{name}.gamma", f"{name}.beta"
@@ -139,12 +175,11 @@ class ReLU(Block):
 
 
 class MaxPool(Block):
-    """Max pooling over size x size windows (stride defaults to size)."""
+    """Max pooling over size x size windows (stride None is size)."""
 
-    def __init__(self, name, in_shape, size=2, stride=None):
+    def __init__(self, name, in_shape, size, stride):
         super().__init__(in_shape)
-        stride = size if stride is None else stride
-        self.pool_param = {"pool_height": size, "pool_width": size, "stride": stride}
+        self.pool_param = pool_param(size, stride)
         self.out_shape = pool_shape(self.in_shape, size, stride, name)
 
     def forward(self, params, x):
@@ -172,7 +207,7 @@ class GlobalAvgPool(Block):
 class Dropout(Block):
     """Inverted dropout keeping each unit with probability ``keep``."""
 
-    def __init__(self, model, in_shape, keep=0.5):
+    def __init__(self, model, in_shape, keep):
         super().__init__(in_shape)
         self.dropout_param = {"mode": "train", "p": keep, "rng": model.rng}
         model.dropout_params.append(self.dropout_param)
@@ -241,17 +276,19 @@ class Residual(Block):
 
     def __init__(self, model, name, in_shape, filters):
         super().__init__(in_shape)
-        conv1 = Conv(model, f"{name}.conv1", self.in_shape, filters, 3, 1, bias=False)
-        bn1 = BatchNorm(model, f"{name}.bn1", conv1.out_shape, relu=True)
-        conv2 = Conv(model, f"{name}.conv2", conv1.out_shape, filters, 3, 1, bias=False)
-        bn2 = BatchNorm(model, f"{name}.bn2", conv2.out_shape)
+        bn = defaults(BATCHNORM_OPTIONS)
+        conv1 = Conv(model, f"{name}.conv1", self.in_shape, filters, **RESIDUAL_CONV, bias=False)
+        bn1 = BatchNorm(model, f"{name}.bn1", conv1.out_shape, **bn, relu=True)
+        conv2 = Conv(model, f"{name}.conv2", conv1.out_shape, filters, **RESIDUAL_CONV, bias=False)
+        bn2 = BatchNorm(model, f"{name}.bn2", conv2.out_shape, **bn)
         self.body = Sequence(self.in_shape, [conv1, bn1, conv2, bn2])
         self.out_shape = self.body.out_shape
         if self.out_shape == self.in_shape:
             self.shortcut = Sequence(self.in_shape, [])
         else:
-            projection = Conv(model, f"{name}.proj", self.in_shape, filters, 1, 1, pad=0, bias=False)
-            self.shortcut = Sequence(self.in_shape, [projection, BatchNorm(model, f"{name}.proj_bn", projection.out_shape)])
+            projection = Conv(model, f"{name}.proj", self.in_shape, filters, 1, 1, 0, bias=False)
+            projection_bn = BatchNorm(model, f"{name}.proj_bn", projection.out_shape, **bn)
+            self.shortcut = Sequence(self.in_shape, [projection, projection_bn])
         self.relu = ReLU(self.out_shape)
 
     def forward(self, params, x):
@@ -306,7 +343,8 @@ def build_conv_relu(model, name, in_shape, filters, size, stride, pad):
 
 def build_conv_bn_relu(model, name, in_shape, filters, size, stride, pad):
     conv = Conv(model, name("conv"), in_shape, filters, size, stride, pad, bias=False)
-    return [conv, BatchNorm(model, name("bn"), conv.out_shape, relu=True)]  # batch norm + ReLU: one fused kernel
+    # batch norm + ReLU: one fused kernel
+    return [conv, BatchNorm(model, name("bn"), conv.out_shape, **defaults(BATCHNORM_OPTIONS), relu=True)]
 
 
 def build_affine(model, name, in_shape, units):
@@ -318,16 +356,6 @@ def build_affine_relu(model, name, in_shape, units):
     return [affine, ReLU(affine.out_shape)]
 
 
-POSITIVE = "[1, inf)"
-FILTERS = Option(REQUIRED, int, range=POSITIVE, help="output channels")
-CONV_OPTIONS = {
-    "filters": FILTERS,
-    "size": Option(3, int, range=POSITIVE, help="filter side"),
-    "stride": Option(1, int, range=POSITIVE),
-    "pad": Option(None, (int, type(None)), range="[0, inf)", help='zero padding (null: (size - 1) // 2, "same")'),
-}
-UNITS = {"units": Option(REQUIRED, int, range=POSITIVE, help="outputs")}
-
 BLOCKS = {
     "conv": BlockType(CONV_OPTIONS, conv_shape, build_conv, True, "convolution with a bias"),
     "conv_relu": BlockType(CONV_OPTIONS, conv_shape, build_conv_relu, True, "convolution, then ReLU"),
@@ -335,19 +363,15 @@ BLOCKS = {
         CONV_OPTIONS, conv_shape, build_conv_bn_relu, True,
         "convolution without a bias (the batch norm would cancel it), then spatial batch norm and ReLU"),
     "batchnorm": BlockType(
-        {"momentum": Option(0.9, float, range="[0, 1]", help="weight of the old running statistics"),
-         "eps": Option(1e-5, float, range="(0, inf)")},
-        _same, lambda model, name, in_shape, momentum, eps: [BatchNorm(model, name("bn"), in_shape, momentum, eps)],
+        BATCHNORM_OPTIONS, _same, lambda model, name, in_shape, momentum, eps: [BatchNorm(model, name("bn"), in_shape, momentum, eps)],
         False, "batch norm: spatial on images, vanilla on vectors"),
     "relu": BlockType({}, _same, lambda model, name, in_shape: [ReLU(in_shape)], False, "ReLU"),
     "pool": BlockType(
-        {"size": Option(2, int, range=POSITIVE, help="window side"),
-         "stride": Option(None, (int, type(None)), range=POSITIVE, help="null: = size")},
-        pool_shape, lambda model, name, in_shape, size, stride: [MaxPool(name("pool"), in_shape, size, stride)],
+        POOL_OPTIONS, pool_shape, lambda model, name, in_shape, size, stride: [MaxPool(name("pool"), in_shape, size, stride)],
         True, "max pooling"),
     "residual": BlockType(
         {"filters": FILTERS},
-        lambda in_shape, filters: conv_shape(in_shape, filters, 3, 1),
+        lambda in_shape, filters: conv_shape(in_shape, filters, **RESIDUAL_CONV),
         lambda model, name, in_shape, filters: [Residual(model, name("res"), in_shape, filters)],
         True, "relu(bn(conv(relu(bn(conv(x))))) + shortcut(x)), both convolutions 3x3 at stride 1; the "
               "shortcut is a 1x1 convolution + batch norm when the channel count changes"),
@@ -355,8 +379,7 @@ BLOCKS = {
         {}, lambda in_shape: (in_shape[0],), lambda model, name, in_shape: [GlobalAvgPool(in_shape)],
         True, "mean over H and W: (C, H, W) becomes (C,)"),
     "dropout": BlockType(
-        {"keep": Option(0.5, float, range="(0, 1]", help="probability of keeping a unit")},
-        _same, lambda model, name, in_shape, keep: [Dropout(model, in_shape, keep)],
+        DROPOUT_OPTIONS, _same, lambda model, name, in_shape, keep: [Dropout(model, in_shape, keep)],
         False, "inverted dropout"),
     "affine": BlockType(UNITS, lambda in_shape, units: (units,), build_affine, False, "fully connected layer"),
     "affine_relu": BlockType(UNITS, lambda in_shape, units: (units,), build_affine_relu, False,
@@ -364,16 +387,16 @@ BLOCKS = {
 }
 
 
-def resolve_layers(layers, input_dim, where="layers"):
+def resolve_layers(layers, input_dim, where="layers", label="config key"):
     """Check a block list against BLOCKS and infer every block's output shape.
 
     layers: [type name or {"type": ..., options}]; input_dim: (C, H, W).
     Returns ([(type, {option: value})] with defaults filled in, [output shape per block]).
     Raises ConfigError naming the entry (``where[index]``), the key and, for a block that
-    does not fit its input, the input shape.
+    does not fit its input, the input shape (label: see convnet.options).
     """
     if not isinstance(layers, (list, tuple)) or not layers:
-        raise ConfigError(f"config key '{where}' must be a non-empty list of blocks, got {layers!r}")
+        raise ConfigError(f"{label} '{where}' must be a non-empty list of blocks, got {layers!r}")
     spec, shapes = [], []
     shape = tuple(input_dim)
     for index, entry in enumerate(layers):
@@ -381,28 +404,24 @@ def resolve_layers(layers, input_dim, where="layers"):
         if isinstance(entry, str):
             entry = {"type": entry}
         if not isinstance(entry, dict) or "type" not in entry:
-            raise ConfigError(f"config key '{here}' must be a block type name or a mapping with a 'type' key, "
+            raise ConfigError(f"{label} '{here}' must be a block type name or a mapping with a 'type' key, "
                               f"got {entry!r}")
         options = dict(entry)
         kind = options.pop("type")
-        block = choose(f"{here}.type", kind, BLOCKS)
-        options = resolve(here, options, block.options, context=f" for {kind}")
+        block = choose(f"{here}.type", kind, BLOCKS, label)
+        options = resolve(here, options, block.options, context=f" for {kind}", label=label)
         if block.images and len(shape) != 3:
-            raise ConfigError(f"config key '{here}' ({kind}) needs (C, H, W) input, but the blocks before it "
+            raise ConfigError(f"{label} '{here}' ({kind}) needs (C, H, W) input, but the blocks before it "
                               f"produce {shape}")
         try:
             shape = tuple(block.shape(shape, **options))
         except ValueError as exc:
-            raise ConfigError(f"config key '{here}' ({kind}) does not fit its input {shape}: {exc}") from None
+            raise ConfigError(f"{label} '{here}' ({kind}) does not fit its input {shape}: {exc}") from None
         spec.append((kind, options))
         shapes.append(shape)
     return spec, shapes
 
 
-IMAGE_SHAPE = Option([3, 32, 32], list, each=Option(REQUIRED, int, range=POSITIVE), length=3,
-                     help="(C, H, W) of the input images")
-
-
-def check_input_dim(input_dim, where="input_dim"):
-    """input_dim as a (C, H, W) tuple of positive integers, else ConfigError."""
-    return tuple(check(where, list(input_dim) if isinstance(input_dim, tuple) else input_dim, IMAGE_SHAPE))
+#: The option input_dim of the models that take images: (C, H, W).
+INPUT_DIM = Option([3, 32, 32], list, each=Option(REQUIRED, int, range=POSITIVE), length=3,
+                   help="(C, H, W) of the input images")

@@ -9,16 +9,16 @@ from convnet.layer_utils import (
     conv_relu_pool_forward,
 )
 from convnet.layers import affine_backward, affine_forward
-from convnet.models.base import Model
-from convnet.models.blocks import IMAGE_SHAPE
-from convnet.options import ConfigError, Option
+from convnet.models.base import Model, checks_arguments
+from convnet.models.blocks import INPUT_DIM, conv_param, pool_param
+from convnet.options import ConfigError, Option, subkey
 
 
 def geometry_problem(input_dim, filter_size):
     """What ThreeLayerConvNet refuses about its sizes: (argument, reason), or None when they fit.
 
-    The one place for these rules: the constructor raises them as ValueError, config
-    validation (:meth:`ThreeLayerConvNet.check_options`) as ConfigError, before any data is read.
+    The one place for these rules: :meth:`ThreeLayerConvNet.check_options` raises them as
+    ConfigError, for a config before any data is read and for the constructor's arguments.
     """
     if filter_size % 2 != 1:
         return "filter_size", f"must be odd so the convolution keeps H x W, got {filter_size}"
@@ -39,7 +39,7 @@ class ThreeLayerConvNet(Model):
 
     #: The config options (model.<key>) of this class: convnet.config reads them.
     OPTIONS = {
-        "input_dim": IMAGE_SHAPE,
+        "input_dim": INPUT_DIM,
         "num_filters": Option(32, int, range="[1, inf)"),
         "filter_size": Option(7, int, range="[1, inf)", help="odd, so that the convolution keeps H x W"),
         "hidden_dim": Option(100, int, range="[1, inf)"),
@@ -49,12 +49,12 @@ class ThreeLayerConvNet(Model):
     }
 
     @staticmethod
-    def check_options(options, where="model"):
-        """ConfigError for what the constructor would refuse (an even filter_size, an odd H or W)."""
+    def check_options(options, where="model", label="config key"):
+        """ConfigError for sizes that do not fit (an even filter_size, an odd H or W); see convnet.options."""
         problem = geometry_problem(options["input_dim"], options["filter_size"])
         if problem is not None:
             argument, reason = problem
-            raise ConfigError(f"config key '{where}.{argument}' {reason}")
+            raise ConfigError(f"{label} '{subkey(where, argument)}' {reason}")
 
     @staticmethod
     def weight_count(options):
@@ -69,15 +69,13 @@ class ThreeLayerConvNet(Model):
         (_, H, W), F = options["input_dim"], options["num_filters"]
         return F * H * W + F * (H // 2) * (W // 2) + options["hidden_dim"] + options["num_classes"]
 
+    @checks_arguments
     def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100, num_classes=10,
                  weight_scale=1e-3, reg=0.0, dtype=np.float32, seed=None):
         super().__init__(reg, dtype, seed)
         C, H, W = input_dim
-        problem = geometry_problem(input_dim, filter_size)
-        if problem is not None:
-            raise ValueError(" ".join(problem))
-        self.conv_param = {"stride": 1, "pad": (filter_size - 1) // 2}
-        self.pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
+        self.conv_param = conv_param(filter_size, stride=1, pad=None)  # "same": keeps H x W
+        self.pool_param = pool_param(2, stride=None)
 
         def normal(*shape):
             return (weight_scale * self.rng.standard_normal(shape)).astype(self.dtype)

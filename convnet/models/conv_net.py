@@ -15,8 +15,8 @@ options and defaults are declared in :data:`convnet.models.blocks.BLOCKS`.
 import numpy as np
 
 from convnet.models import blocks
-from convnet.models.base import Model
-from convnet.options import Option
+from convnet.models.base import Model, checks_arguments
+from convnet.options import Option, subkey
 
 DEFAULT_LAYERS = [
     {"type": "conv_bn_relu", "filters": 32},
@@ -44,16 +44,16 @@ class ConvNet(Model):
     #: The config options (model.<key>) of this class: convnet.config reads them.
     OPTIONS = {
         "layers": Option(None, (list, type(None)), help="the block list (null: DEFAULT_LAYERS); see ConvNet blocks"),
-        "input_dim": blocks.IMAGE_SHAPE,
+        "input_dim": blocks.INPUT_DIM,
         "num_classes": Option(10, int, range="[1, inf)"),
         "reg": Option(0.0, float, range="[0, inf)", help="L2 strength on the weights"),
     }
 
     @staticmethod
-    def check_options(options, where="model"):
+    def check_options(options, where="model", label="config key"):
         """ConfigError if the block list does not fit input_dim (every block's shape is inferred)."""
         layers = DEFAULT_LAYERS if options["layers"] is None else options["layers"]
-        blocks.resolve_layers(layers, options["input_dim"], f"{where}.layers")
+        blocks.resolve_layers(layers, options["input_dim"], subkey(where, "layers"), label)
 
     @staticmethod
     def weight_count(options):
@@ -63,11 +63,12 @@ class ConvNet(Model):
         spec, shapes = blocks.resolve_layers(layers, options["input_dim"])
         count, shape = 0, tuple(options["input_dim"])
         for (kind, block_options), out_shape in zip(spec, shapes):
-            if "filters" in block_options:  # conv-like: filters x C x size x size (residual: two 3x3)
-                size = block_options.get("size", 3)
+            if "filters" in block_options:  # conv-like: filters x C x size x size (residual: two convolutions)
+                # a block type without a size option counts as 1x1: the count stays a lower bound
+                size = blocks.RESIDUAL_CONV["size"] if kind == "residual" else block_options.get("size", 1)
                 count += block_options["filters"] * shape[0] * size * size
-                if kind == "residual":  # the second 3x3 convolution, and a 1x1 projection if C changes
-                    count += block_options["filters"] ** 2 * 9
+                if kind == "residual":  # the second convolution, and a 1x1 projection if C changes
+                    count += block_options["filters"] ** 2 * size * size
                     count += shape[0] * block_options["filters"] if shape[0] != block_options["filters"] else 0
             elif "units" in block_options:
                 count += int(np.prod(shape)) * block_options["units"]
@@ -81,9 +82,10 @@ class ConvNet(Model):
                                           options["input_dim"])
         return sum(int(np.prod(shape)) for shape in shapes) + options["num_classes"]
 
+    @checks_arguments
     def __init__(self, layers=None, input_dim=(3, 32, 32), num_classes=10, reg=0.0, dtype=np.float32, seed=None):
         super().__init__(reg, dtype, seed)
-        self.input_dim = blocks.check_input_dim(input_dim)
+        self.input_dim = tuple(input_dim)
         self.spec, shapes = blocks.resolve_layers(DEFAULT_LAYERS if layers is None else layers, self.input_dim)
         counters = {}
 

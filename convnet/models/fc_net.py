@@ -11,10 +11,11 @@ from convnet.layer_utils import (
     affine_relu_forward,
 )
 from convnet.layers import affine_backward, affine_forward, dropout_backward, dropout_forward
-from convnet.models.base import Model, keyword_aliases
+from convnet.models.base import Model, checks_arguments, keyword_aliases
 from convnet.options import REQUIRED, Option
 
-NORMALIZATIONS = (None, "batchnorm", "layernorm")
+#: What may follow each hidden affine layer (gamma_i, beta_i with either norm).
+HIDDEN_NORMALIZATIONS = (None, "batchnorm", "layernorm")
 
 
 def _keep_ratio_from_dropout(keep):
@@ -55,6 +56,7 @@ class TwoLayerNet(Model):
         """How many numbers the forward pass produces per image (hidden layer and scores)."""
         return options["hidden_dim"] + options["num_classes"]
 
+    @checks_arguments
     def __init__(self, input_dim=3 * 32 * 32, hidden_dim=100, num_classes=10, weight_scale=1e-3, reg=0.0,
                  dtype=np.float64, seed=None):
         super().__init__(reg, dtype, seed)
@@ -101,7 +103,7 @@ class FullyConnectedNet(Model):
         "input_dim": Option(3 * 32 * 32, int, range="[1, inf)", help="features per input (C * H * W)"),
         "num_classes": Option(10, int, range="[1, inf)"),
         "dropout_keep_ratio": Option(1.0, float, range="(0, 1]", help="keep probability of dropout (1: none)"),
-        "normalization": Option(None, (str, type(None)), choices=NORMALIZATIONS),
+        "normalization": Option(None, (str, type(None)), choices=HIDDEN_NORMALIZATIONS),
         "reg": Option(0.0, float, range="[0, inf)", help="L2 strength on the weights"),
         "weight_scale": Option(1e-2, float, range="(0, inf)", help="standard deviation of the initial weights"),
     }
@@ -119,13 +121,10 @@ class FullyConnectedNet(Model):
 
     @keyword_aliases(dropout=("dropout_keep_ratio", _keep_ratio_from_dropout),
                      use_batchnorm=("normalization", lambda use: "batchnorm" if use else None))
+    @checks_arguments
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout_keep_ratio=1.0,
                  normalization=None, reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None):
         super().__init__(reg, dtype, seed)
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-        if not 0 < dropout_keep_ratio <= 1:
-            raise ValueError(f"dropout_keep_ratio is a keep probability in (0, 1], got {dropout_keep_ratio}")
         self.normalization = normalization
         self.use_dropout = dropout_keep_ratio != 1
         self.num_layers = 1 + len(hidden_dims)
