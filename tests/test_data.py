@@ -307,8 +307,8 @@ def test_normalize_images_repeats_the_split_normalisation(rng):
 
 def test_bad_split_arguments_are_refused(rng):
     dataset = small_dataset(rng)
-    with pytest.raises(ValueError, match="normalization must be one of"):
-        data.prepare_splits(*dataset, num_validation=3, normalization="zca")
+    with pytest.raises(ValueError, match="'normalization' must be one of .*did you mean 'per_channel'"):
+        data.prepare_splits(*dataset, num_validation=3, normalization="per_chanel")
     with pytest.raises(TypeError, match="dtype must be float32 or float64"):
         data.prepare_splits(*dataset, num_validation=3, dtype=np.int32)
     with pytest.raises(ValueError, match="y_train must have shape"):

@@ -8,13 +8,14 @@ import numpy as np
 
 from convnet.checks import require_float_dtype, require_int, require_ndim
 from convnet.data.cifar10 import CLASS_NAMES, find_batches_dir, load_cifar10
+from convnet.options import not_one_of
 
 NORMALIZATIONS = ("mean_image", "per_channel", None)
 
 
 def _check_normalization(name, normalization):
     if normalization not in NORMALIZATIONS:
-        raise ValueError(f"{name} must be one of {NORMALIZATIONS}, got {normalization!r}")
+        raise not_one_of(name, normalization, NORMALIZATIONS, label="argument")
     return normalization
 
 
