@@ -116,20 +116,6 @@ def test_sigint_inside_a_step_or_an_evaluation_resumes_bit_for_bit(tmp_path, str
     assert_same_run(resumed, straight)
 
 
-class Terminated(Exception):
-    """What a SIGTERM that the Solver did not catch raises here (instead of ending pytest)."""
-
-
-@pytest.fixture
-def sigterm_raises():
-    def terminated(signum, frame):
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, terminated)
-    yield terminated
-    signal.signal(signal.SIGTERM, previous)
-
-
 @pytest.mark.parametrize("where, call, stops_at", [
     ("update rule, mid-step", 5 * NUM_PARAMS + 3, (1, 6)),
     ("forward pass", 3, (0, 3)),

@@ -77,20 +77,6 @@ def test_ctrl_c_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path, mon
                                                                        for r in csv.DictReader(g)]
 
 
-class Terminated(Exception):
-    """What a SIGTERM that convnet did not catch raises here (instead of ending pytest)."""
-
-
-@pytest.fixture
-def sigterm_raises():
-    def terminated(signum, frame):
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, terminated)
-    yield
-    signal.signal(signal.SIGTERM, previous)
-
-
 def test_sigterm_mid_epoch_stops_like_ctrl_c_and_the_resume_equals_the_uninterrupted_run(
         tmp_path, monkeypatch, capsys, finished, sigterm_raises):
     with monkeypatch.context() as patch:
