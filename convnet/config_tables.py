@@ -81,25 +81,24 @@ def models_table():
     return "\n".join(lines) + "\n"
 
 
-def optim_table():
-    lines = ["| `optim.rule` | hyperparameters (defaults; allowed values) | what it does |", "|---|---|---|"]
-    for name, rule in RULES.items():
-        lines.append(f"| `{name}` | {_cell(_options_cell(rule.options))} | {_cell(rule.help)} |")
+def _registry_table(first_column, described, registry, options_column="options"):
+    """One row per registry entry: its name, its options and its help text."""
+    lines = [f"| {first_column} | {options_column} (defaults; allowed values) | {described} |", "|---|---|---|"]
+    for name, entry in registry.items():
+        lines.append(f"| `{name}` | {_cell(_options_cell(entry.options))} | {_cell(entry.help)} |")
     return "\n".join(lines) + "\n"
+
+
+def optim_table():
+    return _registry_table("`optim.rule`", "what it does", RULES, options_column="hyperparameters")
 
 
 def schedules_table():
-    lines = ["| `schedule.type` | options (defaults; allowed values) | what it does |", "|---|---|---|"]
-    for kind, schedule in SCHEDULES.items():
-        lines.append(f"| `{kind}` | {_cell(_options_cell(schedule.options))} | {_cell(schedule.help)} |")
-    return "\n".join(lines) + "\n"
+    return _registry_table("`schedule.type`", "what it does", SCHEDULES)
 
 
 def blocks_table():
-    lines = ["| type | options (defaults; allowed values) | what it is |", "|---|---|---|"]
-    for kind, block in BLOCKS.items():
-        lines.append(f"| `{kind}` | {_cell(_options_cell(block.options))} | {_cell(block.help)} |")
-    return "\n".join(lines) + "\n"
+    return _registry_table("type", "what it is", BLOCKS)
 
 
 TABLES = {"sections": sections_table, "models": models_table, "optim": optim_table, "schedules": schedules_table,
