@@ -20,7 +20,7 @@ import convnet
 from convnet import data as cifar
 from convnet.augment import augment_batch
 from convnet.callbacks import MetricsLog
-from convnet.checkpoint import read_checkpoint, remove_stale_temporaries, write_atomically
+from convnet.checkpoint import Inference, read_checkpoint, remove_stale_temporaries, write_atomically
 from convnet.config import dump_config
 from convnet.models import MODEL_TYPES
 from convnet.solver import Solver
@@ -122,7 +122,7 @@ def build_solver(config, model, splits, run_dir=None, callbacks=(), progress=Tru
         print_every=s["print_every"], verbose=verbose, schedule=config["schedule"], seed=config["seed"],
         augment=build_augment(config), callbacks=callbacks, eval_batch_size=s["eval_batch_size"],
         checkpoint_dir=run_dir if (run_dir is not None and config["output"]["checkpoint"]) else None,
-        progress=progress,
+        progress=progress, inference=Inference.from_run(config, splits),
     )
 
 
