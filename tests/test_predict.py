@@ -3,13 +3,15 @@ convnet.load_model / predict_proba, and the predict command line on image files.
 
 import json
 import pickle
-import warnings
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import convnet
-from convnet import evaluate, experiment, inference, train
+from convnet import evaluate, experiment, inference, predict, train
 from convnet.checkpoint import CheckpointError, load_arrays_and_meta, read_inference, save_arrays
 from convnet.data import TRAIN_BATCHES, load_sample, normalization_stats
 
@@ -124,3 +126,159 @@ def test_a_checkpoint_with_the_record_still_resumes(tmp_path):
     assert train.main(["--resume", str(run_dir), "--set", "solver.num_epochs=2", "--quiet"]) == 0
     assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 2
     assert read_inference(run_dir / "checkpoint.npz")[1].config["solver"]["num_epochs"] == 2
+
+
+# ----------------------------------------------------------------------
+# convnet.load_model and predict_proba
+# ----------------------------------------------------------------------
+
+
+def sample_test_images(count=60):
+    """The first ``count`` test images of the bundled sample as uint8 (N, 32, 32, 3), and their labels."""
+    _, _, X, y = load_sample()
+    return np.ascontiguousarray(X[:count].transpose(0, 2, 3, 1)), y[:count]
+
+
+def test_load_model_predicts_what_the_run_measured(trained):
+    summary = json.loads((trained / "summary.json").read_text())
+    model = convnet.load_model(trained)
+    images, labels = sample_test_images()
+    probabilities = model.predict_proba(images)
+    assert probabilities.shape == (60, 10) and np.all(probabilities >= 0)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+    assert float(np.mean(probabilities.argmax(axis=1) == labels)) == summary["test_acc"]
+    assert model.class_names == list(convnet.data.CLASS_NAMES) and model.input_shape == (32, 32, 3)
+    from_file = convnet.load_model(trained / "best.npz").predict_proba(images[:5], batch_size=2)
+    np.testing.assert_allclose(from_file, probabilities[:5], rtol=1e-5, atol=1e-7)
+
+
+def test_tta_averages_the_image_and_its_mirror(trained):
+    model = convnet.load_model(trained)
+    images, _ = sample_test_images(8)
+    expected = (model.predict_proba(images) + model.predict_proba(images[:, :, ::-1])) / 2
+    np.testing.assert_allclose(model.predict_proba(images, tta=True), expected, rtol=1e-6)
+    assert not np.allclose(model.predict_proba(images, tta=True), model.predict_proba(images))
+
+
+@pytest.mark.parametrize("images, error, message", [
+    (np.zeros((2, 32, 32, 3), np.float32), TypeError, "images must be uint8 .* got float32"),
+    (np.zeros((2, 3, 32, 32), np.uint8), ValueError, r"shape \(N, 32, 32, 3\) .* got \(2, 3, 32, 32\)"),
+    (np.zeros((32, 32, 3), np.uint8), ValueError, r"got \(32, 32, 3\)"),
+])
+def test_predict_proba_names_what_is_wrong_with_its_input(trained, images, error, message):
+    with pytest.raises(error, match=message):
+        convnet.load_model(trained).predict_proba(images)
+
+
+def test_load_model_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no weights in"):
+        convnet.load_model(tmp_path)
+    (tmp_path / "best.npz").write_bytes(b"not an archive")
+    with pytest.raises(CheckpointError, match="best.npz is damaged"):
+        convnet.load_model(tmp_path)
+
+
+# ----------------------------------------------------------------------
+# image files and the predict command line
+# ----------------------------------------------------------------------
+
+def save_image(path, pixels, mode=None, **options):
+    Image.fromarray(pixels, mode).save(path, **options)
+    return path
+
+
+def test_load_image_centre_crops_then_resizes_or_stretches(tmp_path):
+    wide = np.zeros((32, 64, 3), np.uint8)
+    wide[:, :16], wide[:, 16:48], wide[:, 48:] = (255, 0, 0), (0, 0, 255), (255, 0, 0)  # red | blue | red
+    path = save_image(tmp_path / "wide.png", wide)
+    cropped = inference.load_image(path, (32, 32))
+    assert cropped.shape == (32, 32, 3) and cropped.dtype == np.uint8
+    assert np.all(cropped == (0, 0, 255)), "the centred square is the blue middle"
+    stretched = inference.load_image(path, (32, 32), resize="stretch")
+    assert tuple(stretched[16, 0]) == (255, 0, 0) and tuple(stretched[16, 16]) == (0, 0, 255)
+    exact = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(inference.load_image(save_image(tmp_path / "exact.png", exact), (32, 32)), exact)
+
+
+def test_load_image_converts_grayscale_and_puts_transparency_on_white(tmp_path):
+    gray = save_image(tmp_path / "gray.png", np.full((40, 40), 77, np.uint8))
+    assert np.all(inference.load_image(gray, (32, 32)) == 77)
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[:16] = (10, 200, 30, 255)  # top half opaque green, bottom half fully transparent black
+    image = inference.load_image(save_image(tmp_path / "rgba.png", rgba), (32, 32))
+    assert tuple(image[0, 0]) == (10, 200, 30) and tuple(image[31, 0]) == (255, 255, 255)
+
+
+@pytest.fixture
+def image_files(tmp_path):
+    """Real sample images as PNG (32x32), JPEG (96x64) and BMP (grayscale, 50x50), and broken files."""
+    images, _ = sample_test_images(3)
+    good = {
+        "png": save_image(tmp_path / "a.png", images[0]),
+        "jpeg": save_image(tmp_path / "b.jpg", np.asarray(Image.fromarray(images[1]).resize((96, 64))), quality=95),
+        "bmp": save_image(tmp_path / "c.bmp", np.asarray(Image.fromarray(images[2]).convert("L").resize((50, 50)))),
+    }
+    (tmp_path / "text.png").write_text("this is not an image")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "cut.png").write_bytes(good["png"].read_bytes()[:200])
+    bad = {"not an image": tmp_path / "text.png", "empty": tmp_path / "empty.jpg", "truncated": tmp_path / "cut.png",
+           "missing": tmp_path / "absent.png"}
+    return good, bad
+
+
+def test_predict_prints_the_top_classes_of_each_image(trained, image_files, capsys):
+    good, _ = image_files
+    assert predict.main([str(trained), *map(str, good.values()), "--top-k", "2"]) == predict.EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    model = convnet.load_model(trained)
+    expected = model.predict_proba(sample_test_images(1)[0])[0]
+    best = np.argsort(-expected)[:2]
+    names = model.class_names
+    assert lines[0] == (f"{good['png']}: {names[best[0]]} {expected[best[0]]:.3f}, "
+                        f"{names[best[1]]} {expected[best[1]]:.3f}")
+    assert all(line.count(",") == 1 for line in lines)
+
+
+def test_predict_json_reports_bad_images_and_still_classifies_the_others(trained, image_files, capsys):
+    good, bad = image_files
+    paths = [good["png"], *bad.values(), good["jpeg"], good["bmp"]]
+    assert predict.main([str(trained), *map(str, paths), "--json", "--tta"]) == predict.EXIT_SOME_IMAGES_FAILED
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    results = document["results"]
+    assert [r["image"] for r in results] == [str(p) for p in paths] and document["tta"] is True
+    assert [("predictions" in r) for r in results] == [True, False, False, False, False, True, True]
+    errors = {name: results[1 + i]["error"] for i, name in enumerate(bad)}
+    assert "not an image file" in errors["not an image"] and "empty (0 bytes)" in errors["empty"]
+    assert "truncated" in errors["truncated"] and "no such file" in errors["missing"]
+    assert all(str(bad[name]) in errors[name] for name in bad)
+    assert captured.err.count("error: ") == 4 and "Traceback" not in captured.err
+    model = convnet.load_model(trained)
+    expected = model.predict_proba(sample_test_images(1)[0], tta=True)[0]
+    top = results[0]["predictions"]
+    assert len(top) == 3 and top[0]["index"] == int(np.argmax(expected))
+    assert top[0]["probability"] == pytest.approx(float(expected.max()), rel=1e-5)
+    assert top[0]["class"] == model.class_names[top[0]["index"]]
+
+
+def test_predict_without_a_model_is_one_line_and_exit_2(tmp_path, image_files, capsys):
+    good, _ = image_files
+    assert predict.main([str(tmp_path / "nowhere"), str(good["png"])]) == predict.EXIT_NO_MODEL
+    err = capsys.readouterr().err
+    assert err.startswith("error: no weights at") and err.count("\n") == 1
+
+
+def test_predict_help_documents_the_exit_status_and_resizing():
+    result = subprocess.run([sys.executable, "-m", "convnet.predict", "--help"], capture_output=True, text=True,
+                            check=False)
+    text = " ".join(result.stdout.split())
+    assert result.returncode == 0 and "exit status: 0 every image classified; 1 one or more images" in text
+    assert "--resize crop (the default) cuts the largest centred square" in text
+
+
+def test_predict_starts_without_importing_matplotlib_or_the_training_stack():
+    code = ("import sys, convnet.predict; print(sorted(m for m in sys.modules if m.startswith('matplotlib') "
+            "or m in ('convnet.solver', 'convnet.experiment')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
