@@ -71,8 +71,9 @@ class GraphBuilder:
 def _conv(g, block, params, x):
     F, _, HH, WW = params[block.w].shape
     pad, stride = block.conv_param["pad"], block.conv_param["stride"]
-    bias = params[block.b] if block.b else np.zeros(F)
-    return g.node("Conv", [x, g.constant(block.w, params[block.w]), g.constant(f"{block.w[:-2]}.b", bias)], "conv",
+    bias = params[block.b] if block.b else np.zeros(F)  # no bias before a batch norm: ONNX Conv takes zeros
+    prefix = block.w.rsplit(".", 1)[0]
+    return g.node("Conv", [x, g.constant(block.w, params[block.w]), g.constant(f"{prefix}.b", bias)], "conv",
                   kernel_shape=[HH, WW], strides=[stride, stride], pads=[pad, pad, pad, pad])
 
 
@@ -80,8 +81,9 @@ def _batchnorm(g, block, params, x):
     channels = params[block.gamma].shape[0]
     mean = block.bn_param.get("running_mean", np.zeros(channels))  # before any training step: convnet's defaults
     var = block.bn_param.get("running_var", np.ones(channels))
+    prefix = block.gamma.rsplit(".", 1)[0]
     inputs = [x, g.constant(block.gamma, params[block.gamma]), g.constant(block.beta, params[block.beta]),
-              g.constant(f"{block.gamma[:-6]}.running_mean", mean), g.constant(f"{block.gamma[:-6]}.running_var", var)]
+              g.constant(f"{prefix}.running_mean", mean), g.constant(f"{prefix}.running_var", var)]
     out = g.node("BatchNormalization", inputs, "bn", epsilon=float(block.bn_param.get("eps", 1e-5)))
     return g.node("Relu", [out]) if block.relu else out
 

@@ -120,3 +120,10 @@ def test_without_onnx_the_export_says_which_extra_to_install(tmp_path, capsys, m
     monkeypatch.setitem(sys.modules, "onnx", None)
     assert export.main([str(run_dir), str(tmp_path / "model.onnx")]) == 2
     assert "pip install 'convnet[onnx]'" in capsys.readouterr().err
+
+
+def test_export_help_documents_the_graph_and_the_exit_status(capsys):
+    with pytest.raises(SystemExit):
+        export.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert 'opset 17; input "images", uint8 (N, H, W, 3)' in text and "exit status: 0 written; 1" in text

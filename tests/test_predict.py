@@ -12,7 +12,8 @@ from PIL import Image
 
 import convnet
 from convnet import evaluate, experiment, inference, predict, train
-from convnet.checkpoint import CheckpointError, load_arrays_and_meta, read_inference, save_arrays
+from convnet.checkpoint import CheckpointError, load_arrays_and_meta, load_weights, read_inference, save_arrays
+from convnet.config import load_config
 from convnet.data import TRAIN_BATCHES, load_sample, normalization_stats
 
 from runs import only_run_dir, write_config
@@ -74,6 +75,7 @@ def test_evaluate_reads_no_training_data_and_needs_no_config_yaml(tmp_path):
     batches = write_cifar10_from_sample(root)
     run_dir = train_tiny(tmp_path, data={"source": "cifar10", "root": str(root)})
     summary = json.loads((run_dir / "summary.json").read_text())
+    expected = experiment.build_data(load_config(run_dir / "config.yaml"))["X_test"]  # as training normalised it
     for name in TRAIN_BATCHES:  # the training set is gone; the test batch stays
         (batches / name).unlink()
     elsewhere = tmp_path / "shipped"
@@ -81,6 +83,8 @@ def test_evaluate_reads_no_training_data_and_needs_no_config_yaml(tmp_path):
     (run_dir / "best.npz").rename(elsewhere / "best.npz")  # the weights alone, no config.yaml beside them
     report, _ = evaluate.evaluate(elsewhere / "best.npz")
     assert report["accuracy"] == summary["test_acc"] and report["images"] == 60 and report["note"] is None
+    X_test, _ = evaluate.split_images(read_inference(elsewhere / "best.npz")[1], "test")
+    np.testing.assert_array_equal(X_test, expected)
 
 
 def test_evaluate_on_the_sample_never_loads_the_training_split(trained, monkeypatch):
@@ -121,6 +125,15 @@ def test_an_older_checkpoint_without_its_config_yaml_is_one_clear_error(tmp_path
     assert err.startswith("error: ") and err.count("\n") == 1 and "best.npz holds weights only" in err
 
 
+def test_an_older_checkpoint_resumes_and_its_next_checkpoint_carries_the_record(tmp_path):
+    run_dir = train_tiny(tmp_path, solver={"num_epochs": 1})
+    strip_inference_record(run_dir / "checkpoint.npz")
+    with pytest.raises(CheckpointError, match="holds weights only"):
+        read_inference(run_dir / "checkpoint.npz")
+    assert train.main(["--resume", str(run_dir), "--set", "solver.num_epochs=2", "--quiet"]) == 0
+    assert read_inference(run_dir / "checkpoint.npz")[1].class_names == list(convnet.data.CLASS_NAMES)
+
+
 def test_a_checkpoint_with_the_record_still_resumes(tmp_path):
     run_dir = train_tiny(tmp_path, solver={"num_epochs": 1})
     assert train.main(["--resume", str(run_dir), "--set", "solver.num_epochs=2", "--quiet"]) == 0
@@ -143,6 +156,11 @@ def test_load_model_predicts_what_the_run_measured(trained):
     summary = json.loads((trained / "summary.json").read_text())
     model = convnet.load_model(trained)
     images, labels = sample_test_images()
+    config = load_config(trained / "config.yaml")  # the training stack's way: config, data, model, weights
+    reference = load_weights(experiment.build_model(config), trained / "best.npz")
+    expected = reference.loss(experiment.build_data(config)["X_test"])
+    assert np.std(expected, axis=0).min() > 0, "the scores differ between images"
+    np.testing.assert_allclose(model.logits(images), expected, rtol=1e-5, atol=1e-6)
     probabilities = model.predict_proba(images)
     assert probabilities.shape == (60, 10) and np.all(probabilities >= 0)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
