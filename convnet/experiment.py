@@ -22,7 +22,7 @@ from convnet.augment import augment_batch
 from convnet.callbacks import MetricsLog
 from convnet.checkpoint import Inference, read_checkpoint, remove_stale_temporaries, write_atomically
 from convnet.config import dump_config
-from convnet.models import MODEL_TYPES
+from convnet.inference import model_from_config
 from convnet.solver import Solver
 
 try:
@@ -49,12 +49,7 @@ def build_data(config):
 
 def build_model(config):
     """The model of config['model'], seeded with the experiment seed."""
-    arguments = dict(config["model"])
-    cls = MODEL_TYPES[arguments.pop("type")]
-    for name in ("input_dim", "hidden_dims"):
-        if isinstance(arguments.get(name), list):
-            arguments[name] = tuple(arguments[name])
-    model = cls(**arguments, seed=config["seed"])
+    model = model_from_config(config["model"], config["seed"])
     model.draw_new_dropout_masks()  # a seed fixes FullyConnectedNet's mask (for gradient checks); training wants new ones
     return model
 

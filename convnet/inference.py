@@ -69,19 +69,30 @@ def load_inference(weights, data_root=None):
     return state, inference, note
 
 
+def model_from_config(model_config, seed=None):
+    """The model a resolved config's ``model`` section describes: its ``type`` built with the other keys.
+
+    Raises KeyError for an unknown type, TypeError/ValueError for arguments it does not take.
+    """
+    from convnet.models import MODEL_TYPES
+
+    arguments = dict(model_config)
+    kind = arguments.pop("type")
+    for name in ("input_dim", "hidden_dims"):  # YAML and JSON give lists; the models take tuples
+        if isinstance(arguments.get(name), list):
+            arguments[name] = tuple(arguments[name])
+    return MODEL_TYPES[kind](**arguments, seed=seed)
+
+
 def build_model(inference, state, where):
     """The model the record describes, with ``state`` loaded; CheckpointError naming ``where`` if they do not fit."""
     from convnet.models import MODEL_TYPES
 
-    arguments = dict(inference.config["model"])
-    kind = arguments.pop("type", None)
+    kind = inference.config["model"].get("type")
     if kind not in MODEL_TYPES:
         raise CheckpointError(f"{where}: model type {kind!r} is not one this convnet knows ({sorted(MODEL_TYPES)})")
-    for name in ("input_dim", "hidden_dims"):
-        if isinstance(arguments.get(name), list):
-            arguments[name] = tuple(arguments[name])
     try:
-        model = MODEL_TYPES[kind](**arguments, seed=inference.config.get("seed"))
+        model = model_from_config(inference.config["model"], inference.config.get("seed"))
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{where}: its stored model arguments do not build a {kind} ({exc})") from exc
     try:
