@@ -96,9 +96,9 @@ class Solver:
         self.verbose = verbose
         self.augment = augment
         self.eval_batch_size = int(eval_batch_size)
-        self.inference = inference
         self.seed = int(seed) if isinstance(seed, numbers.Integral) else None  # None: unseeded (or a Generator)
         self.rng = np.random.default_rng(seed)
+        self.inference = inference  # written into checkpoints, never read by the loop
         self.iterations_per_epoch = math.ceil(len(self.X_train) / self.batch_size)
         self.callbacks = [Progress(progress), *callbacks]
         if checkpoint_dir is not None or checkpoint_name is not None:
