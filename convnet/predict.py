@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from convnet.checkpoint import CheckpointError
-from convnet.config import ConfigError
+from convnet.options import ConfigError
 from convnet.data import CorruptDataError, DownloadError
 from convnet.inference import RESIZE_MODES, ImageError, load_image, load_model
 
