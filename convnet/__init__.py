@@ -56,4 +56,7 @@ from convnet.threads import get_num_threads, set_num_threads  # noqa: E402
 #: Whether convnet.allocator's glibc settings are in effect (opt-in: CONVNET_MALLOC_TUNING=1).
 malloc_tuned = _os.environ.get("CONVNET_MALLOC_TUNING") == "1" and _tune_malloc()
 
-__all__ = ["ENVIRONMENT_DEFAULTS", "__version__", "blas_threads_sleep", "get_num_threads", "set_num_threads"]
+from convnet.inference import load_model  # noqa: E402
+
+__all__ = ["ENVIRONMENT_DEFAULTS", "__version__", "blas_threads_sleep", "get_num_threads", "load_model",
+           "set_num_threads"]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from convnet.checkpoint import remove_stale_temporaries, save_arrays, solver_checkpoint, write_atomically
+from convnet.checkpoint import best_file, remove_stale_temporaries, save_arrays, solver_checkpoint, write_atomically
 
 METRIC_FIELDS = ["kind", "epoch", "iteration", "loss", "train_acc", "val_acc", "learning_rate", "seconds",
                  "images_per_second"]
@@ -146,7 +146,8 @@ def read_metrics(path):
 class Checkpoint:
     """Checkpointing as a callback: at each epoch end and on an interrupt, writes
 
-    - ``directory/best.npz`` (the best state: parameters and batch-norm statistics), when it
+    - ``directory/best.npz`` (the best state: parameters and batch-norm statistics, and the
+      solver's inference record), when it
       changed, *before* ``directory/checkpoint.npz``, which holds everything to continue,
       the best state included. A resume restores the best state from checkpoint.npz and
       rewrites best.npz from it, so the two always end up naming the same best epoch.
@@ -179,9 +180,7 @@ class Checkpoint:
         path = None
         if self.directory is not None:
             if solver.best_state is not None and self._best_written != solver.best_epoch:
-                save_arrays(self.directory / "best.npz", solver.best_state,
-                            {"epoch": solver.best_epoch, "val_acc": solver.best_val_acc,
-                             "selected_by": solver.best_selected_by})
+                save_arrays(self.directory / "best.npz", *best_file(solver))
                 self._best_written = solver.best_epoch
             if self._written_at != (solver.epoch, solver.iteration):
                 path = self.directory / "checkpoint.npz"

@@ -14,6 +14,12 @@ a field or an array (a parameter, a momentum buffer) is refused with a
 Numpy's global generator (``np.random``) is part of the state only for models without
 an ``rng`` of their own (CS231n-style student models, which draw dropout masks from it):
 restoring a convnet model's checkpoint leaves the caller's global generator as it was.
+
+Both best.npz and checkpoint.npz also carry the solver's :class:`Inference` record, when it
+has one: the resolved config (the model's arguments), the normalisation statistics and the
+class names, so that a trained model predicts and is evaluated without its training data
+(:func:`read_inference`). It is written alongside and never put back into a Solver; files
+without it still resume, and :func:`read_inference` names what they lack.
 """
 
 import json
@@ -345,7 +351,7 @@ def solver_checkpoint(solver):
         else:
             meta[field.name] = value
     meta["arrays"] = sorted(arrays)
-    return arrays, meta
+    return with_inference(arrays, meta, getattr(solver, "inference", None))
 
 
 def read_checkpoint(path):
@@ -399,3 +405,97 @@ def _check_compatible(solver, path, meta):
     if meta["epoch"] > solver.num_epochs:
         raise CheckpointError(f"{path} has already completed {meta['epoch']} epochs, more than this solver's "
                               f"num_epochs ({solver.num_epochs})")
+
+
+# ----------------------------------------------------------------------
+# the inference record: what a trained model needs to predict
+# ----------------------------------------------------------------------
+
+INFERENCE_KEY = "inference"  # the metadata entry; its arrays are stored under 'inference/'
+
+
+class MissingInferenceRecord(CheckpointError):
+    """A weights file without the inference record (written by an older convnet, or by model.save)."""
+
+
+@dataclass(frozen=True)
+class Inference:
+    """What a trained model needs to predict, written into best.npz and checkpoint.npz.
+
+    config: the resolved experiment config (the model's arguments in config['model'], the
+    seed, where the data came from); normalization: {'normalization': 'mean_image' |
+    'per_channel' | None, 'mean', 'std'} as :func:`convnet.data.normalize_images` takes it
+    (mean (C, H, W) or (C, 1, 1), std (C, 1, 1)); class_names: one name per model output;
+    image_shape: (C, H, W) of the images the model was trained on.
+    """
+
+    config: dict
+    normalization: dict
+    class_names: list
+    image_shape: tuple
+
+    @classmethod
+    def from_run(cls, config, splits):
+        """The record of a run: its resolved config and the statistics and class names of its splits."""
+        normalization = {key: splits[key] for key in ("normalization", "mean", "std") if key in splits}
+        num_classes = int(config["model"].get("num_classes", len(splits.get("class_names", ()))))
+        names = list(splits.get("class_names", ()))
+        if len(names) != num_classes:  # a model with another number of outputs than the data's classes
+            names = [str(index) for index in range(num_classes)]
+        return cls(json.loads(json.dumps(config)), normalization, names, tuple(splits["X_train"].shape[1:]))
+
+    def payload(self):
+        """(arrays, meta entry) as stored in a checkpoint."""
+        arrays = {f"{INFERENCE_KEY}/{key}": np.asarray(value) for key, value in self.normalization.items()
+                  if key != "normalization"}
+        meta = {"config": self.config, "normalization": self.normalization["normalization"],
+                "class_names": list(self.class_names), "image_shape": list(self.image_shape)}
+        return arrays, meta
+
+
+_INFERENCE_ENTRIES = ("config", "normalization", "class_names", "image_shape")
+
+
+def with_inference(arrays, meta, inference):
+    """``arrays`` and ``meta`` with ``inference`` (an :class:`Inference`, or None: unchanged) added."""
+    if inference is None:
+        return arrays, meta
+    extra, entry = inference.payload()
+    meta = {**meta, INFERENCE_KEY: entry}
+    if "arrays" in meta:
+        meta["arrays"] = sorted({*meta["arrays"], *extra})
+    return {**arrays, **extra}, meta
+
+
+def read_inference(path):
+    """(model state {'param/...', 'bn/...': array}, :class:`Inference`) of a weights file.
+
+    Raises MissingInferenceRecord naming what the file lacks when it holds weights only,
+    CheckpointError when it is damaged, FileNotFoundError when it is not there.
+    """
+    arrays, meta = load_arrays_and_meta(path)
+    state = _field_arrays("model", arrays)
+    if not state:
+        raise CheckpointError(f"{path} holds no model parameters: it is not a convnet weights file")
+    entry = (meta or {}).get(INFERENCE_KEY)
+    if not isinstance(entry, dict):
+        raise MissingInferenceRecord(
+            f"{path} holds weights only: it lacks the model's arguments (the resolved config), the normalisation "
+            "statistics and the class names (it was written before checkpoints carried them, or by model.save)")
+    missing = [name for name in _INFERENCE_ENTRIES if name not in entry]
+    normalization = {"normalization": entry.get("normalization")}
+    needs = {"mean_image": ("mean",), "per_channel": ("mean", "std")}.get(normalization["normalization"], ())
+    for key in needs:
+        if f"{INFERENCE_KEY}/{key}" in arrays:
+            normalization[key] = arrays[f"{INFERENCE_KEY}/{key}"]
+        else:
+            missing.append(f"the array {INFERENCE_KEY}/{key}")
+    if missing:
+        raise CheckpointError(f"{path} has an incomplete inference record: it lacks {', '.join(missing)}")
+    return state, Inference(entry["config"], normalization, list(entry["class_names"]), tuple(entry["image_shape"]))
+
+
+def best_file(solver):
+    """(arrays, meta) of best.npz: the best state, which epoch it is, and the solver's inference record."""
+    meta = {"epoch": solver.best_epoch, "val_acc": solver.best_val_acc, "selected_by": solver.best_selected_by}
+    return with_inference(solver.best_state, meta, getattr(solver, "inference", None))

@@ -3,9 +3,13 @@
     python -m convnet.evaluate runs/quickstart/20261126-101500          # best.npz of a run
     python -m convnet.evaluate runs/quickstart/20261126-101500/checkpoint.npz --split val
 
-The run's config.yaml says how to rebuild the model and the data (same normalisation,
-computed from the same training split). Writes evaluation_<split>.json and
-confusion_<split>.png next to the weights.
+The weights file carries the model's arguments, the normalisation statistics and the class
+names (convnet.checkpoint.Inference), so the test split is evaluated without the training
+data: only the test images of the run's data source are read. The val and train splits are
+rows of the training set, which is then read. An older file without that record is evaluated
+through its run's config.yaml, recomputing the statistics from the training data, with a
+note saying what it lacks. Writes evaluation_<split>.json and confusion_<split>.png next to
+the weights.
 """
 
 import argparse
@@ -15,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from convnet import experiment
-from convnet.checkpoint import load_weights
-from convnet.config import ConfigError, load_config
-from convnet.data import CLASS_NAMES, CorruptDataError, DownloadError
+from convnet import data as cifar
+from convnet.config import ConfigError
+from convnet.data import CorruptDataError, DownloadError
+from convnet.inference import build_model, load_inference, locate
 
 
 def confusion_matrix(y_true, y_pred, num_classes):
@@ -28,53 +32,68 @@ def confusion_matrix(y_true, y_pred, num_classes):
     return matrix
 
 
-def locate(target):
-    """(run directory, weights file) for a run directory or a .npz file inside one."""
-    target = Path(target)
-    if target.is_dir():
-        weights = target / "best.npz"
-        if not weights.is_file():
-            weights = target / "checkpoint.npz"
-        run_dir = target
+def test_images(data_config):
+    """(X uint8 (N, C, H, W), y (N,)): the first data.num_test test images of the run's source, and
+    nothing of its training set (for CIFAR-10 only the test_batch file is read)."""
+    if data_config["source"] == "sample":
+        _, _, X, y = cifar.load_sample()
+        source = f"the bundled sample {cifar.SAMPLE_PATH}"
     else:
-        weights, run_dir = target, target.parent
-    if not weights.is_file():
-        raise FileNotFoundError(f"no weights at {weights} (expected best.npz or checkpoint.npz in a run directory)")
-    if not (run_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run_dir} has no config.yaml: point at a run directory written by convnet.train")
-    return run_dir, weights
+        source = cifar.find_batches_dir(data_config.get("root")) / cifar.TEST_BATCH
+        X, y = cifar.load_batch(source)
+    count = len(X) if data_config.get("num_test") is None else int(data_config["num_test"])
+    if count > len(X):
+        raise ValueError(f"this run tested on {count} images, but the test set of {source} holds only {len(X)}")
+    return X[:count], y[:count]
+
+
+def split_images(inference, split, data_root=None):
+    """(X normalised like the training set, y) of ``split`` ('test', 'val' or 'train') of the run's data."""
+    config = json.loads(json.dumps(inference.config))
+    if data_root:
+        config["data"]["root"] = str(data_root)
+    dtype = np.dtype(config["model"]["dtype"])
+    if split == "test":
+        X, y = test_images(config["data"])
+        return cifar.normalize_images(X, inference.normalization, dtype), y
+    from convnet import experiment  # val and train are rows of the training set
+
+    splits = experiment.build_data(config)
+    return splits[f"X_{split}"], splits[f"y_{split}"]
 
 
 def evaluate(target, split="test", batch_size=256, data_root=None):
-    """Accuracy report (a dict) of the weights at ``target`` on ``split`` ('test', 'val' or 'train')."""
-    run_dir, weights = locate(target)
-    overrides = [f"data.root={data_root}"] if data_root else []
-    config = load_config(run_dir / "config.yaml", overrides)
-    model = experiment.build_model(config)
-    load_weights(model, weights)  # a damaged file is refused before the data is loaded
-    splits = experiment.build_data(config)
-    key = {"test": "test", "val": "val", "train": "train"}[split]
-    X, y = splits[f"X_{key}"], splits[f"y_{key}"]
+    """(accuracy report dict, directory of the weights) of the weights at ``target`` on ``split``.
+
+    The report's 'note' says what an older weights file lacked (None for a self-contained one).
+    """
+    if split not in ("test", "val", "train"):
+        raise ValueError(f"split must be 'test', 'val' or 'train', got {split!r}")
+    weights = locate(target)
+    state, inference, note = load_inference(weights, data_root)
+    model = build_model(inference, state, weights)  # a damaged file is refused before the data is loaded
+    X, y = split_images(inference, split, data_root)
     if len(X) == 0:
         raise ValueError(f"the {split} split of this run's data is empty")
     predictions = model.predict(X, batch_size)
-    num_classes = int(config["model"].get("num_classes", len(CLASS_NAMES)))
-    matrix = confusion_matrix(y, predictions, num_classes)
+    names = list(inference.class_names)
+    matrix = confusion_matrix(y, predictions, len(names))
     per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
-    names = list(CLASS_NAMES) if num_classes == len(CLASS_NAMES) else [str(c) for c in range(num_classes)]
     return {
         "weights": str(weights), "split": split, "images": int(len(y)),
         "accuracy": float(np.mean(predictions == y)),
         "per_class_accuracy": {name: float(acc) for name, acc in zip(names, per_class)},
-        "confusion_matrix": matrix.tolist(), "class_names": names,
-    }, run_dir
+        "confusion_matrix": matrix.tolist(), "class_names": names, "note": note,
+    }, weights.parent
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m convnet.evaluate",
         description="Accuracy, per-class accuracy and a confusion-matrix PNG for a trained run.",
-        epilog="TARGET is a run directory (its best.npz is used) or a .npz checkpoint inside one.",
+        epilog="TARGET is a run directory (its best.npz is used, else checkpoint.npz) or a .npz checkpoint. "
+               "The test split needs only the test images of the run's data source; val and train are "
+               "rows of the training set.",
     )
     parser.add_argument("target", type=Path, metavar="RUN_DIR|CHECKPOINT")
     parser.add_argument("--split", choices=["test", "val", "train"], default="test", help="(default: test)")
@@ -90,6 +109,8 @@ def main(argv=None):
     except (FileNotFoundError, ConfigError, CorruptDataError, DownloadError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if report["note"]:
+        print(f"note: {report['note']}", file=sys.stderr)
     out_json = run_dir / f"evaluation_{args.split}.json"
     with open(out_json, "w") as f:
         json.dump(report, f, indent=2)

@@ -20,9 +20,9 @@ import convnet
 from convnet import data as cifar
 from convnet.augment import augment_batch
 from convnet.callbacks import MetricsLog
-from convnet.checkpoint import read_checkpoint, remove_stale_temporaries, write_atomically
+from convnet.checkpoint import Inference, read_checkpoint, remove_stale_temporaries, write_atomically
 from convnet.config import dump_config
-from convnet.models import MODEL_TYPES
+from convnet.inference import model_from_config
 from convnet.solver import Solver
 
 try:
@@ -49,12 +49,7 @@ def build_data(config):
 
 def build_model(config):
     """The model of config['model'], seeded with the experiment seed."""
-    arguments = dict(config["model"])
-    cls = MODEL_TYPES[arguments.pop("type")]
-    for name in ("input_dim", "hidden_dims"):
-        if isinstance(arguments.get(name), list):
-            arguments[name] = tuple(arguments[name])
-    model = cls(**arguments, seed=config["seed"])
+    model = model_from_config(config["model"], config["seed"])
     model.draw_new_dropout_masks()  # a seed fixes FullyConnectedNet's mask (for gradient checks); training wants new ones
     return model
 
@@ -122,7 +117,7 @@ def build_solver(config, model, splits, run_dir=None, callbacks=(), progress=Tru
         print_every=s["print_every"], verbose=verbose, schedule=config["schedule"], seed=config["seed"],
         augment=build_augment(config), callbacks=callbacks, eval_batch_size=s["eval_batch_size"],
         checkpoint_dir=run_dir if (run_dir is not None and config["output"]["checkpoint"]) else None,
-        progress=progress,
+        progress=progress, inference=Inference.from_run(config, splits),
     )
 
 

@@ -75,13 +75,14 @@ class Solver:
     (X_batch, rng) -> X_batch applied to each training batch), callbacks (functions
     (event, solver, info); events in convnet.callbacks), checkpoint_dir (checkpoint.npz and
     best.npz there), progress (tqdm bar; default: when verbose and stderr is a terminal),
-    eval_batch_size.
+    eval_batch_size, inference (a convnet.checkpoint.Inference: the resolved config, normalisation
+    statistics and class names, written into every checkpoint so the trained model predicts on its own).
     """
 
     def __init__(self, model, data, update_rule="sgd", optim_config=None, lr_decay=1.0, batch_size=100,
                  num_epochs=10, num_train_samples=1000, num_val_samples=None, checkpoint_name=None,
                  print_every=10, verbose=True, schedule=None, seed=None, augment=None, callbacks=(),
-                 checkpoint_dir=None, progress=None, eval_batch_size=256):
+                 checkpoint_dir=None, progress=None, eval_batch_size=256, inference=None):
         self.model = model
         self.X_train, self.y_train = data["X_train"], np.asarray(data["y_train"])
         self.X_val, self.y_val = data.get("X_val"), data.get("y_val")
@@ -118,6 +119,7 @@ class Solver:
         self.eval_batch_size = arguments["eval_batch_size"]
         self.seed = int(seed) if isinstance(seed, numbers.Integral) else None  # None: unseeded (or a Generator)
         self.rng = np.random.default_rng(seed)
+        self.inference = inference  # written into checkpoints, never read by the loop
         self.iterations_per_epoch = math.ceil(len(self.X_train) / self.batch_size)
         self.callbacks = [Progress(progress), *callbacks]
         if checkpoint_dir is not None or checkpoint_name is not None:
