@@ -82,10 +82,7 @@ def main(argv=None):
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.check:
-        grid = 1
-        for kind, values in sweep["search"].values():
-            grid *= len(values) if kind == "grid" else 1
-        print(f"sweep {sweep['name']}: {sweep['trials'] * grid} trials of {sweep['experiment']}, "
+        print(f"sweep {sweep['name']}: {sweeps.trial_count(sweep)} trials of {sweep['experiment']}, "
               f"{sweep['cpus_per_trial']} CPU(s) each, up to {sweep['max_epochs']} epochs; "
               f"{sweep['metric']} ({sweep['mode']}); results in {sweeps.sweep_dir(sweep)}")
         return 0
@@ -103,9 +100,8 @@ def main(argv=None):
         results = tuner.fit()
     finally:
         ray.shutdown()
-    rows, best = sweeps.finish(sweep, results)
+    rows, best, complete = sweeps.finish(sweep, results)
     directory = sweeps.sweep_dir(sweep)
-    unfinished = [row for row in rows if row["status"] == "unfinished"]
     errors = [row for row in rows if row["status"].startswith("error")]
     print(f"sweep {sweep['name']}: {len(rows)} trials, results in {directory / 'trials.csv'} and "
           f"{directory / 'trials.png'}")
@@ -113,8 +109,9 @@ def main(argv=None):
         print(f"best trial {best['trial']}: {sweep['metric']} {best[sweep['metric']]:.4f} after {best['epochs']} "
               f"epochs ({best['run_dir']}); train it with:")
         print("  " + sweeps.train_command(sweep, best))
-    if unfinished:
-        print(f"interrupted with {len(unfinished)} trial(s) unfinished; continue with: "
+    if not complete:
+        done = sum(row["status"] != "unfinished" for row in rows)
+        print(f"interrupted after {done} of {sweeps.trial_count(sweep)} trials; continue with: "
               f"python -m convnet.sweep {args.sweep} --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     if errors:

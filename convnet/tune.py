@@ -289,12 +289,15 @@ def make_tuner(sweep, restore=False):
         return tune.Tuner.restore(str(sweep_dir(sweep)), trainable, resume_unfinished=True, resume_errored=True)
     scheduler = FIFOScheduler()
     if sweep["scheduler"]["type"] == "asha":
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=sweep["max_epochs"],
+        # max_t one past the last epoch: ASHA stops a trial that reaches max_t at once, before
+        # it writes its summary.json and plots; a trial that trains all its epochs ends by itself.
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=sweep["max_epochs"] + 1,
                                   grace_period=sweep["scheduler"]["grace_period"],
                                   reduction_factor=sweep["scheduler"]["reduction_factor"])
     tune_config = tune.TuneConfig(metric=sweep["metric"], mode=sweep["mode"], num_samples=sweep["trials"],
-                                  scheduler=scheduler, max_concurrent_trials=sweep["max_concurrent_trials"],
-                                  search_alg=BasicVariantGenerator(random_state=sweep["seed"]))
+                                  scheduler=scheduler,  # Tune ignores max_concurrent_trials with a search_alg
+                                  search_alg=BasicVariantGenerator(max_concurrent=sweep["max_concurrent_trials"] or 0,
+                                                                   random_state=sweep["seed"]))
     run_config = tune.RunConfig(name=sweep["name"], storage_path=sweep["storage"], verbose=1,
                                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2))
     return tune.Tuner(trainable, param_space=param_space(sweep), tune_config=tune_config, run_config=run_config)
@@ -309,23 +312,33 @@ def epoch_history(run_dir, metric):
             if row["kind"] == "epoch" and row[metric] != ""]
 
 
+def trial_count(sweep):
+    """How many trials the sweep runs: ``trials`` times the size of the grid."""
+    count = sweep["trials"]
+    for kind, values in sweep["search"].values():
+        count *= len(values) if kind == "grid" else 1
+    return count
+
+
 def trial_rows(sweep, results):
     """One dict per trial: trial id, its search values, best metric over its epochs, epochs, status, run_dir."""
     better = max if sweep["mode"] == "max" else min
+    # Tune's own status of each trial (the ResultGrid keeps its trials in the order of its results).
+    states = [trial.status for trial in results._experiment_analysis.trials]
     rows = []
-    for result in results:
+    for result, state in zip(results, states):
         values = {key: result.config.get(key) for key in sweep["search"]}
         run_dir = (result.metrics or {}).get("run_dir")
         history = epoch_history(run_dir, sweep["metric"]) if run_dir else []
         epochs = len(history)
         if result.error is not None:
             status = "error: " + str(result.error).strip().splitlines()[-1][:200]
+        elif state != "TERMINATED":  # pending, running or paused when the sweep was interrupted
+            status = "unfinished"
         elif epochs >= trial_config(sweep, values)["solver"]["num_epochs"]:
             status = "completed"
-        elif epochs and sweep["scheduler"]["type"] == "asha":
-            status = "stopped by ASHA"
         else:
-            status = "unfinished"
+            status = "stopped by ASHA"
         rows.append({"trial": Path(run_dir).name if run_dir else result.path and Path(result.path).name,
                      **values, sweep["metric"]: better(value for _, value in history) if history else None,
                      "epochs": epochs, "status": status, "run_dir": run_dir or ""})
@@ -369,9 +382,11 @@ def best_row(sweep, rows):
 
 
 def finish(sweep, results):
-    """Write trials.csv and trials.png into the sweep directory; returns (rows, best row or None)."""
+    """Write trials.csv and trials.png into the sweep directory; returns (rows, best row or None,
+    whether the sweep is complete: every trial it should run ran to its end)."""
     rows = trial_rows(sweep, results)
+    complete = len(rows) == trial_count(sweep) and all(row["status"] != "unfinished" for row in rows)
     if rows:
         write_trials_csv(rows, sweep_dir(sweep) / "trials.csv")
         plot_trials(sweep, rows, sweep_dir(sweep) / "trials.png")
-    return rows, best_row(sweep, rows)
+    return rows, best_row(sweep, rows), complete
