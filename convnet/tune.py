@@ -193,7 +193,10 @@ def train_command(sweep, values):
     import shlex
 
     sets = [*sweep["set"], *(assignment(key, values[key]) for key in sweep["search"])]
-    return " ".join(["python -m convnet.train", shlex.quote(os.path.relpath(sweep["experiment"])),
+    experiment_path = os.path.relpath(sweep["experiment"])
+    if experiment_path.startswith(".."):  # not under the current directory: the absolute path reads better
+        experiment_path = sweep["experiment"]
+    return " ".join(["python -m convnet.train", shlex.quote(experiment_path),
                      *(f"--set {shlex.quote(text)}" for text in sets)])
 
 
@@ -203,11 +206,11 @@ def train_command(sweep, values):
 
 class TuneReport:
     """Solver callback: on each epoch's ``'checkpoint'`` event (the file is on disk), reports
-    the epoch's metrics to Tune with a checkpoint of checkpoint.npz, best.npz, metrics.csv and
+    the epoch's metrics (and ``extra``, e.g. the Ray node) to Tune with a checkpoint of checkpoint.npz, best.npz, metrics.csv and
     config.yaml (hard links into ``run_dir/.tune``, so later writes do not change them)."""
 
-    def __init__(self, run_dir, report):
-        self.run_dir, self.report = Path(run_dir), report
+    def __init__(self, run_dir, report, extra=None):
+        self.run_dir, self.report, self.extra = Path(run_dir), report, dict(extra or {})
         self._epoch = None
 
     def __call__(self, event, solver, info):
@@ -217,7 +220,7 @@ class TuneReport:
             metrics = {"epoch": self._epoch["epoch"], "val_acc": self._epoch["val_acc"],
                        "train_acc": self._epoch["train_acc"], "loss": self._epoch["loss"],
                        "run_dir": str(self.run_dir), "threads": convnet.get_num_threads(),
-                       "blas_threads_sleep": convnet.blas_threads_sleep}
+                       "blas_threads_sleep": convnet.blas_threads_sleep, **self.extra}
             self.report(metrics, self._stage())
             self._epoch = None
 
@@ -240,6 +243,7 @@ def run_trial(values, sweep):
     ``values``: {config key: value} Tune chose. A trial Tune restores (after a failure or a
     sweep's --resume) copies its last reported checkpoint back and resumes from it exactly.
     """
+    import ray
     from ray import tune
 
     config = trial_config(sweep, values)
@@ -256,7 +260,7 @@ def run_trial(values, sweep):
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(stage)))
 
     experiment.run(config, run_dir, resume=restored is not None, progress=False, verbose=False,
-                   say=lambda *_: None, callbacks=[TuneReport(run_dir, report)])
+                   say=lambda *_: None, callbacks=[TuneReport(run_dir, report, {"node": ray.get_runtime_context().get_node_id()})])
 
 
 # ----------------------------------------------------------------------

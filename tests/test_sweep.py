@@ -274,3 +274,29 @@ def test_interrupt_and_resume_give_the_uninterrupted_history(tmp_path, finished,
     for trial in cut:
         (run_dir,) = (tmp_path / "sweeps" / "tiny_sweep" / "runs").glob(f"*_{trial}")
         assert yaml.safe_load((run_dir / "summary.json").read_text())["resumed_from"] is not None
+
+
+def test_trials_run_on_both_nodes_of_a_two_node_cluster(tmp_path, ray_env, monkeypatch):
+    from ray.cluster_utils import Cluster
+
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", temp)
+    # Ray rewrites 127.0.0.1 to this machine's address; another loopback address stays on the loopback.
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.2"})
+    try:
+        cluster.add_node(num_cpus=1, node_ip_address="127.0.0.2")
+        cluster.wait_for_nodes()
+        path = write_sweep(tmp_path, max_concurrent_trials=None, scheduler="none")
+        done = run_sweep(path, {**ray_env, "RAY_TMPDIR": temp}, "--address", cluster.address)
+    finally:
+        cluster.shutdown()
+    left = ray_processes(temp)
+    shutil.rmtree(temp, ignore_errors=True)
+    assert not left, f"Ray processes left running: {left}"
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    sweep_dir = tmp_path / "sweeps" / "tiny_sweep"
+    nodes = {yaml.safe_load(line)["node"] for result in sweep_dir.glob("run_trial_*/result.json")
+             for line in result.read_text().splitlines()}
+    assert len(nodes) == 2  # one CPU per node, two one-CPU trials at once: one trial on each node
+    rows = list(csv.DictReader(open(sweep_dir / "trials.csv")))
+    assert [row["status"] for row in rows] == ["completed", "completed"]
