@@ -170,7 +170,8 @@ def ray_env():
     pytest.importorskip("ray")
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     env = {**os.environ, "RAY_TMPDIR": temp, "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)
+    for name in ("RAY_ADDRESS", "OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY"):  # the last two: as a user's shell
+        env.pop(name, None)
     yield env
     left = ray_processes(temp)
     for pid in left:
@@ -281,6 +282,8 @@ def test_trials_run_on_both_nodes_of_a_two_node_cluster(tmp_path, ray_env, monke
 
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     monkeypatch.setenv("RAY_TMPDIR", temp)
+    for name in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY"):  # set by convnet here; a cluster's nodes lack them
+        monkeypatch.delenv(name, raising=False)
     # Ray rewrites 127.0.0.1 to this machine's address; another loopback address stays on the loopback.
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.2"})
     try:
@@ -295,8 +298,10 @@ def test_trials_run_on_both_nodes_of_a_two_node_cluster(tmp_path, ray_env, monke
     assert not left, f"Ray processes left running: {left}"
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     sweep_dir = tmp_path / "sweeps" / "tiny_sweep"
-    nodes = {yaml.safe_load(line)["node"] for result in sweep_dir.glob("run_trial_*/result.json")
-             for line in result.read_text().splitlines()}
-    assert len(nodes) == 2  # one CPU per node, two one-CPU trials at once: one trial on each node
+    reports = [yaml.safe_load(line) for result in sweep_dir.glob("run_trial_*/result.json")
+               for line in result.read_text().splitlines()]
+    assert len({report["node"] for report in reports}) == 2  # one CPU per node, two one-CPU trials at once
+    # Ray's workers import numpy before convnet: convnet's OpenBLAS setting reached them through the job's environment
+    assert all(report["blas_threads_sleep"] and report["threads"] == 1 for report in reports)
     rows = list(csv.DictReader(open(sweep_dir / "trials.csv")))
     assert [row["status"] for row in rows] == ["completed", "completed"]
