@@ -328,12 +328,13 @@ def trial_rows(sweep, results):
     """One dict per trial: trial id, its search values, best metric over its epochs, epochs, status, run_dir."""
     better = max if sweep["mode"] == "max" else min
     # Tune's own status of each trial (the ResultGrid keeps its trials in the order of its results).
-    states = [trial.status for trial in results._experiment_analysis.trials]
+    trials = results._experiment_analysis.trials
     rows = []
-    for result, state in zip(results, states):
+    for result, trial in zip(results, trials):
+        state = trial.status
         values = {key: result.config.get(key) for key in sweep["search"]}
-        run_dir = (result.metrics or {}).get("run_dir")
-        history = epoch_history(run_dir, sweep["metric"]) if run_dir else []
+        run_dir = sweep_dir(sweep) / "runs" / trial.trial_id  # as run_trial names it
+        history = epoch_history(run_dir, sweep["metric"])
         epochs = len(history)
         if result.error is not None:
             status = "error: " + str(result.error).strip().splitlines()[-1][:200]
@@ -343,9 +344,9 @@ def trial_rows(sweep, results):
             status = "completed"
         else:
             status = "stopped by ASHA"
-        rows.append({"trial": Path(run_dir).name if run_dir else result.path and Path(result.path).name,
-                     **values, sweep["metric"]: better(value for _, value in history) if history else None,
-                     "epochs": epochs, "status": status, "run_dir": run_dir or ""})
+        rows.append({"trial": trial.trial_id, **values,
+                     sweep["metric"]: better(value for _, value in history) if history else None,
+                     "epochs": epochs, "status": status, "run_dir": str(run_dir) if run_dir.is_dir() else ""})
     return sorted(rows, key=lambda row: str(row["trial"]))
 
 

@@ -305,3 +305,14 @@ def test_trials_run_on_both_nodes_of_a_two_node_cluster(tmp_path, ray_env, monke
     assert all(report["blas_threads_sleep"] and report["threads"] == 1 for report in reports)
     rows = list(csv.DictReader(open(sweep_dir / "trials.csv")))
     assert [row["status"] for row in rows] == ["completed", "completed"]
+
+
+def test_a_failed_trial_is_a_row_with_its_error_and_the_sweep_exits_1(tmp_path, ray_env):
+    path = write_sweep(tmp_path, search={"optim.learning_rate": {"grid": [0.05, 1e6]}}, scheduler="none")
+    done = run_sweep(path, ray_env)
+    assert done.returncode == sweep_cli.EXIT_ERROR, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "1 trial(s) failed" in done.stderr
+    ok, failed = csv.DictReader(open(tmp_path / "sweeps" / "tiny_sweep" / "trials.csv"))
+    assert ok["status"] == "completed" and failed["status"].startswith("error: ") and "TrainingDiverged" in failed["status"]
+    assert failed["epochs"] == "0" and failed["val_acc"] == "" and Path(failed["run_dir"]).is_dir()
+    assert "--set optim.learning_rate=0.05" in done.stdout  # the best trial is the one that trained
