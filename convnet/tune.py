@@ -368,8 +368,9 @@ def plot_trials(sweep, rows, path):
     for row in rows:
         history = epoch_history(row["run_dir"], sweep["metric"]) if row["run_dir"] else []
         if history:
-            label = ", ".join(f"{key.split('.')[-1]}={yaml_value(row[key])}" for key in sweep["search"])
+            label = ", ".join(f"{key.split('.')[-1]}={_short(row[key])}" for key in sweep["search"])
             ax.plot(*zip(*history), "o-", markersize=3, label=label)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("epoch")
     ax.set_ylabel(sweep["metric"])
     ax.set_title(f"sweep {sweep['name']}")
@@ -377,6 +378,11 @@ def plot_trials(sweep, rows, path):
         ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def _short(value):
+    """A search value for a legend: floats to 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else yaml_value(value)
 
 
 def best_row(sweep, rows):
