@@ -92,10 +92,14 @@ def main(argv=None):
         print('error: sweeps run on Ray Tune, which is not installed: pip install "convnet[ray]"', file=sys.stderr)
         return EXIT_ERROR
     address = args.address or os.environ.get("RAY_ADDRESS") or None
-    if not args.resume:
-        sweeps.save_spec(sweep)
-    ray = start_ray(address, sweep)
     try:
+        ray = start_ray(address, sweep)
+    except KeyboardInterrupt:  # e.g. waiting for a cluster that does not answer; nothing was written
+        print("aborted before the sweep started", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    try:
+        if not args.resume:  # only once Ray is up: a sweep that never started leaves nothing to --resume
+            sweeps.save_spec(sweep)
         tuner = sweeps.make_tuner(sweep, restore=args.resume)
         results = tuner.fit()
     finally:

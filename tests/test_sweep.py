@@ -316,3 +316,14 @@ def test_a_failed_trial_is_a_row_with_its_error_and_the_sweep_exits_1(tmp_path, 
     assert ok["status"] == "completed" and failed["status"].startswith("error: ") and "TrainingDiverged" in failed["status"]
     assert failed["epochs"] == "0" and failed["val_acc"] == "" and Path(failed["run_dir"]).is_dir()
     assert "--set optim.learning_rate=0.05" in done.stdout  # the best trial is the one that trained
+
+
+def test_ctrl_c_while_waiting_for_a_cluster_leaves_nothing_behind(tmp_path, ray_env):
+    path = write_sweep(tmp_path)
+    process = subprocess.Popen([sys.executable, "-m", "convnet.sweep", str(path), "--address", "127.0.0.2:9"],
+                               env=ray_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)  # Ray keeps retrying an address where no cluster answers
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == sweep_cli.EXIT_INTERRUPTED and "aborted before the sweep started" in err
+    assert not (tmp_path / "sweeps").exists()  # so a later run is not told to --resume a sweep that never ran
