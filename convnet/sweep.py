@@ -87,7 +87,7 @@ def main(argv=None):
               f"{sweep['metric']} ({sweep['mode']}); results in {sweeps.sweep_dir(sweep)}")
         return 0
     try:
-        import ray  # noqa: F401
+        import ray
     except ImportError:
         print('error: sweeps run on Ray Tune, which is not installed: pip install "convnet[ray]"', file=sys.stderr)
         return EXIT_ERROR
