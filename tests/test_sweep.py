@@ -23,10 +23,11 @@ SEARCH = {"optim.learning_rate": {"grid": [0.1, 0.01]}}
 
 
 def write_sweep(directory, name="tiny_sweep", **changes):
-    """A 2-trial sweep of the tiny experiment (4 epochs each) in directory; returns its path."""
+    """A 2-trial sweep of the tiny experiment (4 epochs of 480 images each: long enough to be interrupted
+    part-way) in directory; returns its path."""
     experiment = dict(TINY, solver={**TINY["solver"], "num_epochs": 4})
     (directory / "tiny.yaml").write_text(yaml.safe_dump(experiment))
-    spec = {"name": name, "experiment": "tiny.yaml", "set": ["data.num_training=160"], "search": SEARCH,
+    spec = {"name": name, "experiment": "tiny.yaml", "set": ["data.num_training=480"], "search": SEARCH,
             "trials": 1, "metric": "val_acc", "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
             "cpus_per_trial": 1, "max_concurrent_trials": 1, "storage": str(directory / "sweeps"), **changes}
     path = directory / f"{name}.yaml"
@@ -119,7 +120,7 @@ def test_best_command_trains_the_trial_configuration(tmp_path, monkeypatch):
     config = train.resolve_config(train.parse_args(words[3:]))
     trial = sweeps.trial_config(spec, values)
     assert config["optim"] == trial["optim"] and config["model"] == trial["model"]
-    assert config["data"]["num_training"] == 160 and trial["threads"] == 1
+    assert config["data"]["num_training"] == 480 and trial["threads"] == 1
 
 
 def test_resume_refuses_a_changed_sweep_file(tmp_path, capsys):
@@ -234,7 +235,7 @@ def test_sweep_writes_trials_csv_plot_and_best_command(finished):
     best = max(rows, key=lambda row: float(row["val_acc"]))
     lines = done.stdout.splitlines()
     command = lines[lines.index(next(line for line in lines if line.startswith("best trial"))) + 1].strip()
-    assert command.startswith("python -m convnet.train tiny.yaml --set data.num_training=160")
+    assert command.startswith("python -m convnet.train tiny.yaml --set data.num_training=480")
     assert f"--set optim.learning_rate={best['optim.learning_rate']}" in command
 
 
@@ -254,10 +255,13 @@ def test_interrupt_and_resume_give_the_uninterrupted_history(tmp_path, finished,
     path = write_sweep(tmp_path)
     process = subprocess.Popen([sys.executable, "-m", "convnet.sweep", str(path)], env=ray_env, cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    runs = tmp_path / "sweeps" / "tiny_sweep" / "runs"
+    # Tune's driver writes a trial's result.json as it takes in a report, in the same step that
+    # records the report's checkpoint: from then on a restore resumes trial 0 from that checkpoint.
+    results = tmp_path / "sweeps" / "tiny_sweep"
     deadline = time.monotonic() + 120
-    while not list(runs.glob("*_00000/.tune")) and time.monotonic() < deadline:  # trial 0 reported an epoch
-        time.sleep(0.05)
+    while time.monotonic() < deadline and not any(path.stat().st_size for path in
+                                                  results.glob("run_trial_*_00000_*/result.json")):
+        time.sleep(0.02)
     process.send_signal(signal.SIGINT)
     out, _ = process.communicate(timeout=120)
     assert process.returncode == sweep_cli.EXIT_INTERRUPTED, out[-3000:]
