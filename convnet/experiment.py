@@ -176,7 +176,7 @@ class RunAborted(KeyboardInterrupt):
         self.run_dir = run_dir
 
 
-def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=print):
+def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=print, callbacks=()):
     """Train (or resume, given the run_dir) as the config says; returns (summary dict, run_dir).
 
     Resuming checks the checkpoint (readable, complete, fits this config's model and data)
@@ -185,7 +185,8 @@ def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=pri
     when another run holds it. Raises TrainingDiverged on a NaN/inf loss or parameters,
     CheckpointError on a damaged or mismatched checkpoint; a Ctrl-C or SIGTERM during training
     returns status 'interrupted' (summary 'stopped_by' names the signal), a Ctrl-C anywhere
-    else (or a second one) raises RunAborted naming the run directory.
+    else (or a second one) raises RunAborted naming the run directory. ``callbacks`` are added
+    to the Solver's, after the metrics log (a sweep trial's Tune reporter, see convnet.tune).
     """
     started = time.perf_counter()
     run_dir = Path(run_dir) if run_dir is not None else None
@@ -211,7 +212,7 @@ def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=pri
                 held.enter_context(lock_run_dir(run_dir))
             # MetricsLog rewrites metrics.csv and Checkpoint clears stale temporaries only when training starts.
             metrics = MetricsLog(run_dir / "metrics.csv", config["solver"]["print_every"])
-            solver = build_solver(config, model, splits, run_dir, [metrics], progress, verbose)
+            solver = build_solver(config, model, splits, run_dir, [metrics, *callbacks], progress, verbose)
             if resume:
                 solver.load_checkpoint(checkpoint, contents)
                 say(f"resuming {run_dir} at epoch {solver.progress_epochs:.2f} (iteration {solver.iteration})")

@@ -7,7 +7,9 @@ import yaml
 
 from convnet.config import ConfigError, apply_override, load_config, validate_config
 
-EXPERIMENTS = sorted((Path(__file__).parent.parent / "experiments").glob("*.yaml"))
+# sweep_*.yaml files are sweep files (convnet.sweep), tested in tests/test_sweep.py
+EXPERIMENTS = sorted(p for p in (Path(__file__).parent.parent / "experiments").glob("*.yaml")
+                     if not p.name.startswith("sweep_"))
 
 
 def minimal(**sections):

@@ -1,0 +1,128 @@
+"""Sweep hyperparameters on Ray Tune, each trial an ordinary convnet run directory.
+
+    python -m convnet.sweep experiments/sweep_quickstart.yaml
+    python -m convnet.sweep experiments/sweep_quickstart.yaml --resume
+    python -m convnet.sweep experiments/sweep_quickstart.yaml --address auto
+
+Needs the optional extra: pip install "convnet[ray]". The sweep file is described in
+docs/sweeps.md; the logic lives in convnet.tune.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from convnet import tune as sweeps
+from convnet.config import ConfigError
+
+EXIT_ERROR, EXIT_CONFIG, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m convnet.sweep",
+        description="Run a hyperparameter sweep on Ray Tune as a sweep file describes. Each trial is an ordinary "
+                    "run directory <storage>/<name>/runs/<trial>/; at the end <storage>/<name>/ holds trials.csv "
+                    "(one row per trial) and trials.png (the metric per trial over epochs), and the best trial "
+                    "is printed as a python -m convnet.train command.",
+        epilog="Examples:\n"
+               "  python -m convnet.sweep experiments/sweep_quickstart.yaml\n"
+               "  python -m convnet.sweep experiments/sweep_quickstart.yaml --check\n"
+               "  python -m convnet.sweep experiments/sweep_quickstart.yaml --resume\n"
+               "  python -m convnet.sweep experiments/sweep_quickstart.yaml --address auto\n"
+               "The sweep file is described in docs/sweeps.md. Needs: pip install \"convnet[ray]\".\n"
+               "Ctrl-C stops the sweep and keeps its state; --resume continues it.\n"
+               "Exit status: 0 done, 1 error (Ray missing, a trial failed), 2 bad sweep or experiment file,\n"
+               "130 interrupted.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("sweep", type=Path, help="sweep YAML file")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted sweep in <storage>/<name>/ (refused if the sweep file changed)")
+    parser.add_argument("--address", metavar="auto|HOST:PORT",
+                        help="run on an existing Ray cluster (default: RAY_ADDRESS, else start a local one)")
+    parser.add_argument("--check", action="store_true", help="validate the sweep file and its experiment; run nothing")
+    return parser.parse_args(argv)
+
+
+def prepare(args):
+    """The validated sweep, its directory checked against --resume; ConfigError otherwise."""
+    sweep = sweeps.load_sweep(args.sweep)
+    directory = sweeps.sweep_dir(sweep)
+    started = (directory / sweeps.SPEC_FILE).is_file()
+    if args.check:
+        return sweep
+    if args.resume:
+        if not started:
+            raise ConfigError(f"--resume: no sweep to continue in {directory}")
+        changed = sweeps.changed_keys(sweep)
+        if changed:
+            raise ConfigError(f"--resume: the sweep file changed since the sweep in {directory} started "
+                              f"({', '.join(changed)}); undo the change, or give the sweep a new name")
+    elif started or (directory.exists() and any(directory.iterdir())):
+        raise ConfigError(f"{directory} already holds a sweep: continue it with --resume, or set another "
+                          f"'name' (or remove the directory)")
+    return sweep
+
+
+def start_ray(address, sweep):
+    import ray
+
+    ray.init(address=address, runtime_env={"env_vars": sweeps.worker_environment(sweep)},
+             include_dashboard=False, configure_logging=False, log_to_driver=False)
+    return ray
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        sweep = prepare(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check:
+        print(f"sweep {sweep['name']}: {sweeps.trial_count(sweep)} trials of {sweep['experiment']}, "
+              f"{sweep['cpus_per_trial']} CPU(s) each, up to {sweep['max_epochs']} epochs; "
+              f"{sweep['metric']} ({sweep['mode']}); results in {sweeps.sweep_dir(sweep)}")
+        return 0
+    try:
+        import ray
+    except ImportError:
+        print('error: sweeps run on Ray Tune, which is not installed: pip install "convnet[ray]"', file=sys.stderr)
+        return EXIT_ERROR
+    address = args.address or os.environ.get("RAY_ADDRESS") or None
+    try:
+        ray = start_ray(address, sweep)
+    except KeyboardInterrupt:  # e.g. waiting for a cluster that does not answer; nothing was written
+        print("aborted before the sweep started", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    try:
+        if not args.resume:  # only once Ray is up: a sweep that never started leaves nothing to --resume
+            sweeps.save_spec(sweep)
+        tuner = sweeps.make_tuner(sweep, restore=args.resume)
+        results = tuner.fit()
+    finally:
+        ray.shutdown()
+    rows, best, complete = sweeps.finish(sweep, results)
+    directory = sweeps.sweep_dir(sweep)
+    errors = [row for row in rows if row["status"].startswith("error")]
+    print(f"sweep {sweep['name']}: {len(rows)} trials, results in {directory / 'trials.csv'} and "
+          f"{directory / 'trials.png'}")
+    if best is not None:
+        print(f"best trial {best['trial']}: {sweep['metric']} {best[sweep['metric']]:.4f} after {best['epochs']} "
+              f"epochs ({best['run_dir']}); train it with:")
+        print("  " + sweeps.train_command(sweep, best))
+    if not complete:
+        done = sum(row["status"] != "unfinished" for row in rows)
+        print(f"interrupted after {done} of {sweeps.trial_count(sweep)} trials; continue with: "
+              f"python -m convnet.sweep {args.sweep} --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if errors:
+        print(f"error: {len(errors)} trial(s) failed (see the status column of trials.csv)", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
