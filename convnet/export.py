@@ -16,7 +16,7 @@ import numpy as np
 from convnet.checkpoint import CheckpointError
 from convnet.options import ConfigError
 from convnet.data import CorruptDataError, DownloadError
-from convnet.inference import load_model
+from convnet.inference import open_model
 
 EPILOG = """\
 TARGET is a run directory (its best.npz is used, else checkpoint.npz) or a .npz checkpoint.
@@ -52,10 +52,12 @@ def main(argv=None):
     try:
         from convnet import onnx_export
 
-        trained = load_model(args.target, args.data_root)
+        trained, note = open_model(args.target, args.data_root)
     except (FileNotFoundError, CheckpointError, ConfigError, CorruptDataError, DownloadError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     try:
         onnx_export.export(trained, args.output)
     except ImportError as exc:
@@ -74,7 +76,12 @@ def main(argv=None):
         if images.shape[1:] != trained.input_shape:
             print(f"error: --check uses 32x32 sample images; this model takes {trained.input_shape}", file=sys.stderr)
             return 1
-        difference = check_against_convnet(trained, args.output, images)
+        try:
+            difference = check_against_convnet(trained, args.output, images)
+        except ImportError:
+            print(f"error: --check runs the file in onnxruntime, which is not installed: pip install "
+                  f"\"convnet[onnx]\" (the file {args.output} was written)", file=sys.stderr)
+            return 2
         print(f"check: max |logits difference| {difference:.2e} on {len(images)} sample images")
         if difference > 1e-4:
             print("error: the exported graph disagrees with convnet", file=sys.stderr)

@@ -177,11 +177,18 @@ def load_model(path, data_root=None):
     file without the inference record loads through its run's config.yaml and training data
     (``data_root``: where that data lives now), with a warning naming what was missing.
     """
-    weights = locate(path)
-    state, inference, note = load_inference(weights, data_root)
+    model, note = open_model(path, data_root)
     if note:
         warnings.warn(note, stacklevel=2)
-    return TrainedModel(build_model(inference, state, weights), inference, weights)
+    return model
+
+
+def open_model(path, data_root=None):
+    """(:class:`TrainedModel`, note) for ``path``, as :func:`load_model` but returning the note
+    about an older file (None for a self-contained one) for a command line to print."""
+    weights = locate(path)
+    state, inference, note = load_inference(weights, data_root)
+    return TrainedModel(build_model(inference, state, weights), inference, weights), note
 
 
 # ----------------------------------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 from convnet.checkpoint import CheckpointError
 from convnet.options import ConfigError
 from convnet.data import CorruptDataError, DownloadError
-from convnet.inference import RESIZE_MODES, ImageError, load_image, load_model
+from convnet.inference import RESIZE_MODES, ImageError, load_image, open_model
 
 EXIT_OK, EXIT_SOME_IMAGES_FAILED, EXIT_NO_MODEL = 0, 1, 2
 
@@ -85,7 +85,9 @@ def classify(model, paths, k=3, tta=False, resize="crop", batch_size=64):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        model = load_model(args.target, args.data_root)
+        model, note = open_model(args.target, args.data_root)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
         results = classify(model, args.images, args.top_k, args.tta, args.resize, args.batch_size)
     except (FileNotFoundError, CheckpointError, ConfigError, CorruptDataError, DownloadError, ValueError,
             ImportError) as exc:  # ImportError: Pillow is not installed

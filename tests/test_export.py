@@ -122,6 +122,15 @@ def test_without_onnx_the_export_says_which_extra_to_install(tmp_path, capsys, m
     assert "pip install 'convnet[onnx]'" in capsys.readouterr().err
 
 
+def test_check_without_onnxruntime_is_one_line_and_keeps_the_file(tmp_path, capsys, monkeypatch):
+    run_dir = train_run(tmp_path)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert export.main([str(run_dir), str(tmp_path / "model.onnx"), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "onnxruntime" in err and "convnet[onnx]" in err
+    assert (tmp_path / "model.onnx").is_file()
+
+
 def test_export_help_documents_the_graph_and_the_exit_status(capsys):
     with pytest.raises(SystemExit):
         export.main(["--help"])

@@ -114,6 +114,22 @@ def test_an_older_checkpoint_still_evaluates_with_a_note_naming_what_it_lacks(tm
     assert model.predict(np.zeros((2, 32, 32, 3), np.uint8)).shape == (2,)
 
 
+def test_predict_and_export_print_an_older_checkpoints_note_as_one_line(tmp_path, capsys):
+    run_dir = train_tiny(tmp_path)
+    strip_inference_record(run_dir / "best.npz")
+    image = tmp_path / "one.png"
+    Image.fromarray(load_sample()[2][0].transpose(1, 2, 0)).save(image)
+    assert predict.main([str(run_dir), str(image)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("note: ") and err.count("\n") == 1 and "Warning" not in err
+    pytest.importorskip("onnx")
+    from convnet import export
+
+    assert export.main([str(run_dir), str(tmp_path / "m.onnx")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("note: ") and err.count("\n") == 1 and "Warning" not in err
+
+
 def test_an_older_checkpoint_without_its_config_yaml_is_one_clear_error(tmp_path, capsys):
     run_dir = train_tiny(tmp_path)
     strip_inference_record(run_dir / "best.npz")
