@@ -16,12 +16,13 @@ import numpy as np
 from convnet.checkpoint import CheckpointError
 from convnet.options import ConfigError
 from convnet.data import CorruptDataError, DownloadError
+from convnet import onnx_export
 from convnet.inference import open_model
 
-EPILOG = """\
+EPILOG = f"""\
 TARGET is a run directory (its best.npz is used, else checkpoint.npz) or a .npz checkpoint.
-The graph: opset 17; input "images", uint8 (N, H, W, 3) (N free); outputs "logits" and
-"probabilities", float32 (N, num_classes); metadata "class_names" (a JSON list).
+The graph: opset {onnx_export.OPSET}; input "{onnx_export.INPUT_NAME}", uint8 (N, H, W, 3) (N free); outputs
+"{onnx_export.LOGITS}" and "{onnx_export.PROBABILITIES}", float32 (N, num_classes); metadata "class_names" (a JSON list).
 
 exit status: 0 written; 1 the model cannot be exported (a block without an ONNX form, named),
 or --check found a difference; 2 bad arguments, the model could not be loaded, or onnx is
@@ -50,8 +51,6 @@ def main(argv=None):
                                             "run's training data lives")
     args = parser.parse_args(argv)
     try:
-        from convnet import onnx_export
-
         trained, note = open_model(args.target, args.data_root)
     except (FileNotFoundError, CheckpointError, ConfigError, CorruptDataError, DownloadError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)

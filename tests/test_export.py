@@ -135,4 +135,4 @@ def test_export_help_documents_the_graph_and_the_exit_status(capsys):
     with pytest.raises(SystemExit):
         export.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert 'opset 17; input "images", uint8 (N, H, W, 3)' in text and "exit status: 0 written; 1" in text
+    assert f'opset {onnx_export.OPSET}; input "{onnx_export.INPUT_NAME}", uint8 (N, H, W, 3)' in text and "exit status: 0 written; 1" in text
