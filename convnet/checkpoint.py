@@ -32,6 +32,8 @@ from typing import Callable
 
 import numpy as np
 
+from convnet.data.splits import STATISTICS
+
 META_KEY = "__meta__"
 FORMAT = 3  # 2: the best state inside checkpoint.npz, every array listed in the metadata; 3: the seed too
 
@@ -484,8 +486,7 @@ def read_inference(path):
             "statistics and the class names (it was written before checkpoints carried them, or by model.save)")
     missing = [name for name in _INFERENCE_ENTRIES if name not in entry]
     normalization = {"normalization": entry.get("normalization")}
-    needs = {"mean_image": ("mean",), "per_channel": ("mean", "std")}.get(normalization["normalization"], ())
-    for key in needs:
+    for key in STATISTICS.get(normalization["normalization"], ()):
         if f"{INFERENCE_KEY}/{key}" in arrays:
             normalization[key] = arrays[f"{INFERENCE_KEY}/{key}"]
         else:

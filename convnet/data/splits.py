@@ -11,6 +11,8 @@ from convnet.data.cifar10 import CLASS_NAMES, find_batches_dir, load_cifar10
 from convnet.options import not_one_of
 
 NORMALIZATIONS = ("mean_image", "per_channel", None)
+#: The training statistics each normalisation is computed from (arrays of the splits dict).
+STATISTICS = {"mean_image": ("mean",), "per_channel": ("mean", "std"), None: ()}
 
 
 def _check_normalization(name, normalization):
@@ -92,7 +94,7 @@ def normalize_images(X, splits_or_stats, dtype=np.float32):
     normalization = _check_normalization("splits_or_stats['normalization']", splits_or_stats["normalization"])
     if normalization is not None:
         expected = {"mean_image": X.shape[1:], "per_channel": (X.shape[1], 1, 1)}[normalization]
-        for key in ("mean",) if normalization == "mean_image" else ("mean", "std"):
+        for key in STATISTICS[normalization]:
             if key not in splits_or_stats:
                 raise ValueError(f"splits_or_stats has no {key!r} array, which {normalization!r} needs")
             if np.shape(splits_or_stats[key]) != expected:
