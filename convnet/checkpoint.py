@@ -200,9 +200,8 @@ def load_weights(model, path):
     naming the file when it is damaged or does not fit the model.
     """
     arrays, _ = load_arrays_and_meta(path)
-    state = _field_arrays("model", arrays)
     try:
-        load_model_state(model, state)
+        load_model_state(model, model_arrays(arrays))
     except (ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
     return model
@@ -336,9 +335,14 @@ def _array_key(field, name):
     return name if field == "model" else f"{field}/{name}"
 
 
+def model_arrays(arrays):
+    """The model's state (parameters and batch-norm statistics) among the arrays of a weights file."""
+    return {key: value for key, value in arrays.items() if key.startswith(_MODEL_PREFIXES)}
+
+
 def _field_arrays(field, arrays):
     if field == "model":
-        return {key: value for key, value in arrays.items() if key.startswith(_MODEL_PREFIXES)}
+        return model_arrays(arrays)
     prefix = f"{field}/"
     return {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
 

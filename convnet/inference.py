@@ -58,12 +58,12 @@ def load_inference(weights, data_root=None):
             raise MissingInferenceRecord(f"{exc}; and {config_file} is not there to rebuild them from") from None
         missing = str(exc)
     from convnet import experiment  # the training stack, only for files that need their data rebuilt
-    from convnet.checkpoint import load_arrays
+    from convnet.checkpoint import load_arrays, model_arrays
     from convnet.config import load_config
 
     config = load_config(config_file, [f"data.root={data_root}"] if data_root else [])
     inference = Inference.from_run(config, experiment.build_data(config))
-    state = {key: value for key, value in load_arrays(weights).items() if key.startswith(("param/", "bn/"))}
+    state = model_arrays(load_arrays(weights))
     note = (f"{missing}: rebuilt them from {config_file} and the training data it names "
             "(checkpoints written by this convnet carry them)")
     return state, inference, note

@@ -148,12 +148,11 @@ class Model:
         save_arrays(path, self.state())
 
     def load(self, path):
-        """Read a state written by :meth:`save` (or a training checkpoint)."""
-        from convnet.checkpoint import load_arrays
+        """Read a state written by :meth:`save` (or a training checkpoint); a damaged file or one that
+        does not fit this model raises CheckpointError naming the file."""
+        from convnet.checkpoint import load_weights
 
-        arrays = load_arrays(path)
-        self.load_state({k: v for k, v in arrays.items() if k.startswith(("param/", "bn/"))})
-        return self
+        return load_weights(self, path)
 
     # -- inference -----------------------------------------------------------
 
