@@ -10,6 +10,7 @@ docs/sweeps.md; the logic lives in convnet.tune.
 
 import argparse
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -33,8 +34,8 @@ def parse_args(argv):
                "  python -m convnet.sweep experiments/sweep_quickstart.yaml --address auto\n"
                "The sweep file is described in docs/sweeps.md. Needs: pip install \"convnet[ray]\".\n"
                "Ctrl-C stops the sweep and keeps its state; --resume continues it.\n"
-               "Exit status: 0 done, 1 error (Ray missing, a trial failed), 2 bad sweep or experiment file,\n"
-               "130 interrupted.",
+               "Exit status: 0 done, 1 error (Ray missing, a trial failed), 2 bad sweep or experiment file\n"
+               "or a Ray cluster that cannot be reached, 130 interrupted.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("sweep", type=Path, help="sweep YAML file")
@@ -66,6 +67,21 @@ def prepare(args):
     return sweep
 
 
+def check_address(address):
+    """Refuse an --address that is not auto, local or [ray://]HOST:PORT with a host that resolves
+    (ray.init would retry an unknown host forever); ConfigError otherwise."""
+    if address in (None, "auto", "local"):
+        return
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")  # an IPv6 address is written [::1]:6379
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("must be auto, local or HOST:PORT (e.g. 10.0.0.5:6379)")
+    try:
+        socket.getaddrinfo(host, int(port))
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(f"the host {host!r} does not resolve ({getattr(exc, 'strerror', None) or exc})") from None
+
+
 def start_ray(address, sweep):
     import ray
 
@@ -92,11 +108,18 @@ def main(argv=None):
         print('error: sweeps run on Ray Tune, which is not installed: pip install "convnet[ray]"', file=sys.stderr)
         return EXIT_ERROR
     address = args.address or os.environ.get("RAY_ADDRESS") or None
+    where = (f"cannot reach the Ray cluster at --address {address}" if args.address
+             else f"cannot reach the Ray cluster at RAY_ADDRESS={address}" if address else "cannot start Ray")
     try:
+        check_address(address)
         ray = start_ray(address, sweep)
     except KeyboardInterrupt:  # e.g. waiting for a cluster that does not answer; nothing was written
         print("aborted before the sweep started", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # ConfigError, ConnectionError, ValueError, RuntimeError...: Ray names no single type
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"error: {where}: {reason}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         if not args.resume:  # only once Ray is up: a sweep that never started leaves nothing to --resume
             sweeps.save_spec(sweep)

@@ -331,3 +331,48 @@ def test_ctrl_c_while_ray_starts_leaves_nothing_behind(tmp_path, capsys, monkeyp
     assert sweep_cli.main([str(write_sweep(tmp_path)), "--address", "127.0.0.2:9"]) == sweep_cli.EXIT_INTERRUPTED
     assert "aborted before the sweep started" in capsys.readouterr().err
     assert not (tmp_path / "sweeps").exists()  # so a later run is not told to --resume a sweep that never ran
+
+
+def unreachable(capsys, tmp_path, monkeypatch, flags, raised=None):
+    """The one-line error (exit 2) of a sweep whose Ray cluster cannot be reached; start_ray raises ``raised``
+    (None: it must not be called at all)."""
+    pytest.importorskip("ray")
+
+    def start_ray(address, sweep):
+        assert raised is not None, f"ray.init was called with the address {address!r}"
+        raise raised
+
+    monkeypatch.setattr(sweep_cli, "start_ray", start_ray)
+    assert sweep_cli.main([str(write_sweep(tmp_path)), *flags]) == sweep_cli.EXIT_CONFIG
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "sweeps").exists()
+    return err
+
+
+@pytest.mark.parametrize("raised", [ConnectionError("Could not find any running Ray instance.\nPlease start one"),
+                                    ValueError("bad address"), RuntimeError("Ray failed")])
+def test_a_cluster_ray_cannot_reach_is_one_line_naming_the_address(tmp_path, capsys, monkeypatch, raised):
+    err = unreachable(capsys, tmp_path, monkeypatch, ["--address", "auto"], raised)
+    assert "--address auto" in err and str(raised).splitlines()[0] in err
+
+
+def test_the_address_from_ray_address_is_named_as_such(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    err = unreachable(capsys, tmp_path, monkeypatch, [], ConnectionError("no cluster"))
+    assert "RAY_ADDRESS=auto" in err and "no cluster" in err
+
+
+@pytest.mark.parametrize("address, words", [
+    ("notahost.invalid:1", "'notahost.invalid' does not resolve"),
+    ("10.0.0.5", "HOST:PORT"), ("localhost:port", "HOST:PORT"), ("localhost:70000", "HOST:PORT"),
+])
+def test_an_address_that_is_not_host_port_or_does_not_resolve_is_refused_before_ray_starts(
+        tmp_path, capsys, monkeypatch, address, words):
+    err = unreachable(capsys, tmp_path, monkeypatch, ["--address", address])
+    assert f"--address {address}" in err and words in err
+
+
+def test_well_formed_addresses_are_accepted():
+    for address in (None, "auto", "local", "127.0.0.1:6379", "localhost:6379", "ray://localhost:10001", "[::1]:6379"):
+        sweep_cli.check_address(address)
