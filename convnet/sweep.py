@@ -58,9 +58,13 @@ def prepare(args):
         if not started:
             raise ConfigError(f"--resume: no sweep to continue in {directory}")
         changed = sweeps.changed_keys(sweep)
-        if changed:
-            raise ConfigError(f"--resume: the sweep file changed since the sweep in {directory} started "
-                              f"({', '.join(changed)}); undo the change, or give the sweep a new name")
+        keys = [key for key in changed if key != sweeps.EXPERIMENT_TEXT]
+        what = [f"the sweep file ({', '.join(keys)})"] if keys else []
+        if sweeps.EXPERIMENT_TEXT in changed:
+            what.append(f"the base experiment {sweep['experiment']}")
+        if what:
+            raise ConfigError(f"--resume: {' and '.join(what)} changed since the sweep in {directory} started; "
+                              f"undo the change, or give the sweep a new name")
     elif started or (directory.exists() and any(directory.iterdir())):
         raise ConfigError(f"{directory} already holds a sweep: continue it with --resume, or set another "
                           f"'name' (or remove the directory)")

@@ -29,6 +29,8 @@ from convnet.options import NONE, REQUIRED, Option, check, choose, resolve
 METRICS = {"val_acc": "max", "train_acc": "max", "loss": "min"}
 #: Search-space kinds: choice and grid list values; uniform and loguniform give [low, high].
 DISTRIBUTIONS = {"choice": "values", "grid": "values", "uniform": "bounds", "loguniform": "bounds"}
+#: The key of the resolved sweep holding the base experiment's text, so --resume sees it change.
+EXPERIMENT_TEXT = "experiment_text"
 SCHEDULERS = {
     "asha": {
         "type": Option("asha", str),
@@ -161,7 +163,7 @@ def load_sweep(path):
         raise ConfigError(f"sweep key 'scheduler.grace_period' ({sweep['scheduler']['grace_period']}) must be at "
                           f"most the trials' num_epochs ({sweep['max_epochs']})")
     # What --resume compares: the sweep and the base experiment's text (a changed experiment changes the trials).
-    sweep["experiment_text"] = experiment_path.read_text(encoding="utf-8")
+    sweep[EXPERIMENT_TEXT] = experiment_path.read_text(encoding="utf-8")
     return sweep
 
 

@@ -134,7 +134,13 @@ def test_resume_refuses_a_changed_sweep_file(tmp_path, capsys):
     path.write_text(yaml.safe_dump(spec))
     (tmp_path / "tiny.yaml").write_text((tmp_path / "tiny.yaml").read_text().replace("seed: 1", "seed: 2"))
     assert sweep_cli.main([str(path), "--resume"]) == sweep_cli.EXIT_CONFIG
-    assert "experiment_text" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"the base experiment {tmp_path / 'tiny.yaml'} changed since the sweep" in err
+    assert "experiment_text" not in err
+    path.write_text(yaml.safe_dump({**spec, "trials": 2}))  # both changed: both are named
+    assert sweep_cli.main([str(path), "--resume"]) == sweep_cli.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "the sweep file (trials) and the base experiment" in err and "experiment_text" not in err
 
 
 def test_a_started_sweep_is_not_started_again_and_resume_needs_one(tmp_path, capsys):
