@@ -21,7 +21,7 @@ import yaml
 import convnet
 from convnet import experiment
 from convnet.callbacks import read_metrics
-from convnet.config import ConfigError, _UniqueKeyLoader, apply_override, load_config, validate_config
+from convnet.config import ConfigError, apply_override, load_config, read_yaml, validate_config
 from convnet.options import NONE, REQUIRED, Option, check, choose, resolve
 
 #: The metrics a trial reports each epoch (a sweep's ``metric`` is one of them) and the
@@ -126,16 +126,7 @@ def load_sweep(path):
     fixed overrides and every search value (as config keys, with the config's did-you-mean).
     """
     path = Path(path)
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
-    except FileNotFoundError:
-        raise ConfigError(f"sweep file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"sweep file {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"sweep file {path} must hold a YAML mapping, got {type(raw).__name__}")
+    raw = read_yaml(path, "sweep file")
     try:
         sweep = resolve("", raw, SWEEP)
     except ConfigError as exc:
@@ -152,13 +143,8 @@ def load_sweep(path):
     experiment_path = (path.parent / sweep["experiment"]).resolve()
     sweep["experiment"] = str(experiment_path)
     sweep["storage"] = str(Path(sweep["storage"]).resolve())
-    try:
-        raw_experiment = yaml.load(experiment_path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
-    except FileNotFoundError:
-        raise ConfigError(f"sweep key 'experiment': {experiment_path} does not exist") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"sweep key 'experiment': {experiment_path} cannot be read: {exc}") from None
-    sweep["max_epochs"] = _check_values(sweep, raw_experiment or {})
+    raw_experiment = read_yaml(experiment_path, "sweep key 'experiment': the experiment")
+    sweep["max_epochs"] = _check_values(sweep, raw_experiment)
     if sweep["scheduler"]["type"] == "asha" and sweep["scheduler"]["grace_period"] > sweep["max_epochs"]:
         raise ConfigError(f"sweep key 'scheduler.grace_period' ({sweep['scheduler']['grace_period']}) must be at "
                           f"most the trials' num_epochs ({sweep['max_epochs']})")

@@ -382,3 +382,27 @@ def test_an_address_that_is_not_host_port_or_does_not_resolve_is_refused_before_
 def test_well_formed_addresses_are_accepted():
     for address in (None, "auto", "local", "127.0.0.1:6379", "localhost:6379", "ray://localhost:10001", "[::1]:6379"):
         sweep_cli.check_address(address)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("solver:\n  num_epochs: [1\n", "is not valid YAML"),
+    ("- solver\n- model\n", "must hold a YAML mapping, got list"),
+    ("seed: 1\nseed: 2\n", "key 'seed' is written twice"),
+])
+def test_a_broken_experiment_file_is_one_line_from_the_command(tmp_path, text, words):
+    path = write_sweep(tmp_path)
+    (tmp_path / "tiny.yaml").write_text(text)
+    done = subprocess.run([sys.executable, "-m", "convnet.sweep", str(path), "--check"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    err = done.stderr.strip()
+    assert done.returncode == sweep_cli.EXIT_CONFIG and "\n" not in err and "Traceback" not in err
+    assert err.startswith("error: sweep key 'experiment'") and str(tmp_path / "tiny.yaml") in err and words in err
+
+
+@pytest.mark.parametrize("text, words", [("name: [x\n", "is not valid YAML"),
+                                         ("- 1\n", "must hold a YAML mapping, got list")])
+def test_a_broken_sweep_file_is_one_line(tmp_path, capsys, text, words):
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    err = refused(capsys, path)
+    assert f"sweep file {path}" in err and words in err
