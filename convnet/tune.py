@@ -169,10 +169,19 @@ def changed_keys(sweep):
     return sorted(key for key in set(saved) | set(now) if saved.get(key) != now.get(key))
 
 
+def trial_dir(sweep, trial_id):
+    """A trial's run directory: <storage>/<name>/runs/<trial id>/."""
+    return sweep_dir(sweep) / "runs" / trial_id
+
+
+def trial_overrides(sweep, values):
+    """The ``--set`` overrides that make the base experiment one trial's: the fixed set, then the trial's values."""
+    return [*sweep["set"], *(assignment(key, values[key]) for key in sweep["search"])]
+
+
 def trial_config(sweep, values):
     """The resolved experiment of one trial: base, fixed set, the trial's values, its threads."""
-    overrides = [*sweep["set"], *(assignment(key, values[key]) for key in sweep["search"]),
-                 f"threads={sweep['cpus_per_trial']}", "output.checkpoint=true"]
+    overrides = [*trial_overrides(sweep, values), f"threads={sweep['cpus_per_trial']}", "output.checkpoint=true"]
     return load_config(sweep["experiment"], overrides)
 
 
@@ -180,7 +189,7 @@ def train_command(sweep, values):
     """The ``python -m convnet.train`` command line that trains one trial's configuration."""
     import shlex
 
-    sets = [*sweep["set"], *(assignment(key, values[key]) for key in sweep["search"])]
+    sets = trial_overrides(sweep, values)
     experiment_path = os.path.relpath(sweep["experiment"])
     if experiment_path.startswith(".."):  # not under the current directory: the absolute path reads better
         experiment_path = sweep["experiment"]
@@ -235,7 +244,7 @@ def run_trial(values, sweep):
     from ray import tune
 
     config = trial_config(sweep, values)
-    run_dir = sweep_dir(sweep) / "runs" / tune.get_context().get_trial_id()
+    run_dir = trial_dir(sweep, tune.get_context().get_trial_id())
     restored = tune.get_checkpoint()
     if restored is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -321,7 +330,7 @@ def trial_rows(sweep, results):
     for result, trial in zip(results, trials):
         state = trial.status
         values = {key: result.config.get(key) for key in sweep["search"]}
-        run_dir = sweep_dir(sweep) / "runs" / trial.trial_id  # as run_trial names it
+        run_dir = trial_dir(sweep, trial.trial_id)
         history = epoch_history(run_dir, sweep["metric"])
         epochs = len(history)
         if result.error is not None:

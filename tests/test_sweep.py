@@ -406,3 +406,12 @@ def test_a_broken_sweep_file_is_one_line(tmp_path, capsys, text, words):
     path.write_text(text)
     err = refused(capsys, path)
     assert f"sweep file {path}" in err and words in err
+
+
+def test_a_trial_has_one_run_directory_and_one_override_list(tmp_path):
+    spec = sweeps.load_sweep(write_sweep(tmp_path))
+    values = {"optim.learning_rate": 0.01}
+    assert sweeps.trial_dir(spec, "t_1") == tmp_path / "sweeps" / "tiny_sweep" / "runs" / "t_1"
+    assert sweeps.trial_overrides(spec, values) == ["data.num_training=480", "optim.learning_rate=0.01"]
+    words = shlex.split(sweeps.train_command(spec, values))
+    assert words[5::2] == sweeps.trial_overrides(spec, values) and set(words[4::2]) == {"--set"}
