@@ -43,31 +43,39 @@ def parse_args(argv):
                         help="continue the interrupted sweep in <storage>/<name>/ (refused if the sweep file changed)")
     parser.add_argument("--address", metavar="auto|HOST:PORT",
                         help="run on an existing Ray cluster (default: RAY_ADDRESS, else start a local one)")
-    parser.add_argument("--check", action="store_true", help="validate the sweep file and its experiment; run nothing")
+    parser.add_argument("--check", action="store_true", help="validate the sweep file and its experiment, and warn if the run would refuse "
+                             "its directory; run nothing")
     return parser.parse_args(argv)
 
 
-def prepare(args):
-    """The validated sweep, its directory checked against --resume; ConfigError otherwise."""
-    sweep = sweeps.load_sweep(args.sweep)
+def refusal(sweep, resume):
+    """Why a run (with ``resume`` or without) refuses the sweep's directory as it is now; None if it does not."""
     directory = sweeps.sweep_dir(sweep)
     started = (directory / sweeps.SPEC_FILE).is_file()
-    if args.check:
-        return sweep
-    if args.resume:
-        if not started:
-            raise ConfigError(f"--resume: no sweep to continue in {directory}")
-        changed = sweeps.changed_keys(sweep)
-        keys = [key for key in changed if key != sweeps.EXPERIMENT_TEXT]
-        what = [f"the sweep file ({', '.join(keys)})"] if keys else []
-        if sweeps.EXPERIMENT_TEXT in changed:
-            what.append(f"the base experiment {sweep['experiment']}")
-        if what:
-            raise ConfigError(f"--resume: {' and '.join(what)} changed since the sweep in {directory} started; "
-                              f"undo the change, or give the sweep a new name")
-    elif started or (directory.exists() and any(directory.iterdir())):
-        raise ConfigError(f"{directory} already holds a sweep: continue it with --resume, or set another "
-                          f"'name' (or remove the directory)")
+    if not resume:
+        if started or (directory.exists() and any(directory.iterdir())):
+            return (f"{directory} already holds a sweep: continue it with --resume, or set another "
+                    f"'name' (or remove the directory)")
+        return None
+    if not started:
+        return f"--resume: no sweep to continue in {directory}"
+    changed = sweeps.changed_keys(sweep)
+    keys = [key for key in changed if key != sweeps.EXPERIMENT_TEXT]
+    what = [f"the sweep file ({', '.join(keys)})"] if keys else []
+    if sweeps.EXPERIMENT_TEXT in changed:
+        what.append(f"the base experiment {sweep['experiment']}")
+    if what:
+        return (f"--resume: {' and '.join(what)} changed since the sweep in {directory} started; "
+                f"undo the change, or give the sweep a new name")
+    return None
+
+
+def prepare(args):
+    """The validated sweep, its directory checked against --resume (except for --check); ConfigError otherwise."""
+    sweep = sweeps.load_sweep(args.sweep)
+    problem = None if args.check else refusal(sweep, args.resume)
+    if problem:
+        raise ConfigError(problem)
     return sweep
 
 
@@ -105,6 +113,9 @@ def main(argv=None):
         print(f"sweep {sweep['name']}: {sweeps.trial_count(sweep)} trials of {sweep['experiment']}, "
               f"{sweep['cpus_per_trial']} CPU(s) each, up to {sweep['max_epochs']} epochs; "
               f"{sweep['metric']} ({sweep['mode']}); results in {sweeps.sweep_dir(sweep)}")
+        problem = refusal(sweep, args.resume)
+        if problem:  # the file is valid; its directory is what the run would refuse
+            print(f"warning: without --check this is refused (exit 2): {problem}", file=sys.stderr)
         return 0
     try:
         import ray

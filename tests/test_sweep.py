@@ -415,3 +415,17 @@ def test_a_trial_has_one_run_directory_and_one_override_list(tmp_path):
     assert sweeps.trial_overrides(spec, values) == ["data.num_training=480", "optim.learning_rate=0.01"]
     words = shlex.split(sweeps.train_command(spec, values))
     assert words[5::2] == sweeps.trial_overrides(spec, values) and set(words[4::2]) == {"--set"}
+
+
+def test_check_warns_about_a_directory_the_run_refuses(tmp_path, capsys):
+    path = write_sweep(tmp_path)
+    assert sweep_cli.main([str(path), "--check"]) == 0
+    assert capsys.readouterr().err == ""  # a fresh directory: nothing to warn about
+    assert sweep_cli.main([str(path), "--check", "--resume"]) == 0
+    assert "warning: " in capsys.readouterr().err.strip().splitlines()[0]  # --resume with nothing to continue
+    sweeps.save_spec(sweeps.load_sweep(path))
+    assert sweep_cli.main([str(path), "--check"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("warning: ") and "already holds a sweep" in err and "\n" not in err
+    assert sweep_cli.main([str(path), "--check", "--resume"]) == 0
+    assert capsys.readouterr().err == ""  # the run would continue it
