@@ -302,25 +302,34 @@ def _list_index(items, key, path):
     return int(key)
 
 
-def load_config(path, overrides=()):
-    """Read, override and validate an experiment file; returns the resolved config dict."""
+def read_yaml(path, what="config file"):
+    """Open, parse (a key written twice is refused) and return one YAML file's top-level mapping
+    (an empty file is {}); ConfigError in one line naming ``what`` and the path otherwise."""
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as f:
             raw = yaml.load(f, Loader=_UniqueKeyLoader)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        raise ConfigError(f"{what} {path} does not exist") from None
     except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory; give the experiment's YAML file") from None
+        raise ConfigError(f"{what} {path} is a directory; give a YAML file") from None
     except OSError as exc:
-        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+        raise ConfigError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"config file {path} is not a text file (not UTF-8); give the experiment's YAML file") from None
+        raise ConfigError(f"{what} {path} is not a text file (not UTF-8); give a YAML file") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {_yaml_one_line(exc)}") from None
+        raise ConfigError(f"{what} {path} is not valid YAML: {_yaml_one_line(exc)}") from None
+    except ConfigError as exc:  # a key written twice: the loader names the file and the lines
+        raise ConfigError(f"{what} {exc}") from None
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must hold a YAML mapping of sections, got {type(raw).__name__}")
+        raise ConfigError(f"{what} {path} must hold a YAML mapping, got {type(raw).__name__}")
+    return raw
+
+
+def load_config(path, overrides=()):
+    """Read, override and validate an experiment file; returns the resolved config dict."""
+    raw = read_yaml(path, "config file")
     for assignment in overrides:
         apply_override(raw, assignment)
     return validate_config(raw)

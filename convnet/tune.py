@@ -21,7 +21,7 @@ import yaml
 import convnet
 from convnet import experiment
 from convnet.callbacks import read_metrics
-from convnet.config import ConfigError, _UniqueKeyLoader, apply_override, load_config, validate_config
+from convnet.config import ConfigError, apply_override, load_config, read_yaml, validate_config
 from convnet.options import NONE, REQUIRED, Option, check, choose, resolve
 
 #: The metrics a trial reports each epoch (a sweep's ``metric`` is one of them) and the
@@ -29,6 +29,8 @@ from convnet.options import NONE, REQUIRED, Option, check, choose, resolve
 METRICS = {"val_acc": "max", "train_acc": "max", "loss": "min"}
 #: Search-space kinds: choice and grid list values; uniform and loguniform give [low, high].
 DISTRIBUTIONS = {"choice": "values", "grid": "values", "uniform": "bounds", "loguniform": "bounds"}
+#: The key of the resolved sweep holding the base experiment's text, so --resume sees it change.
+EXPERIMENT_TEXT = "experiment_text"
 SCHEDULERS = {
     "asha": {
         "type": Option("asha", str),
@@ -124,16 +126,7 @@ def load_sweep(path):
     fixed overrides and every search value (as config keys, with the config's did-you-mean).
     """
     path = Path(path)
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
-    except FileNotFoundError:
-        raise ConfigError(f"sweep file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"sweep file {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"sweep file {path} must hold a YAML mapping, got {type(raw).__name__}")
+    raw = read_yaml(path, "sweep file")
     try:
         sweep = resolve("", raw, SWEEP)
     except ConfigError as exc:
@@ -150,18 +143,13 @@ def load_sweep(path):
     experiment_path = (path.parent / sweep["experiment"]).resolve()
     sweep["experiment"] = str(experiment_path)
     sweep["storage"] = str(Path(sweep["storage"]).resolve())
-    try:
-        raw_experiment = yaml.load(experiment_path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
-    except FileNotFoundError:
-        raise ConfigError(f"sweep key 'experiment': {experiment_path} does not exist") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"sweep key 'experiment': {experiment_path} cannot be read: {exc}") from None
-    sweep["max_epochs"] = _check_values(sweep, raw_experiment or {})
+    raw_experiment = read_yaml(experiment_path, "sweep key 'experiment': the experiment")
+    sweep["max_epochs"] = _check_values(sweep, raw_experiment)
     if sweep["scheduler"]["type"] == "asha" and sweep["scheduler"]["grace_period"] > sweep["max_epochs"]:
         raise ConfigError(f"sweep key 'scheduler.grace_period' ({sweep['scheduler']['grace_period']}) must be at "
                           f"most the trials' num_epochs ({sweep['max_epochs']})")
     # What --resume compares: the sweep and the base experiment's text (a changed experiment changes the trials).
-    sweep["experiment_text"] = experiment_path.read_text(encoding="utf-8")
+    sweep[EXPERIMENT_TEXT] = experiment_path.read_text(encoding="utf-8")
     return sweep
 
 
@@ -181,10 +169,19 @@ def changed_keys(sweep):
     return sorted(key for key in set(saved) | set(now) if saved.get(key) != now.get(key))
 
 
+def trial_dir(sweep, trial_id):
+    """A trial's run directory: <storage>/<name>/runs/<trial id>/."""
+    return sweep_dir(sweep) / "runs" / trial_id
+
+
+def trial_overrides(sweep, values):
+    """The ``--set`` overrides that make the base experiment one trial's: the fixed set, then the trial's values."""
+    return [*sweep["set"], *(assignment(key, values[key]) for key in sweep["search"])]
+
+
 def trial_config(sweep, values):
     """The resolved experiment of one trial: base, fixed set, the trial's values, its threads."""
-    overrides = [*sweep["set"], *(assignment(key, values[key]) for key in sweep["search"]),
-                 f"threads={sweep['cpus_per_trial']}", "output.checkpoint=true"]
+    overrides = [*trial_overrides(sweep, values), f"threads={sweep['cpus_per_trial']}", "output.checkpoint=true"]
     return load_config(sweep["experiment"], overrides)
 
 
@@ -192,7 +189,7 @@ def train_command(sweep, values):
     """The ``python -m convnet.train`` command line that trains one trial's configuration."""
     import shlex
 
-    sets = [*sweep["set"], *(assignment(key, values[key]) for key in sweep["search"])]
+    sets = trial_overrides(sweep, values)
     experiment_path = os.path.relpath(sweep["experiment"])
     if experiment_path.startswith(".."):  # not under the current directory: the absolute path reads better
         experiment_path = sweep["experiment"]
@@ -247,7 +244,7 @@ def run_trial(values, sweep):
     from ray import tune
 
     config = trial_config(sweep, values)
-    run_dir = sweep_dir(sweep) / "runs" / tune.get_context().get_trial_id()
+    run_dir = trial_dir(sweep, tune.get_context().get_trial_id())
     restored = tune.get_checkpoint()
     if restored is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -333,7 +330,7 @@ def trial_rows(sweep, results):
     for result, trial in zip(results, trials):
         state = trial.status
         values = {key: result.config.get(key) for key in sweep["search"]}
-        run_dir = sweep_dir(sweep) / "runs" / trial.trial_id  # as run_trial names it
+        run_dir = trial_dir(sweep, trial.trial_id)
         history = epoch_history(run_dir, sweep["metric"])
         epochs = len(history)
         if result.error is not None:

@@ -134,7 +134,13 @@ def test_resume_refuses_a_changed_sweep_file(tmp_path, capsys):
     path.write_text(yaml.safe_dump(spec))
     (tmp_path / "tiny.yaml").write_text((tmp_path / "tiny.yaml").read_text().replace("seed: 1", "seed: 2"))
     assert sweep_cli.main([str(path), "--resume"]) == sweep_cli.EXIT_CONFIG
-    assert "experiment_text" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"the base experiment {tmp_path / 'tiny.yaml'} changed since the sweep" in err
+    assert "experiment_text" not in err
+    path.write_text(yaml.safe_dump({**spec, "trials": 2}))  # both changed: both are named
+    assert sweep_cli.main([str(path), "--resume"]) == sweep_cli.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "the sweep file (trials) and the base experiment" in err and "experiment_text" not in err
 
 
 def test_a_started_sweep_is_not_started_again_and_resume_needs_one(tmp_path, capsys):
@@ -331,3 +337,95 @@ def test_ctrl_c_while_ray_starts_leaves_nothing_behind(tmp_path, capsys, monkeyp
     assert sweep_cli.main([str(write_sweep(tmp_path)), "--address", "127.0.0.2:9"]) == sweep_cli.EXIT_INTERRUPTED
     assert "aborted before the sweep started" in capsys.readouterr().err
     assert not (tmp_path / "sweeps").exists()  # so a later run is not told to --resume a sweep that never ran
+
+
+def unreachable(capsys, tmp_path, monkeypatch, flags, raised=None):
+    """The one-line error (exit 2) of a sweep whose Ray cluster cannot be reached; start_ray raises ``raised``
+    (None: it must not be called at all)."""
+    pytest.importorskip("ray")
+
+    def start_ray(address, sweep):
+        assert raised is not None, f"ray.init was called with the address {address!r}"
+        raise raised
+
+    monkeypatch.setattr(sweep_cli, "start_ray", start_ray)
+    assert sweep_cli.main([str(write_sweep(tmp_path)), *flags]) == sweep_cli.EXIT_CONFIG
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "sweeps").exists()
+    return err
+
+
+@pytest.mark.parametrize("raised", [ConnectionError("Could not find any running Ray instance.\nPlease start one"),
+                                    ValueError("bad address"), RuntimeError("Ray failed")])
+def test_a_cluster_ray_cannot_reach_is_one_line_naming_the_address(tmp_path, capsys, monkeypatch, raised):
+    err = unreachable(capsys, tmp_path, monkeypatch, ["--address", "auto"], raised)
+    assert "--address auto" in err and str(raised).splitlines()[0] in err
+
+
+def test_the_address_from_ray_address_is_named_as_such(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    err = unreachable(capsys, tmp_path, monkeypatch, [], ConnectionError("no cluster"))
+    assert "RAY_ADDRESS=auto" in err and "no cluster" in err
+
+
+@pytest.mark.parametrize("address, words", [
+    ("notahost.invalid:1", "'notahost.invalid' does not resolve"),
+    ("10.0.0.5", "HOST:PORT"), ("localhost:port", "HOST:PORT"), ("localhost:70000", "HOST:PORT"),
+])
+def test_an_address_that_is_not_host_port_or_does_not_resolve_is_refused_before_ray_starts(
+        tmp_path, capsys, monkeypatch, address, words):
+    err = unreachable(capsys, tmp_path, monkeypatch, ["--address", address])
+    assert f"--address {address}" in err and words in err
+
+
+def test_well_formed_addresses_are_accepted():
+    for address in (None, "auto", "local", "127.0.0.1:6379", "localhost:6379", "ray://localhost:10001", "[::1]:6379"):
+        sweep_cli.check_address(address)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("solver:\n  num_epochs: [1\n", "is not valid YAML"),
+    ("- solver\n- model\n", "must hold a YAML mapping, got list"),
+    ("seed: 1\nseed: 2\n", "key 'seed' is written twice"),
+])
+def test_a_broken_experiment_file_is_one_line_from_the_command(tmp_path, text, words):
+    path = write_sweep(tmp_path)
+    (tmp_path / "tiny.yaml").write_text(text)
+    done = subprocess.run([sys.executable, "-m", "convnet.sweep", str(path), "--check"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    err = done.stderr.strip()
+    assert done.returncode == sweep_cli.EXIT_CONFIG and "\n" not in err and "Traceback" not in err
+    assert err.startswith("error: sweep key 'experiment'") and str(tmp_path / "tiny.yaml") in err and words in err
+
+
+@pytest.mark.parametrize("text, words", [("name: [x\n", "is not valid YAML"),
+                                         ("- 1\n", "must hold a YAML mapping, got list")])
+def test_a_broken_sweep_file_is_one_line(tmp_path, capsys, text, words):
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    err = refused(capsys, path)
+    assert f"sweep file {path}" in err and words in err
+
+
+def test_a_trial_has_one_run_directory_and_one_override_list(tmp_path):
+    spec = sweeps.load_sweep(write_sweep(tmp_path))
+    values = {"optim.learning_rate": 0.01}
+    assert sweeps.trial_dir(spec, "t_1") == tmp_path / "sweeps" / "tiny_sweep" / "runs" / "t_1"
+    assert sweeps.trial_overrides(spec, values) == ["data.num_training=480", "optim.learning_rate=0.01"]
+    words = shlex.split(sweeps.train_command(spec, values))
+    assert words[5::2] == sweeps.trial_overrides(spec, values) and set(words[4::2]) == {"--set"}
+
+
+def test_check_warns_about_a_directory_the_run_refuses(tmp_path, capsys):
+    path = write_sweep(tmp_path)
+    assert sweep_cli.main([str(path), "--check"]) == 0
+    assert capsys.readouterr().err == ""  # a fresh directory: nothing to warn about
+    assert sweep_cli.main([str(path), "--check", "--resume"]) == 0
+    assert "warning: " in capsys.readouterr().err.strip().splitlines()[0]  # --resume with nothing to continue
+    sweeps.save_spec(sweeps.load_sweep(path))
+    assert sweep_cli.main([str(path), "--check"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("warning: ") and "already holds a sweep" in err and "\n" not in err
+    assert sweep_cli.main([str(path), "--check", "--resume"]) == 0
+    assert capsys.readouterr().err == ""  # the run would continue it
