@@ -36,7 +36,7 @@ import numpy as np
 from convnet import optim
 from convnet.callbacks import Checkpoint, Progress
 from convnet.checkpoint import load_model_state, model_state, restore_solver
-from convnet.models.base import regularized_names
+from convnet.models.base import predict_labels, regularized_names
 from convnet.options import NONE, Option, check, choose
 from convnet.schedules import SCHEDULES, make_schedule
 
@@ -291,9 +291,8 @@ class Solver:
         batch_size = batch_size or self.eval_batch_size
         if hasattr(self.model, "predict"):
             predictions = self.model.predict(X, batch_size)
-        else:  # a model with only loss(X): scores in batches
-            predictions = np.concatenate([np.argmax(self.model.loss(X[i : i + batch_size]), axis=1)
-                                          for i in range(0, len(X), batch_size)])
+        else:  # a model with only loss(X)
+            predictions = predict_labels(self.model, X, batch_size)
         return float(np.mean(predictions == y))
 
     def load_checkpoint(self, path, contents=None):

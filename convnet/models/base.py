@@ -72,6 +72,13 @@ def regularized_names(params):
     return [name for name, value in params.items() if np.ndim(value) >= 2]
 
 
+def predict_labels(model, X, batch_size=256):
+    """Labels (N,) that ``model.loss(X_batch)``'s scores predict for X, batch by batch: all any
+    CS231n-style model (only ``params`` and ``loss``) needs in order to be evaluated."""
+    labels = [np.argmax(model.loss(X[i : i + batch_size]), axis=1) for i in range(0, len(X), batch_size)]
+    return np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+
+
 class Model:
     """Base class: subclasses fill ``params`` and ``bn_params`` and implement :meth:`loss`."""
 
@@ -158,8 +165,7 @@ class Model:
 
     def predict(self, X, batch_size=256):
         """Predicted labels (N,) for images X, computed in batches in test mode."""
-        labels = [np.argmax(self.loss(X[i : i + batch_size]), axis=1) for i in range(0, len(X), batch_size)]
-        return np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+        return predict_labels(self, X, batch_size)
 
     def num_parameters(self):
         return int(sum(value.size for value in self.params.values()))
