@@ -604,7 +604,7 @@ def test_augment_batch_applies_crop_flip_cutout_in_that_order(images):
     (lambda X, rng: augment.cutout(X, rng, size=-2), ValueError, "size must be >= 0"),
     (lambda X, rng: augment.augment_batch(X, rng, crop_padding=1.5), TypeError, "crop_padding must be an integer"),
     (lambda X, rng: augment.augment_batch(X, rng, cutout_size=-1), ValueError, "cutout_size must be >= 0"),
-    (lambda X, rng: augment.augment_batch(X, rng, flip="yes"), TypeError, "flip must be True or False"),
+    (lambda X, rng: augment.augment_batch(X, rng, flip="yes"), TypeError, "flip must be True, False or 'alternating'"),
     (lambda X, rng: augment.random_flip(X, 42), TypeError, "rng must be a np.random.Generator"),
 ])
 def test_bad_augmentation_arguments_are_refused(images, rng, call, error, name):
