@@ -442,6 +442,10 @@ def _check_compatible(solver, path, meta):
         raise CheckpointError(f"{path} was written by a run with result {result!r}, but this solver's is "
                               f"{solver.result!r}: the state it kept as the result was chosen by the first")
     total = getattr(solver, "total_iterations", solver.num_epochs * solver.iterations_per_epoch)
+    ended_partial = meta["iteration"] != meta["epoch"] * solver.iterations_per_epoch + meta["batch_in_epoch"]
+    if ended_partial and meta["iteration"] != total:  # epochs after a partial one would not line up
+        raise CheckpointError(f"{path} is the end of a run whose last epoch was partial (fractional num_epochs, "
+                              f"{meta['iteration']} steps); it cannot be continued to {total} steps")
     if meta["iteration"] > total:
         raise CheckpointError(f"{path} has already completed {meta['epoch']} epochs, more than this solver's "
                               f"num_epochs ({solver.num_epochs:g}): {meta['iteration']} steps, this run makes {total}")

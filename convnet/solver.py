@@ -165,7 +165,8 @@ class Solver:
         freeze epoch (convnet.optim.plan_parameters), and merge the freeze epochs into model.freeze_after."""
         self.groups = optim.resolve_groups(groups, "groups", label=ARGUMENT)
         self.plans = optim.plan_parameters(self.groups, self.model.params, "groups", label=ARGUMENT)
-        own = dict(getattr(self.model, "freeze_after", None) or {})  # the model's blocks' own (e.g. whiten)
+        own = {name: epoch for name, epoch in (getattr(self.model, "freeze_after", None) or {}).items()
+               if epoch is not None}  # the model's blocks' own (e.g. a whitening layer's)
         optim.check_freeze_epochs(own, self.num_epochs, "model", label=ARGUMENT)
         grouped = {name: plan.freeze_after for name, plan in self.plans.items() if plan.freeze_after is not None}
         optim.check_freeze_epochs(grouped, self.num_epochs, "groups", label=ARGUMENT)
@@ -174,13 +175,15 @@ class Solver:
             self.model.freeze_after = dict(self.freeze_after)
         # A group's weight_decay replaces the model's own L2 (model.reg) for its parameters: the gradient,
         # which already holds reg * W for a regularised one, gets (weight_decay - reg) * W more.
-        reg = float(getattr(self.model, "reg", 0.0) or 0.0)
-        regularized = set(self.model.regularized() if hasattr(self.model, "regularized")
-                          else regularized_names(self.model.params))
-        self.extra_decay = {name: plan.weight_decay - (reg if name in regularized else 0.0)
-                            for name, plan in self.plans.items()
-                            if plan.weight_decay is not None
-                            and plan.weight_decay != (reg if name in regularized else 0.0)}
+        reg, regularized = float(getattr(self.model, "reg", 0.0) or 0.0), self._regularized()
+        model_decay = {name: reg if name in regularized else 0.0 for name in self.model.params}
+        self.extra_decay = {name: plan.weight_decay - model_decay[name] for name, plan in self.plans.items()
+                            if plan.weight_decay is not None and plan.weight_decay != model_decay[name]}
+
+    def _regularized(self):
+        """The parameters under the model's L2 rule, which weight decay follows (convnet.models.base)."""
+        return set(self.model.regularized() if hasattr(self.model, "regularized")
+                   else regularized_names(self.model.params))
 
     def _reset(self):
         """Fresh training state: position, histories, optimizer state, best model."""
@@ -206,9 +209,7 @@ class Solver:
         self._stop_requested = False
         self._initialized_from_data = False  # model.initialize_from_data runs once, before a fresh run's first step
         self.epoch_train_seconds, self.epoch_images = 0.0, 0  # the current epoch's so far
-        # Weight decay follows the model's L2 rule: one rule for both (convnet.models.base).
-        decayed = set(self.model.regularized() if hasattr(self.model, "regularized")
-                      else regularized_names(self.model.params))
+        decayed = self._regularized()  # adamw's decoupled decay follows the model's L2 rule
         self.optim_configs = {}
         for name in self.model.params:
             config = dict(self.optim_config)

@@ -539,3 +539,14 @@ def test_without_a_validation_split_the_best_is_chosen_by_train_accuracy_and_fin
     assert best.best_selected_by == "train_acc" and best.best_val_acc is None
     final = Solver(small_convnet(), data, batch_size=10, num_epochs=2, verbose=False, seed=0, result="final").train()
     assert final.best_selected_by == "final" and final.best_epoch == 2
+
+
+def test_a_run_that_ended_with_a_partial_epoch_is_not_extended(tmp_path):
+    def make(num_epochs):
+        return Solver(small_convnet(), image_data(), batch_size=8, num_epochs=num_epochs, verbose=False, seed=0,
+                      checkpoint_dir=tmp_path)
+
+    make(1.5).train()
+    make(1.5).load_checkpoint(tmp_path / "checkpoint.npz").train()  # finishing it again is fine
+    with pytest.raises(CheckpointError, match="whose last epoch was partial .* cannot be continued to 12 steps"):
+        make(3).load_checkpoint(tmp_path / "checkpoint.npz")
