@@ -271,10 +271,7 @@ class Solver:
         indices = self.epoch_order[start : start + self.batch_size]
         X_batch, y_batch = self.X_train[indices], self.y_train[indices]
         if self.augment is not None:
-            if self._augment_takes_positions:
-                X_batch = self.augment(X_batch, self.rng, indices=indices, epoch=self.epoch)
-            else:
-                X_batch = self.augment(X_batch, self.rng)
+            X_batch = self._augmented(X_batch, indices)
         loss, grads = self.model.loss(X_batch, y_batch)
         if not np.isfinite(loss):
             self._diverged(f"loss became {loss} at epoch {self.progress_epochs:.2f} (iteration {self.iteration + 1}, "
@@ -286,6 +283,12 @@ class Solver:
         self.batch_in_epoch += 1
         self.iteration += 1
         return len(indices), float(loss), lr
+
+    def _augmented(self, X_batch, indices):
+        """augment(X_batch, rng), with the batch's training-set indices and the epoch when it takes them."""
+        if self._augment_takes_positions:
+            return self.augment(X_batch, self.rng, indices=indices, epoch=self.epoch)
+        return self.augment(X_batch, self.rng)
 
     def _update(self, grads, lr, frozen):
         """Apply the update rule to every parameter with a gradient that is not frozen, with its group's
@@ -385,19 +388,19 @@ class Solver:
         num_samples: evaluate a random subset of this size (drawn from the solver's generator);
         None evaluates the whole split. tta: the test-time augmentation (default: the solver's).
         """
-        tta = self.tta if tta == "solver" else tta
         y = np.asarray(y)
         if num_samples is not None and len(X) > num_samples:
             subset = self.rng.choice(len(X), num_samples, replace=False)
             X, y = X[subset], y[subset]
         batch_size = batch_size or self.eval_batch_size
-        if tta is not None:
-            predictions = predict_labels(self.model, X, batch_size, tta=tta)
-        elif hasattr(self.model, "predict"):
-            predictions = self.model.predict(X, batch_size)
-        else:  # a model with only loss(X)
-            predictions = predict_labels(self.model, X, batch_size)
+        predictions = self._predict(X, batch_size, self.tta if tta == "solver" else tta)
         return float(np.mean(predictions == y))
+
+    def _predict(self, X, batch_size, tta):
+        """Labels for X: the model's own predict, else (a model with only loss(X), or with TTA) predict_labels."""
+        if tta is None and hasattr(self.model, "predict"):
+            return self.model.predict(X, batch_size)
+        return predict_labels(self.model, X, batch_size, tta=tta)
 
     def load_checkpoint(self, path, contents=None):
         """Restore a checkpoint written by this Solver's checkpointing (same model and data).
