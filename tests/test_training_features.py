@@ -10,7 +10,6 @@ import pytest
 
 from convnet import optim
 from convnet.augment import alternating_flip, augment_batch, random_crop
-from convnet.callbacks import Lookahead
 from convnet.checkpoint import CheckpointError, load_arrays_and_meta, solver_checkpoint
 from convnet.models import ConvNet
 from convnet.models.base import Model, predict_labels, tta_scores
@@ -189,7 +188,6 @@ def test_frozen_and_freeze_after_epoch_stop_updates_from_that_epoch(tmp_path):
             history.append((solver.epoch, set(model.frozen), {k: v.copy() for k, v in model.params.items()}))
 
     solver.callbacks.append(record)
-    shift_after_init = None
     solver.train()
     shift_after_init = model.params["shift"].copy()
     assert [(epoch, frozen) for epoch, frozen, _ in history[::3]] == [(0, {"shift"}), (1, {"shift", "b"}),
@@ -417,10 +415,6 @@ def test_a_checkpoint_with_and_without_lookahead_do_not_mix(tmp_path):
 def test_bad_lookahead_options_name_the_key(lookahead, message):
     with pytest.raises(ConfigError, match=message):
         Solver(small_convnet(), image_data(), verbose=False, lookahead=lookahead)
-
-
-def test_lookahead_is_a_plain_callback():
-    assert isinstance(Solver(small_convnet(), image_data(), verbose=False, lookahead={}).lookahead, Lookahead)
 
 
 # ----------------------------------------------------------------------
