@@ -43,7 +43,7 @@ class Progress:
         if not solver.verbose:
             return
         if event == "epoch_start" and self.bar:
-            self._bar = tqdm(total=solver.iterations_per_epoch, initial=solver.batch_in_epoch, unit="batch",
+            self._bar = tqdm(total=solver.epoch_length(solver.epoch), initial=solver.batch_in_epoch, unit="batch",
                              desc=f"epoch {solver.epoch + 1}/{solver.epoch_count}", leave=False, file=sys.stderr)
             self._started, self._images, self._loss = time.perf_counter(), 0, None
         elif event == "iteration":
