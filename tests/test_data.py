@@ -242,6 +242,13 @@ def test_none_counts_use_every_remaining_row(rng):
     np.testing.assert_array_equal(splits["y_val"], y_train[26:])
 
 
+def test_no_validation_split_trains_on_every_image(rng):
+    X_train, y_train, X_test, y_test = small_dataset(rng)
+    splits = data.prepare_splits(X_train, y_train, X_test, y_test, num_validation=0, normalization="mean_image")
+    assert (len(splits["X_train"]), splits["X_val"].shape, splits["y_val"].shape) == (30, (0, 3, 4, 4), (0,))
+    np.testing.assert_allclose(splits["mean"], X_train.mean(axis=0), rtol=1e-6)  # every image's statistics
+
+
 @pytest.mark.parametrize("counts, phrase", [
     ({"num_training": 28, "num_validation": 5}, "= 33 training images requested, but the training set from "
                                                  "FIXTURE holds only 30"),
