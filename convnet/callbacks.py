@@ -1,4 +1,4 @@
-"""Solver callbacks, one job each: progress on the terminal, the metrics log, checkpoints.
+"""Solver callbacks, one job each: progress on the terminal, the metrics log, checkpoints, lookahead.
 
 A callback is any function ``callback(event, solver, info)``. The Solver sends:
 
@@ -21,7 +21,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from convnet.checkpoint import best_file, remove_stale_temporaries, save_arrays, solver_checkpoint, write_atomically
+from convnet.checkpoint import (best_file, live_model_arrays, remove_stale_temporaries, save_arrays, solver_checkpoint,
+                                write_atomically)
+from convnet.options import Option
 
 METRIC_FIELDS = ["kind", "epoch", "iteration", "loss", "train_acc", "val_acc", "learning_rate", "seconds",
                  "images_per_second"]
@@ -41,15 +43,15 @@ class Progress:
         if not solver.verbose:
             return
         if event == "epoch_start" and self.bar:
-            self._bar = tqdm(total=solver.iterations_per_epoch, initial=solver.batch_in_epoch, unit="batch",
-                             desc=f"epoch {solver.epoch + 1}/{solver.num_epochs}", leave=False, file=sys.stderr)
+            self._bar = tqdm(total=solver.epoch_length(solver.epoch), initial=solver.batch_in_epoch, unit="batch",
+                             desc=f"epoch {solver.epoch + 1}/{solver.epoch_count}", leave=False, file=sys.stderr)
             self._started, self._images, self._loss = time.perf_counter(), 0, None
         elif event == "iteration":
             self._step(solver, info)
         elif event == "epoch":
             self._close()
             val = "-" if info["val_acc"] is None else f"{info['val_acc']:.4f}"
-            self._say(f"(Epoch {info['epoch']} / {solver.num_epochs}) train acc: {info['train_acc']:.4f}; "
+            self._say(f"(Epoch {info['epoch']} / {solver.epoch_count}) train acc: {info['train_acc']:.4f}; "
                       f"val acc: {val}; lr {info['learning_rate']:.2e}; {info['images_per_second']:.0f} images/s")
         elif event == "interrupt":
             self._close()
@@ -66,7 +68,7 @@ class Progress:
                                   refresh=False)
             self._bar.update(1)
         elif solver.print_every and info["iteration"] % solver.print_every == 0:
-            total = solver.num_epochs * solver.iterations_per_epoch
+            total = solver.total_iterations
             self._say(f"(Iteration {info['iteration']} / {total}) loss: {info['loss']:f}")
 
     def _close(self):
@@ -195,3 +197,49 @@ class Checkpoint:
                                          "iteration": solver.iteration})
         return path
 
+
+
+#: The keys of solver.lookahead (Lookahead's arguments).
+LOOKAHEAD = {
+    "every": Option(5, int, range="[1, inf)", help="steps between two updates of the average"),
+    "decay": Option(0.95, float, range="[0, 1]", help="per-step decay: an update keeps decay ** every "
+                                                      "(times the ramp) of the average"),
+    "power": Option(3.0, float, range="[0, inf)", help="the ramp (step / total_steps) ** power of the decay: "
+                                                       "little averaging early, more late"),
+}
+
+
+class Lookahead:
+    """Lookahead / EMA of the weights and batch-norm running statistics, as a callback.
+
+    Every ``every`` steps: d = decay ** every * (step / total_steps) ** power,
+    average += (1 - d) * (state - average), then the model's state := average; after the last step
+    the state := average. The average starts as a copy of the state when a fresh run starts (a
+    batch-norm statistic first computed later joins at its first update). ``average``
+    ({'param/<name>' | 'bn/<i>/<stat>': array}) is in every checkpoint (convnet.checkpoint FIELDS).
+    """
+
+    def __init__(self, every=5, decay=0.95, power=3.0):
+        self.every, self.decay, self.power = every, decay, power
+        self.average = None
+
+    def __call__(self, event, solver, info):
+        if event == "start" and self.average is None:
+            self.average = {key: value.copy() for key, value in live_model_arrays(solver.model).items()}
+        elif event == "iteration":
+            step, total = solver.iteration, solver.total_iterations
+            if step % self.every == 0:
+                self.update(solver.model, self.decay ** self.every * (step / total) ** self.power)
+            if step >= total:
+                self.update(solver.model, 1.0)
+
+    def update(self, model, decay):
+        """average += (1 - decay) * (state - average); then the model's state := average (in place)."""
+        for key, live in live_model_arrays(model).items():
+            average = self.average.get(key)
+            if average is None:  # e.g. a running mean created by the first forward pass
+                self.average[key] = live.copy()
+                continue
+            if decay != 1.0:
+                average += (1.0 - decay) * (live - average)
+            live[...] = average

@@ -151,18 +151,24 @@ def _check_is_an_archive(path):
 # ----------------------------------------------------------------------
 
 
-def model_state(model):
-    """Copies of the model's parameters ('param/<name>') and batch-norm statistics ('bn/<i>/<stat>').
-
-    The one implementation of a model's state (``Model.state`` calls it): it needs only
-    ``model.params`` and, for batch norm, CS231n's ``model.bn_params`` list of bn_param dicts.
-    """
-    state = {f"param/{name}": np.array(value, copy=True) for name, value in model.params.items()}
+def live_model_arrays(model):
+    """The model's own arrays (no copies), named as in a checkpoint: parameters 'param/<name>' and
+    batch-norm statistics 'bn/<i>/<stat>' (those created so far). It needs only ``model.params`` and,
+    for batch norm, CS231n's ``model.bn_params`` list of bn_param dicts."""
+    state = {f"param/{name}": value for name, value in model.params.items()}
     for i, bn_param in enumerate(getattr(model, "bn_params", None) or []):
         for key in ("running_mean", "running_var"):
             if key in bn_param:
-                state[f"bn/{i}/{key}"] = np.array(bn_param[key], copy=True)
+                state[f"bn/{i}/{key}"] = bn_param[key]
     return state
+
+
+def model_state(model):
+    """Copies of the model's parameters ('param/<name>') and batch-norm statistics ('bn/<i>/<stat>').
+
+    The one implementation of a model's state (``Model.state`` calls it).
+    """
+    return {key: np.array(value, copy=True) for key, value in live_model_arrays(model).items()}
 
 
 def load_model_state(model, state):
@@ -295,6 +301,24 @@ def _put_best(solver, arrays):
     solver.best_state = dict(arrays) or None
 
 
+def _lookahead_average(solver):
+    lookahead = getattr(solver, "lookahead", None)
+    return {} if lookahead is None or lookahead.average is None else lookahead.average
+
+
+def _put_lookahead_average(solver, arrays):
+    """The lookahead's average; a checkpoint with one for a solver without lookahead (or the reverse,
+    past the first step) does not fit: the run would silently change."""
+    lookahead = getattr(solver, "lookahead", None)
+    if lookahead is None:
+        if arrays:
+            raise ValueError("it holds a lookahead average, but this solver has no lookahead")
+        return
+    if not arrays and solver.iteration > 0:
+        raise ValueError("it holds no lookahead average, but this solver has lookahead")
+    lookahead.average = {key: np.array(value, copy=True) for key, value in arrays.items()} or None
+
+
 # Order matters on restore: the optimizer's scalars make the per-parameter dicts that
 # its arrays are then put into.
 FIELDS = [
@@ -313,6 +337,8 @@ FIELDS = [
         "epoch", "iteration", "batch_in_epoch", "loss_history", "lr_history", "train_acc_history",
         "val_acc_history", "epoch_seconds", "train_seconds", "best_score", "best_val_acc", "best_epoch",
         "epoch_train_seconds", "epoch_images")),
+    # After the attributes: whether a missing average is an error depends on the iteration.
+    Field("lookahead", _lookahead_average, _put_lookahead_average, arrays=True),
 ]
 
 # Written alongside, checked on restore, never put back: what the checkpoint was made for.
@@ -323,7 +349,10 @@ _COMPATIBILITY = {
     "batch_size": lambda solver: solver.batch_size,
     "update_rule": lambda solver: solver.update_rule_name,
     "seed": lambda solver: solver.seed,
+    "result": lambda solver: getattr(solver, "result", "best"),
 }
+# Entries added after format 3 was fixed: an older checkpoint without one was written with this value.
+_COMPATIBILITY_DEFAULTS = {"result": "best"}
 
 
 # The model's state keeps its own 'param/...' and 'bn/...' names, so model.load reads a checkpoint too;
@@ -368,7 +397,7 @@ def read_checkpoint(path):
                               "(best.npz and model.save files hold weights only; resume from checkpoint.npz)")
     if meta["format"] != FORMAT:
         raise CheckpointError(f"{path} is a format {meta['format']} checkpoint; this convnet reads format {FORMAT}")
-    missing = [name for name in ("arrays", *_COMPATIBILITY) if name not in meta]
+    missing = [name for name in ("arrays", *_COMPATIBILITY) if name not in meta and name not in _COMPATIBILITY_DEFAULTS]
     missing += [field.name for field in FIELDS if not field.arrays and field.name not in meta]
     if missing:
         raise CheckpointError(f"{path} is incomplete: its metadata lacks {', '.join(missing)}")
@@ -408,9 +437,18 @@ def _check_compatible(solver, path, meta):
         raise CheckpointError(f"{path} was written by a run seeded with {meta['seed']}, but this solver's seed is "
                               f"{solver.seed}: a resume continues the checkpoint's random generators, so the seed "
                               "cannot change")
-    if meta["epoch"] > solver.num_epochs:
+    result = meta.get("result", _COMPATIBILITY_DEFAULTS["result"])
+    if result != getattr(solver, "result", "best"):
+        raise CheckpointError(f"{path} was written by a run with result {result!r}, but this solver's is "
+                              f"{solver.result!r}: the state it kept as the result was chosen by the first")
+    total = getattr(solver, "total_iterations", solver.num_epochs * solver.iterations_per_epoch)
+    ended_partial = meta["iteration"] != meta["epoch"] * solver.iterations_per_epoch + meta["batch_in_epoch"]
+    if ended_partial and meta["iteration"] != total:  # epochs after a partial one would not line up
+        raise CheckpointError(f"{path} is the end of a run whose last epoch was partial (fractional num_epochs, "
+                              f"{meta['iteration']} steps); it cannot be continued to {total} steps")
+    if meta["iteration"] > total:
         raise CheckpointError(f"{path} has already completed {meta['epoch']} epochs, more than this solver's "
-                              f"num_epochs ({solver.num_epochs})")
+                              f"num_epochs ({solver.num_epochs:g}): {meta['iteration']} steps, this run makes {total}")
 
 
 # ----------------------------------------------------------------------

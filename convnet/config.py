@@ -7,12 +7,13 @@ An experiment file has these sections (every key but ``name`` has a default)::
     threads: null               # kernels + BLAS threads (null: OMP_NUM_THREADS or all cores)
     data:    {source: sample|cifar10, root, download, num_training, num_validation,
               num_test, normalization: mean_image|per_channel|null,
-              augment: {crop_padding, flip, cutout_size}}
+              augment: {crop_padding, flip, cutout_size, pad_mode}}
     model:   {type: TwoLayerNet|FullyConnectedNet|ThreeLayerConvNet|ConvNet, ...its OPTIONS}
-    optim:   {rule: sgd|sgd_momentum|nesterov|rmsprop|adam|adamw, ...its hyperparameters}
-    schedule: {type: constant|exponential|step|cosine|onecycle, ...its options}
+    optim:   {rule: sgd|sgd_momentum|nesterov|rmsprop|adam|adamw, ...its hyperparameters,
+              groups: [{params, lr_multiplier, weight_decay, frozen, freeze_after_epoch}, ...]}
+    schedule: {type: constant|exponential|step|cosine|onecycle|piecewise_linear, ...its options}
     solver:  {batch_size, num_epochs, num_train_samples, num_val_samples, print_every,
-              eval_batch_size}
+              eval_batch_size, result, lookahead: {every, decay, power}, tta}
     output:  {dir, checkpoint, plots}
 
 :func:`load_config` validates everything before any data is read: an unknown key is named
@@ -30,7 +31,10 @@ import numpy as np
 import yaml
 
 from convnet import optim, schedules
+from convnet.augment import PAD_MODES
+from convnet.callbacks import LOOKAHEAD
 from convnet.data import IMAGE_SHAPE, NORMALIZATIONS, NUM_CLASSES
+from convnet.inference import model_from_config
 from convnet.models import MODEL_TYPES
 from convnet.options import NONE, REQUIRED, ConfigError, Option, check, choose, resolve, unknown_key
 from convnet.solver import OPTIONS as SOLVER_ARGUMENTS
@@ -41,9 +45,14 @@ COUNT = "[0, inf)"
 POSITIVE = "[1, inf)"
 
 AUGMENT = {
-    "crop_padding": Option(0, int, range=COUNT, help="zero-pad by this many pixels, then crop randomly"),
-    "flip": Option(False, bool, help="mirror half of the images left-right"),
+    "crop_padding": Option(0, int, range=COUNT, help="pad by this many pixels (see `pad_mode`), then crop randomly"),
+    "flip": Option(False, (bool, str), choices=(True, False, "alternating"),
+                   help="`true`: mirror a random half of the images left-right; `alternating`: a random half in "
+                        "the first epoch, then each image mirrored in every other epoch relative to that"),
     "cutout_size": Option(0, int, range=COUNT, help="zero a random square of this size"),
+    "pad_mode": Option("zeros", str, choices=PAD_MODES,
+                       help="the border of the crop: `zeros` (the mean colour once normalised) or `reflect` "
+                            "(mirrored image; crop_padding less than the image side)"),
 }
 DATA = {
     "source": Option("sample", str, choices=("sample", "cifar10"),
@@ -53,7 +62,9 @@ DATA = {
     "download": Option(False, bool, help="download CIFAR-10 (MD5-checked) if it is missing"),
     "num_training": Option(None, (int, NONE), range=POSITIVE,
                            help="the first N training images (`null`: all left after validation)"),
-    "num_validation": Option(1000, int, range=COUNT, help="the images right after the training ones (CS231n's split)"),
+    "num_validation": Option(1000, int, range=COUNT,
+                             help="the images right after the training ones (CS231n's split); `0`: train on all "
+                                  "images, the best epoch chosen by train accuracy (use `solver.result: final`)"),
     "num_test": Option(None, (int, NONE), range=COUNT, help="the first N test images (`null`: all)"),
     "normalization": Option("mean_image", (str, NONE), choices=NORMALIZATIONS,
                             help="`mean_image` subtracts the per-pixel training mean; `per_channel` subtracts the "
@@ -124,10 +135,51 @@ def _optim_section(raw):
     rule = section.pop("rule", optim.RULE.default)
     declared = choose("optim.rule", rule, optim.RULES).options
     for key, value in section.items():
+        if key == "groups":  # any rule: groups decide multipliers, decay and freezing for every rule
+            section[key] = optim.resolve_groups(value)
+            continue
         if key not in declared:
-            raise unknown_key(f"optim.{key}", key, list(declared), f" for {rule}")
+            raise unknown_key(f"optim.{key}", key, [*declared, "groups"], f" for {rule}")
         section[key] = check(f"optim.{key}", value, declared[key])
     return {"rule": rule, **section}  # only what the config sets: the rule fills in its declared defaults
+
+
+def _freezes_in_blocks(model):
+    """Whether a block of the model section freezes a parameter after some epoch (a whitening bias)."""
+    layers = model.get("layers") or []
+    return any(isinstance(layer, dict) and layer.get("bias_epochs") is not None for layer in layers)
+
+
+def _check_parameter_plan(config):
+    """Refuse an optim.groups glob that matches no parameter and a freeze epoch the run never reaches.
+
+    The parameter names exist only once the model is built, so it is built (no data is read) when
+    the config has groups or a block that freezes after an epoch."""
+    groups = config["optim"].get("groups") or []
+    if not groups and not _freezes_in_blocks(config["model"]):
+        return
+    model = model_from_config(config["model"], config["seed"])
+    num_epochs = config["solver"]["num_epochs"]
+    optim.check_freeze_epochs(getattr(model, "freeze_after", None) or {}, num_epochs, "model.layers")
+    plans = optim.plan_parameters(groups, model.params)
+    optim.check_freeze_epochs({name: plan.freeze_after for name, plan in plans.items()}, num_epochs)
+
+
+def takes_images(model):
+    """Whether a model section's model takes images (C, H, W), not flat vectors: its input_dim is a list."""
+    return isinstance(model.get("input_dim"), (list, tuple))
+
+
+def _check_solver_fits(config):
+    """The solver keys that depend on others: TTA needs an image model; reflect padding a smaller crop."""
+    solver, model = config["solver"], config["model"]
+    if solver["tta"] is not None and not takes_images(model):
+        raise ConfigError(f"config key 'solver.tta' is {solver['tta']!r}, but model.type {model['type']!r} takes "
+                          "flat vectors, not images: test-time augmentation mirrors and shifts images")
+    augment = config["data"]["augment"]
+    if augment is not None and augment["pad_mode"] == "reflect" and augment["crop_padding"] >= min(IMAGE_SHAPE[1:]):
+        raise ConfigError(f"config key 'data.augment.crop_padding' is {augment['crop_padding']}, but pad_mode "
+                          f"'reflect' needs less than the image side ({min(IMAGE_SHAPE[1:])})")
 
 
 def _check_data_counts(data):
@@ -241,6 +293,8 @@ def validate_config(raw):
     if config["data"]["augment"] is not None:
         config["data"]["augment"] = resolve("data.augment", config["data"]["augment"], AUGMENT)
     config["solver"] = resolve("solver", config["solver"], SOLVER)
+    if config["solver"]["lookahead"] is not None:
+        config["solver"]["lookahead"] = resolve("solver.lookahead", config["solver"]["lookahead"], LOOKAHEAD)
     config["output"] = resolve("output", config["output"], OUTPUT)
     config["model"] = _model_section(config["model"])
     config["optim"] = _optim_section(config["optim"])
@@ -253,6 +307,8 @@ def validate_config(raw):
     training_images = config["data"]["num_training"] or (AVAILABLE_IMAGES[config["data"]["source"]][0]
                                                          - config["data"]["num_validation"])
     _check_model_fits_memory(config["model"], config["solver"], training_images)
+    _check_solver_fits(config)
+    _check_parameter_plan(config)
     _check_output_dir(config["output"]["dir"])
     return config
 

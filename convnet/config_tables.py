@@ -14,7 +14,8 @@ import re
 import sys
 from pathlib import Path
 
-from convnet import config
+from convnet import config, optim
+from convnet.callbacks import LOOKAHEAD
 from convnet.models import MODEL_TYPES
 from convnet.models.blocks import BLOCKS
 from convnet.optim import RULES
@@ -45,7 +46,8 @@ def markdown_default(declared):
 
 def _sections_rows():
     sections = [("", config.TOP), ("data.", config.DATA), ("data.augment.", config.AUGMENT),
-                ("solver.", config.SOLVER), ("output.", config.OUTPUT)]
+                ("optim.", {"groups": optim.GROUPS}), ("optim.groups[].", optim.GROUP),
+                ("solver.", config.SOLVER), ("solver.lookahead.", LOOKAHEAD), ("output.", config.OUTPUT)]
     for prefix, options in sections:
         for key, declared in options.items():
             if prefix == "" and key in ("data", "solver", "output"):

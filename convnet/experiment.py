@@ -55,11 +55,12 @@ def build_model(config):
 
 
 def build_augment(config):
-    """A function (X_batch, rng) -> X_batch, or None when the config asks for no augmentation."""
+    """A function (X_batch, rng, indices, epoch) -> X_batch, or None when the config asks for no augmentation.
+    The experiment seed picks the alternating flip's per-image bits."""
     options = config["data"]["augment"]
     if not options or not (options["crop_padding"] or options["flip"] or options["cutout_size"]):
         return None
-    return functools.partial(augment_batch, **options)
+    return functools.partial(augment_batch, **options, seed=config["seed"])
 
 
 def create_run_dir(config):
@@ -110,14 +111,15 @@ def clean_unresumable_run_dir(run_dir):
 
 def build_solver(config, model, splits, run_dir=None, callbacks=(), progress=True, verbose=True):
     s, o = config["solver"], config["optim"]
-    optim_config = {key: value for key, value in o.items() if key != "rule"}
+    optim_config = {key: value for key, value in o.items() if key not in ("rule", "groups")}
     return Solver(
         model, splits, update_rule=o["rule"], optim_config=optim_config, batch_size=s["batch_size"],
         num_epochs=s["num_epochs"], num_train_samples=s["num_train_samples"], num_val_samples=s["num_val_samples"],
         print_every=s["print_every"], verbose=verbose, schedule=config["schedule"], seed=config["seed"],
         augment=build_augment(config), callbacks=callbacks, eval_batch_size=s["eval_batch_size"],
         checkpoint_dir=run_dir if (run_dir is not None and config["output"]["checkpoint"]) else None,
-        progress=progress, inference=Inference.from_run(config, splits),
+        progress=progress, inference=Inference.from_run(config, splits), groups=o.get("groups"),
+        result=s["result"], lookahead=s["lookahead"], tta=s["tta"],
     )
 
 
@@ -135,7 +137,8 @@ def write_plots(run_dir, solver, model):
 
 def summarize(config, solver, splits, status, wall_seconds, test_acc):
     num_train = len(solver.X_train)
-    trained_images = solver.epoch * num_train + min(solver.batch_in_epoch * solver.batch_size, num_train)
+    full_epochs, steps = divmod(solver.iteration, solver.iterations_per_epoch)  # the last epoch may be partial
+    trained_images = full_epochs * num_train + min(steps * solver.batch_size, num_train)
     return {
         "name": config["name"],
         "status": status,

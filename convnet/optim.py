@@ -11,12 +11,13 @@ Options whose defaults are the ones the rule uses (a hyperparameter left out of 
 takes its declared default). The Solver, config validation and the docs table read it.
 """
 
+import fnmatch
 import functools
 from typing import Callable, NamedTuple
 
 import numpy as np
 
-from convnet.options import Option
+from convnet.options import ConfigError, Option, check, resolve
 
 
 class UpdateRule(NamedTuple):
@@ -155,3 +156,84 @@ RULE = Option("sgd", str, choices=tuple(RULES), help="the update rule; its hyper
 
 #: name -> rule function, for code that wants only the functions.
 UPDATE_RULES = {name: rule.update for name, rule in RULES.items()}
+
+
+# ----------------------------------------------------------------------
+# parameter groups: learning-rate multiplier, weight decay and freezing, decided once for every rule
+# ----------------------------------------------------------------------
+
+#: The keys of one item of optim.groups. ``params`` is a glob (fnmatch on parameter names) or a list of globs.
+GROUP = {
+    "params": Option(None, (str, list), each=Option(None, str),
+                     help="which parameters: a glob on their names (`*.beta`, `whiten1.*`) or a list of globs"),
+    "lr_multiplier": Option(1.0, float, range="[0, inf)", help="their learning rate is optim.learning_rate times this"),
+    "weight_decay": Option(None, (float, type(None)), range="[0, inf)",
+                           help="coupled L2 added to their gradient before the rule (`null`: model.reg as today)"),
+    "frozen": Option(False, bool, help="never updated (no gradient is computed for them)"),
+    "freeze_after_epoch": Option(None, (int, type(None)), range="[0, inf)",
+                                 help="frozen from the start of this epoch (0-based; less than solver.num_epochs)"),
+}
+#: The config key optim.groups: a list of GROUP mappings; the first group whose glob matches a name wins.
+GROUPS = Option(None, (list, type(None)), help="parameter groups (`null`: none); each item's keys are `optim.groups[].*`")
+
+
+def resolve_groups(groups, where="optim.groups", label="config key"):
+    """The groups as a list of mappings with every GROUP key (params as a list of globs), or ConfigError."""
+    groups = check(where, groups, GROUPS, label)
+    resolved = []
+    for i, group in enumerate(groups or []):
+        path = f"{where}[{i}]"
+        group = resolve(path, group, GROUP, label=label)
+        if group["params"] is None:
+            raise ConfigError(f"{label} '{path}.params' is required: a glob or a list of globs on parameter names")
+        if isinstance(group["params"], str):
+            group["params"] = [group["params"]]
+        if not group["params"]:
+            raise ConfigError(f"{label} '{path}.params' is an empty list; give at least one glob")
+        resolved.append(group)
+    return resolved
+
+
+class ParameterPlan(NamedTuple):
+    """What the groups decided for one parameter."""
+
+    lr_multiplier: float
+    weight_decay: object  # float, or None: the model's own L2 (model.reg) applies
+    freeze_after: object  # int epoch from which it is frozen, or None: trained throughout
+
+
+DEFAULT_PLAN = ParameterPlan(1.0, None, None)
+
+
+def plan_parameters(groups, names, where="optim.groups", label="config key"):
+    """{parameter name: ParameterPlan} for resolved ``groups`` (see resolve_groups) over ``names``.
+
+    The first group with a glob matching a name decides it; unmatched names get DEFAULT_PLAN.
+    A glob that matches no name at all is a ConfigError naming it (a typo would otherwise be silent).
+    """
+    names = list(names)
+    for i, group in enumerate(groups):
+        for j, pattern in enumerate(group["params"]):
+            if not fnmatch.filter(names, pattern):
+                path = f"{where}[{i}].params" + (f"[{j}]" if len(group["params"]) > 1 else "")
+                raise ConfigError(f"{label} '{path}' is {pattern!r}, which matches no parameter of the model "
+                                  f"(its parameters: {', '.join(names)})")
+    plans = {}
+    for name in names:
+        group = next((g for g in groups if any(fnmatch.fnmatchcase(name, p) for p in g["params"])), None)
+        if group is None:
+            plans[name] = DEFAULT_PLAN
+        else:
+            freeze = 0 if group["frozen"] else group["freeze_after_epoch"]
+            plans[name] = ParameterPlan(group["lr_multiplier"], group["weight_decay"], freeze)
+    return plans
+
+
+def check_freeze_epochs(freeze_after, num_epochs, where="optim.groups", label="config key"):
+    """ConfigError if a parameter is frozen from an epoch the run never reaches (>= num_epochs): the
+    freezing would have no effect, which is a mistake in the epochs rather than a wish."""
+    late = {name: epoch for name, epoch in freeze_after.items() if epoch is not None and epoch >= num_epochs}
+    if late:
+        name, epoch = next(iter(late.items()))
+        raise ConfigError(f"{label} '{where}': parameter {name!r} would be frozen from epoch {epoch}, but the run "
+                          f"has only {num_epochs:g} epochs (solver.num_epochs); freeze it earlier or drop it")

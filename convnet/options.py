@@ -99,7 +99,7 @@ class Option:
         write_choice formats each choice's YAML spelling (the docs write them as code).
         """
         if self.choices is not None:
-            return "one of " + ", ".join(write_choice("null" if c is None else str(c)) for c in self.choices)
+            return "one of " + ", ".join(write_choice(_yaml_word(c)) for c in self.choices)
         names = []
         for t in self.types:
             name = TYPE_NAMES.get(t, t.__name__)
@@ -110,6 +110,12 @@ class Option:
                 name = f"{name} {self.range.describe()}"
             names.append(name)
         return " or ".join(names)
+
+
+def _yaml_word(choice):
+    """A choice as a YAML file writes it: null, true, false, or the value."""
+    return {None: "null", True: "true", False: "false"}[choice] if choice is None or isinstance(choice, bool) \
+        else str(choice)
 
 
 def _plural(description):
@@ -130,7 +136,8 @@ def did_you_mean(word, allowed):
 
 def not_one_of(path, value, allowed, context="", label="config key"):
     """ConfigError: path's value must be one of allowed (with the closest one suggested)."""
-    names = ", ".join("null" if name is None else repr(name) for name in allowed)  # as the YAML file writes None
+    names = ", ".join(_yaml_word(name) if name is None or isinstance(name, bool) else repr(name)
+                      for name in allowed)  # as the YAML file writes None, True and False
     return ConfigError(f"{label} '{path}'{context} must be one of [{names}], got {value!r}"
                        f"{did_you_mean(value, allowed)}")
 

@@ -74,6 +74,35 @@ def onecycle(base_lr, num_epochs, peak_epoch, start_factor, final_factor):
     return lr
 
 
+def piecewise_linear(base_lr, num_epochs, points):
+    """base_lr times a piecewise linear function of the fraction of training done, x = epoch / num_epochs
+    (0 at the start, 1 at the end): ``points`` [[x, y], ...] with increasing x in [0, 1], y the multiplier;
+    linear in between, the first and last y held outside the points."""
+    xs = [float(x) for x, _ in points]
+    ys = [float(y) for _, y in points]
+
+    def lr(epoch):
+        x = epoch / num_epochs
+        if x <= xs[0]:
+            return base_lr * ys[0]
+        for x0, y0, x1, y1 in zip(xs, ys, xs[1:], ys[1:]):
+            if x <= x1:
+                return base_lr * (y0 + (y1 - y0) * (x - x0) / (x1 - x0))
+        return base_lr * ys[-1]
+
+    return lr
+
+
+def _points_problem(num_epochs, epochs_key, points):
+    """(option, reason) unless the points' x are increasing and within [0, 1]."""
+    xs = [x for x, _ in points]
+    if any(not 0.0 <= x <= 1.0 for x in xs):
+        return "points", f"must have every x (the fraction of training) in [0, 1], got {points}"
+    if any(a >= b for a, b in zip(xs, xs[1:])):
+        return "points", f"must have increasing x (the fraction of training), got {points}"
+    return None
+
+
 def _before_the_end(option, epoch, num_epochs, epochs_key):
     """(option, reason) if epoch is not before the end of training (None: not set), else None."""
     if epoch is not None and epoch >= num_epochs:
@@ -113,6 +142,16 @@ SCHEDULES = {
         "linear up to the base rate at peak_epoch, then linear down",
         lambda num_epochs, epochs_key, peak_epoch, **_: _before_the_end(
             "peak_epoch", peak_epoch, num_epochs, epochs_key)),
+    "piecewise_linear": Schedule(
+        piecewise_linear,
+        {"points": Option([[0.0, 1.0], [1.0, 1.0]], list,
+                          each=Option(None, list, each=Option(None, float, range="[0, inf)"), length=2),
+                          help="[[x, y], ...]: x the fraction of training (0..1, increasing), y the multiplier "
+                               "of the learning rate; at least 2 points")},
+        "the learning rate times a piecewise linear function of the fraction of training",
+        lambda num_epochs, epochs_key, points, **_: (
+            ("points", f"must hold at least 2 [x, y] points, got {points}") if len(points) < 2
+            else _points_problem(num_epochs, epochs_key, points))),
 }
 
 

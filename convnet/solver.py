@@ -24,6 +24,7 @@ or non-finite parameters at the end of an epoch, stop training with
 :class:`TrainingDiverged` before anything is checkpointed.
 """
 
+import inspect
 import math
 import numbers
 import signal
@@ -34,10 +35,10 @@ from pathlib import Path
 import numpy as np
 
 from convnet import optim
-from convnet.callbacks import Checkpoint, Progress
+from convnet.callbacks import LOOKAHEAD, Checkpoint, Lookahead, Progress
 from convnet.checkpoint import load_model_state, model_state, restore_solver
-from convnet.models.base import predict_labels, regularized_names
-from convnet.options import NONE, Option, check, choose
+from convnet.models.base import TTA_MODES, predict_labels, regularized_names
+from convnet.options import NONE, ConfigError, Option, check, choose, resolve
 from convnet.schedules import SCHEDULES, make_schedule
 
 
@@ -48,12 +49,21 @@ POSITIVE = "[1, inf)"
 #: ranges and the constructor's defaults, checked for every Solver.
 OPTIONS = {
     "batch_size": Option(100, int, range=POSITIVE, help="images per update"),
-    "num_epochs": Option(10, int, range=POSITIVE, help="full passes over the training images"),
+    "num_epochs": Option(10, (int, float), range="(0, inf)",
+                         help="passes over the training images; a fraction stops after ceil(num_epochs * "
+                              "iterations per epoch) steps, the last epoch partial (still evaluated and saved)"),
     "num_train_samples": Option(1000, (int, NONE), range=POSITIVE,
                                 help="training images used for the train accuracy after each epoch (`null`: all)"),
     "num_val_samples": Option(None, (int, NONE), range=POSITIVE, help="validation images per check (`null`: all)"),
     "print_every": Option(10, int, range=POSITIVE, help="print the loss every this many iterations (verbose)"),
     "eval_batch_size": Option(256, int, range=POSITIVE, help="images per forward pass when measuring accuracy"),
+    "result": Option("best", str, choices=("best", "final"),
+                     help="the state the run ends with and tests: `best` epoch (by val accuracy, else train "
+                          "accuracy; CS231n) or `final` (after the last step; use it with data.num_validation: 0)"),
+    "lookahead": Option(None, (dict, NONE), help="weight averaging (`null`: none); keys `solver.lookahead.*`"),
+    "tta": Option(None, (str, NONE), choices=TTA_MODES,
+                  help="test-time augmentation in the val and test accuracy (image models): `flip` averages the "
+                       "logits of x and its mirror; `flip_translate` adds 1-pixel shifts"),
 }
 # Acted on between two steps: Ctrl-C, and the polite stop that kill, schedulers and launchers send.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -76,13 +86,19 @@ class Solver:
     (event, solver, info); events in convnet.callbacks), checkpoint_dir (checkpoint.npz and
     best.npz there), progress (tqdm bar; default: when verbose and stderr is a terminal),
     eval_batch_size, inference (a convnet.checkpoint.Inference: the resolved config, normalisation
-    statistics and class names, written into every checkpoint so the trained model predicts on its own).
+    statistics and class names, written into every checkpoint so the trained model predicts on its own),
+    groups (parameter groups, see convnet.optim.GROUP), result ('best' | 'final'), lookahead (None or
+    {every, decay, power}: see convnet.callbacks.Lookahead), tta (None | 'flip' | 'flip_translate').
+
+    ``augment`` may also take keyword arguments ``indices`` (the batch's rows of X_train) and ``epoch``
+    (0-based); the Solver passes them when its signature has both (convnet.augment's alternating flip).
     """
 
     def __init__(self, model, data, update_rule="sgd", optim_config=None, lr_decay=1.0, batch_size=100,
                  num_epochs=10, num_train_samples=1000, num_val_samples=None, checkpoint_name=None,
                  print_every=10, verbose=True, schedule=None, seed=None, augment=None, callbacks=(),
-                 checkpoint_dir=None, progress=None, eval_batch_size=256, inference=None):
+                 checkpoint_dir=None, progress=None, eval_batch_size=256, inference=None, groups=None,
+                 result="best", lookahead=None, tta=None):
         self.model = model
         self.X_train, self.y_train = data["X_train"], np.asarray(data["y_train"])
         self.X_val, self.y_val = data.get("X_val"), data.get("y_val")
@@ -91,7 +107,7 @@ class Solver:
                              f"got {len(self.X_train)} and {len(self.y_train)}")
         arguments = {"batch_size": batch_size, "num_epochs": num_epochs, "num_train_samples": num_train_samples,
                      "num_val_samples": num_val_samples, "print_every": print_every,
-                     "eval_batch_size": eval_batch_size}
+                     "eval_batch_size": eval_batch_size, "result": result, "lookahead": lookahead, "tta": tta}
         arguments = {key: check(key, value, OPTIONS[key], label=ARGUMENT) for key, value in arguments.items()}
         if isinstance(update_rule, str):
             self.update_rule_name = update_rule
@@ -116,15 +132,58 @@ class Solver:
         self.print_every = arguments["print_every"]
         self.verbose = verbose
         self.augment = augment
+        self._augment_takes_positions = _takes_keywords(augment, ("indices", "epoch"))
         self.eval_batch_size = arguments["eval_batch_size"]
         self.seed = int(seed) if isinstance(seed, numbers.Integral) else None  # None: unseeded (or a Generator)
         self.rng = np.random.default_rng(seed)
         self.inference = inference  # written into checkpoints, never read by the loop
         self.iterations_per_epoch = math.ceil(len(self.X_train) / self.batch_size)
+        # A fractional num_epochs ends inside an epoch; rounded first so that 9.9 * 10 is 99 steps, not 100.
+        self.total_iterations = max(1, math.ceil(round(self.num_epochs * self.iterations_per_epoch, 6)))
+        self.epoch_count = math.ceil(self.total_iterations / self.iterations_per_epoch)  # the last may be partial
+        self.result = arguments["result"]
+        self.tta = self._check_tta(arguments["tta"])
+        self._plan_parameters(groups)
+        self.lookahead = None
+        if arguments["lookahead"] is not None:
+            self.lookahead = Lookahead(**resolve("lookahead", arguments["lookahead"], LOOKAHEAD, label=ARGUMENT))
         self.callbacks = [Progress(progress), *callbacks]
+        if self.lookahead is not None:  # before Checkpoint: a checkpoint holds the state after its update
+            self.callbacks.append(self.lookahead)
         if checkpoint_dir is not None or checkpoint_name is not None:
             self.callbacks.append(Checkpoint(checkpoint_dir, checkpoint_name))
         self._reset()
+
+    def _check_tta(self, tta):
+        if tta is not None and np.ndim(self.X_train) != 4:
+            raise ConfigError(f"{ARGUMENT} 'tta' ({tta!r}) needs images (N, C, H, W), but X_train has shape "
+                              f"{np.shape(self.X_train)}: test-time augmentation mirrors and shifts images")
+        return tta
+
+    def _plan_parameters(self, groups):
+        """Decide once, for every update rule, each parameter's learning-rate multiplier, weight decay and
+        freeze epoch (convnet.optim.plan_parameters), and merge the freeze epochs into model.freeze_after."""
+        self.groups = optim.resolve_groups(groups, "groups", label=ARGUMENT)
+        self.plans = optim.plan_parameters(self.groups, self.model.params, "groups", label=ARGUMENT)
+        own = {name: epoch for name, epoch in (getattr(self.model, "freeze_after", None) or {}).items()
+               if epoch is not None}  # the model's blocks' own (e.g. a whitening layer's)
+        optim.check_freeze_epochs(own, self.num_epochs, "model", label=ARGUMENT)
+        grouped = {name: plan.freeze_after for name, plan in self.plans.items() if plan.freeze_after is not None}
+        optim.check_freeze_epochs(grouped, self.num_epochs, "groups", label=ARGUMENT)
+        self.freeze_after = {**own, **{name: min(epoch, own.get(name, epoch)) for name, epoch in grouped.items()}}
+        if self.freeze_after or hasattr(self.model, "freeze_after"):
+            self.model.freeze_after = dict(self.freeze_after)
+        # A group's weight_decay replaces the model's own L2 (model.reg) for its parameters: the gradient,
+        # which already holds reg * W for a regularised one, gets (weight_decay - reg) * W more.
+        reg, regularized = float(getattr(self.model, "reg", 0.0) or 0.0), self._regularized()
+        model_decay = {name: reg if name in regularized else 0.0 for name in self.model.params}
+        self.extra_decay = {name: plan.weight_decay - model_decay[name] for name, plan in self.plans.items()
+                            if plan.weight_decay is not None and plan.weight_decay != model_decay[name]}
+
+    def _regularized(self):
+        """The parameters under the model's L2 rule, which weight decay follows (convnet.models.base)."""
+        return set(self.model.regularized() if hasattr(self.model, "regularized")
+                   else regularized_names(self.model.params))
 
     def _reset(self):
         """Fresh training state: position, histories, optimizer state, best model."""
@@ -148,10 +207,9 @@ class Solver:
         self.resumed_from = None  # the checkpoint load_checkpoint restored, if any
         self._checkpointed_at = {}  # path -> (epoch, iteration) of the state it holds
         self._stop_requested = False
+        self._initialized_from_data = False  # model.initialize_from_data runs once, before a fresh run's first step
         self.epoch_train_seconds, self.epoch_images = 0.0, 0  # the current epoch's so far
-        # Weight decay follows the model's L2 rule: one rule for both (convnet.models.base).
-        decayed = set(self.model.regularized() if hasattr(self.model, "regularized")
-                      else regularized_names(self.model.params))
+        decayed = self._regularized()  # adamw's decoupled decay follows the model's L2 rule
         self.optim_configs = {}
         for name in self.model.params:
             config = dict(self.optim_config)
@@ -165,7 +223,14 @@ class Solver:
 
     @property
     def best_selected_by(self):
+        """What chose best_state: 'final' (result: final keeps the last epoch's), 'val_acc' or 'train_acc'."""
+        if self.result == "final":
+            return "final"
         return "val_acc" if self.has_validation else "train_acc"
+
+    def epoch_length(self, epoch):
+        """Steps in epoch ``epoch`` (0-based): iterations_per_epoch, fewer in a partial last epoch."""
+        return max(0, min(self.iterations_per_epoch, self.total_iterations - epoch * self.iterations_per_epoch))
 
     @property
     def best_params(self):
@@ -197,28 +262,64 @@ class Solver:
 
     def step(self):
         """One update on the next minibatch of the current epoch; returns (images, loss, lr)."""
+        self._initialize_from_data()
         if self.epoch_order is None:
             self.epoch_order = self.rng.permutation(len(self.X_train))
             self.batch_in_epoch = 0
+        frozen = self._apply_freezing()
         start = self.batch_in_epoch * self.batch_size
         indices = self.epoch_order[start : start + self.batch_size]
         X_batch, y_batch = self.X_train[indices], self.y_train[indices]
         if self.augment is not None:
-            X_batch = self.augment(X_batch, self.rng)
+            X_batch = self._augmented(X_batch, indices)
         loss, grads = self.model.loss(X_batch, y_batch)
         if not np.isfinite(loss):
             self._diverged(f"loss became {loss} at epoch {self.progress_epochs:.2f} (iteration {self.iteration + 1}, "
                            f"learning rate {self.lr_history[-1] if self.lr_history else self.base_lr:g})")
         lr = self.schedule(self.progress_epochs)
-        for name, w in self.model.params.items():
-            config = self.optim_configs[name]
-            config["learning_rate"] = lr
-            self.model.params[name], self.optim_configs[name] = self.update_rule(w, grads[name], config)
+        self._update(grads, lr, frozen)
         self.loss_history.append(float(loss))
         self.lr_history.append(lr)
         self.batch_in_epoch += 1
         self.iteration += 1
         return len(indices), float(loss), lr
+
+    def _augmented(self, X_batch, indices):
+        """augment(X_batch, rng), with the batch's training-set indices and the epoch when it takes them."""
+        if self._augment_takes_positions:
+            return self.augment(X_batch, self.rng, indices=indices, epoch=self.epoch)
+        return self.augment(X_batch, self.rng)
+
+    def _update(self, grads, lr, frozen):
+        """Apply the update rule to every parameter with a gradient that is not frozen, with its group's
+        learning-rate multiplier and weight decay (decided once in _plan_parameters)."""
+        for name, w in self.model.params.items():
+            if name in frozen or name not in grads:  # a frozen parameter's block computes no gradient
+                continue
+            dw = grads[name]
+            if name in self.extra_decay:
+                dw = dw + self.extra_decay[name] * w
+            config = self.optim_configs[name]
+            config["learning_rate"] = lr * self.plans[name].lr_multiplier
+            self.model.params[name], self.optim_configs[name] = self.update_rule(w, dw, config)
+
+    def _apply_freezing(self):
+        """model.frozen for the current epoch: a pure function of the epoch, so a resume needs no state."""
+        if not self.freeze_after:
+            return frozenset()
+        frozen = {name for name, epoch in self.freeze_after.items() if self.epoch >= epoch}
+        if getattr(self.model, "frozen", None) != frozen:
+            self.model.frozen = frozen
+        return frozen
+
+    def _initialize_from_data(self):
+        """model.initialize_from_data(X_train) once, before the first step of a fresh run (never on a
+        resume: what it computes is a parameter, restored from the checkpoint)."""
+        if self._initialized_from_data:
+            return
+        self._initialized_from_data = True
+        if self.iteration == 0 and hasattr(self.model, "initialize_from_data"):
+            self.model.initialize_from_data(self.X_train)
 
     def train(self, epochs=None):
         """Train until num_epochs are done (or for at most ``epochs`` more epochs this call).
@@ -227,16 +328,17 @@ class Solver:
         Returns self; ``self.interrupted`` tells whether a Ctrl-C or SIGTERM stopped it
         (``self.stop_signal``: which).
         """
-        stop_at = self.num_epochs if epochs is None else min(self.num_epochs, self.epoch + epochs)
+        stop_at = self.epoch_count if epochs is None else min(self.epoch_count, self.epoch + epochs)
         self.interrupted, self._stop_requested, self.stop_signal = False, False, None
         previous_handlers = self._catch_stop_signals()
         try:
+            self._initialize_from_data()  # before 'start': a lookahead average starts from the initialised model
             self.notify("start", {"epoch": self.epoch, "iteration": self.iteration})
             while self.epoch < stop_at:
                 if self.batch_in_epoch == 0:
                     self.epoch_train_seconds, self.epoch_images = 0.0, 0
                 self.notify("epoch_start", {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch})
-                while self.batch_in_epoch < self.iterations_per_epoch:
+                while self.batch_in_epoch < self.epoch_length(self.epoch):
                     started = time.perf_counter()
                     count, loss, lr = self.step()
                     self.epoch_train_seconds += time.perf_counter() - started
@@ -254,14 +356,16 @@ class Solver:
         finally:
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
-        if self.epoch >= self.num_epochs and self.best_state is not None:
+        if self.epoch >= self.epoch_count and self.best_state is not None and self.result == "best":
             load_model_state(self.model, self.best_state)
         self.notify("end", {"best_val_acc": self.best_val_acc, "best_epoch": self.best_epoch})
         return self
 
     def _end_of_epoch(self):
-        train_acc = self.check_accuracy(self.X_train, self.y_train, self.num_train_samples)
+        # TTA is for the val and test accuracy; the train accuracy follows training progress.
+        train_acc = self.check_accuracy(self.X_train, self.y_train, self.num_train_samples, tta=None)
         val_acc = self.check_accuracy(self.X_val, self.y_val, self.num_val_samples) if self.has_validation else None
+        steps = self.epoch_length(self.epoch)
         self.train_acc_history.append(train_acc)
         self.val_acc_history.append(val_acc)
         self.epoch_seconds.append(self.epoch_train_seconds)
@@ -269,31 +373,34 @@ class Solver:
         self.epoch += 1
         self.epoch_order, self.batch_in_epoch = None, 0
         score = val_acc if val_acc is not None else train_acc
-        if self.best_score is None or score > self.best_score:
+        if self.best_score is None or score > self.best_score or self.result == "final":
             self.best_score, self.best_val_acc, self.best_epoch = score, val_acc, self.epoch
             self.best_state = model_state(self.model)
         seconds = self.epoch_train_seconds
         self.notify("epoch", {"epoch": self.epoch, "train_acc": train_acc, "val_acc": val_acc,
-                              "loss": float(np.mean(self.loss_history[-self.iterations_per_epoch:])),
+                              "loss": float(np.mean(self.loss_history[-steps:])),
                               "learning_rate": self.lr_history[-1], "seconds": seconds,
                               "images_per_second": self.epoch_images / seconds if seconds > 0 else float("nan")})
 
-    def check_accuracy(self, X, y, num_samples=None, batch_size=None):
+    def check_accuracy(self, X, y, num_samples=None, batch_size=None, tta="solver"):
         """Fraction of correctly classified samples, computed in batches in test mode.
 
         num_samples: evaluate a random subset of this size (drawn from the solver's generator);
-        None evaluates the whole split.
+        None evaluates the whole split. tta: the test-time augmentation (default: the solver's).
         """
         y = np.asarray(y)
         if num_samples is not None and len(X) > num_samples:
             subset = self.rng.choice(len(X), num_samples, replace=False)
             X, y = X[subset], y[subset]
         batch_size = batch_size or self.eval_batch_size
-        if hasattr(self.model, "predict"):
-            predictions = self.model.predict(X, batch_size)
-        else:  # a model with only loss(X)
-            predictions = predict_labels(self.model, X, batch_size)
+        predictions = self._predict(X, batch_size, self.tta if tta == "solver" else tta)
         return float(np.mean(predictions == y))
+
+    def _predict(self, X, batch_size, tta):
+        """Labels for X: the model's own predict, else (a model with only loss(X), or with TTA) predict_labels."""
+        if tta is None and hasattr(self.model, "predict"):
+            return self.model.predict(X, batch_size)
+        return predict_labels(self.model, X, batch_size, tta=tta)
 
     def load_checkpoint(self, path, contents=None):
         """Restore a checkpoint written by this Solver's checkpointing (same model and data).
@@ -307,6 +414,7 @@ class Solver:
         """
         self._reset()
         restore_solver(self, path, contents)
+        self._initialized_from_data = True  # the checkpoint holds what it computed
         self.resumed_from = Path(path)
         self._checkpointed_at[self.resumed_from] = (self.epoch, self.iteration)
         return self
@@ -363,3 +471,17 @@ class Solver:
         else:
             where = ""
         raise TrainingDiverged(f"{what}{where}. Lower the learning rate or add normalisation.")
+
+
+def _takes_keywords(function, names):
+    """Whether ``function`` accepts every keyword argument in ``names`` (False when it cannot be inspected)."""
+    if function is None:
+        return False
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return True
+    return all(name in parameters and parameters[name].kind is not inspect.Parameter.POSITIONAL_ONLY
+               for name in names)

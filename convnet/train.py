@@ -162,7 +162,9 @@ def main(argv=None):
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     test = "-" if summary["test_acc"] is None else f"{summary['test_acc']:.4f}"
     val = "-" if summary["best_val_acc"] is None else f"{summary['best_val_acc']:.4f}"
-    print(f"{summary['name']}: test accuracy {test} (best val {val} at epoch {summary['best_epoch']}), "
+    which = (f"final state, epoch {summary['best_epoch']}" if summary["best_selected_by"] == "final"
+             else f"best val {val} at epoch {summary['best_epoch']}")  # solver.result: final keeps the last
+    print(f"{summary['name']}: test accuracy {test} ({which}), "
           f"{summary['wall_seconds'] / 60:.1f} min wall, {summary['images_per_second']} images/s training; "
           f"run directory {run_dir}")
     return 0

@@ -242,6 +242,13 @@ def test_none_counts_use_every_remaining_row(rng):
     np.testing.assert_array_equal(splits["y_val"], y_train[26:])
 
 
+def test_no_validation_split_trains_on_every_image(rng):
+    X_train, y_train, X_test, y_test = small_dataset(rng)
+    splits = data.prepare_splits(X_train, y_train, X_test, y_test, num_validation=0, normalization="mean_image")
+    assert (len(splits["X_train"]), splits["X_val"].shape, splits["y_val"].shape) == (30, (0, 3, 4, 4), (0,))
+    np.testing.assert_allclose(splits["mean"], X_train.mean(axis=0), rtol=1e-6)  # every image's statistics
+
+
 @pytest.mark.parametrize("counts, phrase", [
     ({"num_training": 28, "num_validation": 5}, "= 33 training images requested, but the training set from "
                                                  "FIXTURE holds only 30"),
@@ -604,7 +611,7 @@ def test_augment_batch_applies_crop_flip_cutout_in_that_order(images):
     (lambda X, rng: augment.cutout(X, rng, size=-2), ValueError, "size must be >= 0"),
     (lambda X, rng: augment.augment_batch(X, rng, crop_padding=1.5), TypeError, "crop_padding must be an integer"),
     (lambda X, rng: augment.augment_batch(X, rng, cutout_size=-1), ValueError, "cutout_size must be >= 0"),
-    (lambda X, rng: augment.augment_batch(X, rng, flip="yes"), TypeError, "flip must be True or False"),
+    (lambda X, rng: augment.augment_batch(X, rng, flip="yes"), TypeError, "flip must be True, False or 'alternating'"),
     (lambda X, rng: augment.random_flip(X, 42), TypeError, "rng must be a np.random.Generator"),
 ])
 def test_bad_augmentation_arguments_are_refused(images, rng, call, error, name):

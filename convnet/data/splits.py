@@ -108,7 +108,8 @@ def prepare_splits(X_train, y_train, X_test, y_test, num_training=None, num_vali
     """Training/validation/test splits, normalised with training statistics (CS231n style).
 
     Training = the first ``num_training`` rows of X_train (None: all rows left after validation);
-    validation = the ``num_validation`` rows right after them; test = the first ``num_test``
+    validation = the ``num_validation`` rows right after them (0: none, X_val and y_val empty: train on
+    every image, and let the Solver keep its final state, ``result='final'``); test = the first ``num_test``
     rows of X_test (None: all). normalization: 'mean_image' subtracts the per-pixel training
     mean, 'per_channel' subtracts the per-channel training mean and divides by the per-channel
     training std, None only converts. ``source`` (e.g. a path) names the data in errors.

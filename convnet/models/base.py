@@ -72,10 +72,42 @@ def regularized_names(params):
     return [name for name, value in params.items() if np.ndim(value) >= 2]
 
 
-def predict_labels(model, X, batch_size=256):
+#: Test-time augmentations (solver.tta, evaluate --tta): None, or how the logits of variants of each image are averaged.
+TTA_MODES = (None, "flip", "flip_translate")
+
+
+def tta_scores(model, X, tta=None):
+    """Class scores (N, K) of ``model.loss`` for images X (N, C, H, W), averaged over test-time augmentations.
+
+    None: the scores of X. 'flip': the mean of the scores of X and of its left-right mirror.
+    'flip_translate': 0.5 * flip(X) + 0.5 * the mean of flip() of X shifted by one pixel up-left and by
+    one pixel down-right, the border filled by reflection (the one rule; every accuracy check uses it).
+    """
+    if tta is None:
+        return model.loss(X)
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be one of {list(TTA_MODES)}, got {tta!r}")
+    X = np.asarray(X)
+    if X.ndim != 4:
+        raise ValueError(f"tta={tta!r} needs images X of shape (N, C, H, W), got shape {X.shape}")
+
+    def flip(images):
+        return 0.5 * (model.loss(images) + model.loss(np.ascontiguousarray(images[:, :, :, ::-1])))
+
+    scores = flip(X)
+    if tta == "flip_translate":
+        H, W = X.shape[2:]
+        padded = np.pad(X, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect")
+        shifted = [np.ascontiguousarray(padded[:, :, :H, :W]), np.ascontiguousarray(padded[:, :, 2:, 2:])]
+        scores = 0.5 * scores + 0.5 * (0.5 * (flip(shifted[0]) + flip(shifted[1])))
+    return scores
+
+
+def predict_labels(model, X, batch_size=256, tta=None):
     """Labels (N,) that ``model.loss(X_batch)``'s scores predict for X, batch by batch: all any
-    CS231n-style model (only ``params`` and ``loss``) needs in order to be evaluated."""
-    labels = [np.argmax(model.loss(X[i : i + batch_size]), axis=1) for i in range(0, len(X), batch_size)]
+    CS231n-style model (only ``params`` and ``loss``) needs in order to be evaluated.
+    ``tta``: average the scores over test-time augmentations first (see :func:`tta_scores`)."""
+    labels = [np.argmax(tta_scores(model, X[i : i + batch_size], tta), axis=1) for i in range(0, len(X), batch_size)]
     return np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
 
 
@@ -163,9 +195,9 @@ class Model:
 
     # -- inference -----------------------------------------------------------
 
-    def predict(self, X, batch_size=256):
-        """Predicted labels (N,) for images X, computed in batches in test mode."""
-        return predict_labels(self, X, batch_size)
+    def predict(self, X, batch_size=256, tta=None):
+        """Predicted labels (N,) for images X, computed in batches in test mode (tta: see tta_scores)."""
+        return predict_labels(self, X, batch_size, tta)
 
     def num_parameters(self):
         return int(sum(value.size for value in self.params.values()))
