@@ -36,6 +36,7 @@ import numpy as np
 from convnet import optim
 from convnet.callbacks import Checkpoint, Progress
 from convnet.checkpoint import load_model_state, model_state, restore_solver
+from convnet.distributed import Local
 from convnet.models.base import predict_labels, regularized_names
 from convnet.options import NONE, Option, check, choose
 from convnet.schedules import SCHEDULES, make_schedule
@@ -76,13 +77,15 @@ class Solver:
     (event, solver, info); events in convnet.callbacks), checkpoint_dir (checkpoint.npz and
     best.npz there), progress (tqdm bar; default: when verbose and stderr is a terminal),
     eval_batch_size, inference (a convnet.checkpoint.Inference: the resolved config, normalisation
-    statistics and class names, written into every checkpoint so the trained model predicts on its own).
+    statistics and class names, written into every checkpoint so the trained model predicts on its own),
+    communicator (convnet.distributed: Local, the default, or MPI for data-parallel ranks).
     """
 
     def __init__(self, model, data, update_rule="sgd", optim_config=None, lr_decay=1.0, batch_size=100,
                  num_epochs=10, num_train_samples=1000, num_val_samples=None, checkpoint_name=None,
                  print_every=10, verbose=True, schedule=None, seed=None, augment=None, callbacks=(),
-                 checkpoint_dir=None, progress=None, eval_batch_size=256, inference=None):
+                 checkpoint_dir=None, progress=None, eval_batch_size=256, inference=None,
+                 communicator=None):
         self.model = model
         self.X_train, self.y_train = data["X_train"], np.asarray(data["y_train"])
         self.X_val, self.y_val = data.get("X_val"), data.get("y_val")
@@ -120,6 +123,7 @@ class Solver:
         self.seed = int(seed) if isinstance(seed, numbers.Integral) else None  # None: unseeded (or a Generator)
         self.rng = np.random.default_rng(seed)
         self.inference = inference  # written into checkpoints, never read by the loop
+        self.communicator = communicator if communicator is not None else Local()
         self.iterations_per_epoch = math.ceil(len(self.X_train) / self.batch_size)
         self.callbacks = [Progress(progress), *callbacks]
         if checkpoint_dir is not None or checkpoint_name is not None:
@@ -205,7 +209,8 @@ class Solver:
         X_batch, y_batch = self.X_train[indices], self.y_train[indices]
         if self.augment is not None:
             X_batch = self.augment(X_batch, self.rng)
-        loss, grads = self.model.loss(X_batch, y_batch)
+        # The loss and gradients of the whole batch (each rank computes its shard's; see convnet.distributed).
+        loss, grads = self.communicator.loss_and_grads(self.model, X_batch, y_batch, self._stop_requested)
         if not np.isfinite(loss):
             self._diverged(f"loss became {loss} at epoch {self.progress_epochs:.2f} (iteration {self.iteration + 1}, "
                            f"learning rate {self.lr_history[-1] if self.lr_history else self.base_lr:g})")
@@ -243,13 +248,13 @@ class Solver:
                     self.epoch_images += count
                     self.notify("iteration", {"iteration": self.iteration, "epoch": self.progress_epochs,
                                               "loss": loss, "learning_rate": lr, "images": count})
-                    if self._stop_requested:
+                    if self.communicator.stop_after_step(self._stop_requested):  # the same step on every rank
                         return self._interrupt()
                 self._check_parameters()
-                if self._stop_requested:  # before the evaluation
+                if self.communicator.any(self._stop_requested):  # before the evaluation
                     return self._interrupt()
                 self._end_of_epoch()
-                if self._stop_requested:  # during the evaluation: the epoch is complete and saved
+                if self.communicator.any(self._stop_requested):  # during the evaluation: the epoch is complete and saved
                     return self._interrupt()
         finally:
             for signum, handler in previous_handlers.items():
@@ -260,6 +265,7 @@ class Solver:
         return self
 
     def _end_of_epoch(self):
+        self.communicator.end_of_epoch(self.model)  # ranks average their batch-norm running statistics
         train_acc = self.check_accuracy(self.X_train, self.y_train, self.num_train_samples)
         val_acc = self.check_accuracy(self.X_val, self.y_val, self.num_val_samples) if self.has_validation else None
         self.train_acc_history.append(train_acc)
@@ -282,18 +288,24 @@ class Solver:
         """Fraction of correctly classified samples, computed in batches in test mode.
 
         num_samples: evaluate a random subset of this size (drawn from the solver's generator);
-        None evaluates the whole split.
+        None evaluates the whole split. Each rank predicts its shard of it and the counts are summed.
         """
         y = np.asarray(y)
         if num_samples is not None and len(X) > num_samples:
             subset = self.rng.choice(len(X), num_samples, replace=False)
             X, y = X[subset], y[subset]
         batch_size = batch_size or self.eval_batch_size
-        if hasattr(self.model, "predict"):
-            predictions = self.model.predict(X, batch_size)
-        else:  # a model with only loss(X)
-            predictions = predict_labels(self.model, X, batch_size)
-        return float(np.mean(predictions == y))
+        rows = self.communicator.shard(len(X))
+        X, y = X[rows], y[rows]
+        correct = 0
+        if len(X):
+            if hasattr(self.model, "predict"):
+                predictions = self.model.predict(X, batch_size)
+            else:  # a model with only loss(X)
+                predictions = predict_labels(self.model, X, batch_size)
+            correct = np.count_nonzero(predictions == y)
+        correct, total = self.communicator.sum([correct, len(y)])
+        return float(correct / total)
 
     def load_checkpoint(self, path, contents=None):
         """Restore a checkpoint written by this Solver's checkpointing (same model and data).
