@@ -24,6 +24,7 @@ loss (divergence is decided together) and stops after the same step.
 """
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,7 +133,9 @@ class MPI(Local):
     name = "mpi"
 
     def __init__(self, comm=None):
-        from mpi4py import MPI as mpi  # the one import of mpi4py in convnet
+        with warnings.catch_warnings():  # mpi4py's own warning of a foreign mpiexec: communicator() says more
+            warnings.simplefilter("ignore", RuntimeWarning)
+            from mpi4py import MPI as mpi  # the one import of mpi4py in convnet (it starts MPI)
 
         self._mpi = mpi
         self.comm = mpi.COMM_WORLD if comm is None else comm
@@ -264,14 +267,18 @@ def library_version():
     """The first line of the MPI library's version string (mpi4py's library)."""
     from mpi4py import MPI as mpi
 
-    return mpi.Get_library_version().strip().splitlines()[0]
+    return " ".join(mpi.Get_library_version().strip().splitlines()[0].split())
 
 
 def mpiexec_path():
-    """The mpiexec of the mpich wheel (next to the Python executable), or 'mpiexec' (from PATH)."""
+    """The mpiexec the mpich wheel installed with this Python's scripts (beside the executable,
+    the environment's or the user's scripts folder), else the one on PATH."""
     import shutil
     import sys
+    import sysconfig
     from pathlib import Path
 
-    beside = Path(sys.executable).parent / "mpiexec"
-    return str(beside) if beside.is_file() else (shutil.which("mpiexec") or "mpiexec")
+    folders = [Path(sys.executable).parent, Path(sysconfig.get_path("scripts")),
+               Path(sysconfig.get_path("scripts", f"{os.name}_user"))]
+    found = next((folder / "mpiexec" for folder in folders if (folder / "mpiexec").is_file()), None)
+    return str(found) if found is not None else (shutil.which("mpiexec") or "mpiexec")
