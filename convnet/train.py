@@ -146,6 +146,7 @@ def fail(communicator, message, status, alone=False):
         print(f"{message} (rank {communicator.rank} of {communicator.size}; stopping every rank)", file=sys.stderr)
         sys.stderr.flush()
         communicator.abort(status)
+        return status
     if communicator.is_root:
         print(message, file=sys.stderr)
     return status

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convnet import distributed, train
+from convnet import distributed, experiment, train
 from convnet.augment import augment_batch
 from convnet.checkpoint import load_arrays, load_arrays_and_meta
 from convnet.distributed import DistributedError, Launch, Local, communicator, detect_launch, shard_bounds
@@ -280,3 +280,15 @@ def test_an_mpiexec_of_another_mpi_library_is_refused_instead_of_training_copies
     assert "the launcher started 2 processes (Open MPI, OMPI_COMM_WORLD_SIZE=2) but MPI sees 1" in result.stderr
     assert not (tmp_path / "runs").exists()
 
+
+
+@needs_mpi
+def test_a_failure_on_rank_0_alone_ends_every_rank_instead_of_leaving_them_waiting(tmp_path):
+    """A run directory in use: only rank 0 takes its lock, so only rank 0 fails."""
+    output = tmp_path / "runs"
+    assert train.main([str(write_config(tmp_path)), "--output-dir", str(output), "--quiet"]) == 0
+    run_dir = only_run_dir(output)
+    with experiment.lock_run_dir(run_dir):  # another run trains there
+        result = mpiexec(2, "-m", "convnet.train", "--resume", run_dir, "--set", "solver.num_epochs=3", timeout=60)
+    assert result.returncode == train.EXIT_ERROR
+    assert f"{run_dir} is in use" in result.stderr and "(rank 0 of 2; stopping every rank)" in result.stderr
