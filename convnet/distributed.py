@@ -97,7 +97,6 @@ class Local:
     rank, size = 0, 1
     local_size = 1  # ranks on this machine (they share its CPUs)
     is_root = True
-    name = "local"
 
     def loss_and_grads(self, model, X_batch, y_batch, stop=False):
         """(loss, grads) of the global batch X_batch (N, ...), y_batch (N,); ``stop``: this rank's
@@ -129,8 +128,6 @@ class Local:
 class MPI(Local):
     """K ranks of ``mpiexec``; see the module docstring. ``comm``: an mpi4py communicator
     (default COMM_WORLD)."""
-
-    name = "mpi"
 
     def __init__(self, comm=None):
         with warnings.catch_warnings():  # mpi4py's own warning of a foreign mpiexec: communicator() says more
@@ -194,7 +191,7 @@ class MPI(Local):
     def stop_after_step(self, flag):
         return self._stopping
 
-    # -- the rest: once an epoch ------------------------------------------
+    # -- accuracy checks and the end of an epoch ----------------------------
 
     def any(self, flag):
         return bool(self.comm.allreduce(1 if flag else 0, op=self._mpi.SUM))
