@@ -3,6 +3,7 @@ without MPI, then real ``mpiexec -n 2`` runs (skipped without mpi4py; the test e
 it with the mpich wheel): K ranks train the model one process would, stay bit-identical,
 write one run directory, and stop and resume on any number of ranks."""
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convnet import distributed, experiment, train
+from convnet import distributed, experiment, threads, train
 from convnet.augment import augment_batch
 from convnet.checkpoint import load_arrays, load_arrays_and_meta
 from convnet.distributed import DistributedError, Launch, Local, communicator, detect_launch, shard_bounds
@@ -86,6 +87,13 @@ def test_train_under_mpiexec_without_mpi4py_stops_with_one_line_before_loading_d
     assert status == train.EXIT_ERROR
     assert err.count("\n") == 1 and "mpi4py is not installed" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_ranks_on_one_machine_share_its_cpus_by_default(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 8)
+    monkeypatch.setattr(threads._omp, "openmp_enabled", lambda: True)
+    assert [threads.default_num_threads(ranks) for ranks in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
 
 
 def test_the_local_communicator_leaves_the_solver_as_it_was():
@@ -202,7 +210,10 @@ def test_a_batch_norm_run_on_two_ranks_writes_one_run_directory_and_prints_once(
         "accuracy.png", "best.npz", "checkpoint.npz", "config.yaml", "filters.png", "loss.png", "metrics.csv",
         "summary.json"]
     assert result.stdout.count("tiny: test accuracy") == 1 and result.stdout.count("(Epoch 2 / 2)") == 1
-    assert '"ranks": 2' in (run_dir / "summary.json").read_text()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["ranks"] == 2
+    if not os.environ.get("OMP_NUM_THREADS") and threads.get_num_threads() > 1:  # built with OpenMP
+        assert summary["threads"] == max(1, threads.available_cpus() // 2)  # the two ranks share the cores
 
 
 # A run that sends SIGINT to one rank right after that rank's step ITERATION (its gradients are
