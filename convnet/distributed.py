@@ -17,12 +17,14 @@ shard, and one in-place Allreduce over one preallocated flat buffer sums
 
 over the ranks. The model's loss is a mean over its images plus a regularisation term the
 same on every rank, so the sum equals the loss and gradients of the whole global batch:
-K ranks train the model one process would, up to the order of floating-point additions.
+K ranks train the model one process would, up to the order of floating-point additions
+(dropout included: :class:`RowsOfTheBatch`; batch norm's per-step statistics stay per rank).
 The buffer also carries, per parameter, whether a rank had a gradient for it (a frozen one
 has none) and the ranks' stop flags (Ctrl-C, SIGTERM), so every rank sees the same global
 loss (divergence is decided together) and stops after the same step.
 """
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -173,7 +175,8 @@ class MPI(Local):
         present = buffer[gradients_end:-2]
         buffer[:] = 0
         if count:
-            loss, grads = model.loss(X_batch[rows], y_batch[rows])
+            with dropout_masks_of_the_batch(model, total, rows):
+                loss, grads = model.loss(X_batch[rows], y_batch[rows])
             weight = count / total  # this shard's share of the global batch's mean
             for index, (name, (start, end, _)) in enumerate(slots.items()):
                 if name in grads:
@@ -207,6 +210,8 @@ class MPI(Local):
     def end_of_epoch(self, model):
         self.average_running_statistics(model)
         self.check_in_sync(model)
+        if getattr(model, "rng", None) is not None:  # a rank with an empty shard drew no dropout masks
+            model.rng.bit_generator.state = self.comm.bcast(model.rng.bit_generator.state, root=0)
 
     def average_running_statistics(self, model):
         """Each rank's batch-norm running statistics (means over its shards) -> their average."""
@@ -232,6 +237,35 @@ class MPI(Local):
     def abort(self, status):
         """End every rank now (after a failure on this rank alone, which the others would wait for)."""
         self.comm.Abort(status)
+
+
+class RowsOfTheBatch:
+    """Stands for a dropout layer's generator on a rank: draws the masks of the whole global
+    batch (``total`` rows) from ``generator`` and returns this rank's ``rows`` of them, so that
+    every rank's masks are those one process would draw, and the generators stay equal."""
+
+    def __init__(self, generator, total, rows):
+        self.generator, self.total, self.rows = generator, total, rows
+
+    def random(self, shape):
+        if not shape or shape[0] != self.rows.stop - self.rows.start:  # not a batch-first draw
+            return self.generator.random(shape)
+        return self.generator.random((self.total, *shape[1:]))[self.rows]
+
+
+@contextlib.contextmanager
+def dropout_masks_of_the_batch(model, total, rows):
+    """Within the block, the model's dropout layers (``model.dropout_params``) draw through
+    :class:`RowsOfTheBatch`."""
+    layers = [param for param in getattr(model, "dropout_params", None) or [] if param.get("rng") is not None]
+    generators = [param["rng"] for param in layers]
+    for param, generator in zip(layers, generators):
+        param["rng"] = RowsOfTheBatch(generator, total, rows)
+    try:
+        yield
+    finally:
+        for param, generator in zip(layers, generators):
+            param["rng"] = generator
 
 
 def communicator(mode="auto", environ=None):

@@ -114,18 +114,20 @@ def test_the_local_communicator_leaves_the_solver_as_it_was():
 # ----------------------------------------------------------------------
 
 
-def model_and_data(dtype, batchnorm=False):
+def model_and_data(dtype, batchnorm=False, dropout=False):
     rng = np.random.default_rng(5)
     X = rng.standard_normal((40, 3, 8, 8)).astype(dtype)
     y = rng.integers(3, size=40)
     first = {"type": "conv_bn_relu" if batchnorm else "conv_relu", "filters": 4}
-    model = ConvNet([first, "pool", {"type": "conv_relu", "filters": 6}, "global_avgpool"], input_dim=(3, 8, 8),
-                    num_classes=3, reg=1e-3, dtype=dtype, seed=2)
+    middle = [{"type": "dropout", "keep": 0.7}] if dropout else []
+    model = ConvNet([first, "pool", *middle, {"type": "conv_relu", "filters": 6}, "global_avgpool"],
+                    input_dim=(3, 8, 8), num_classes=3, reg=1e-3, dtype=dtype, seed=2)
+    model.draw_new_dropout_masks()
     return model, {"X_train": X[:29], "y_train": y[:29], "X_val": X[29:], "y_val": y[29:]}
 
 
-def make_solver(dtype, batchnorm=False, communicator=None):
-    model, data = model_and_data(dtype, batchnorm)
+def make_solver(dtype, batchnorm=False, communicator=None, dropout=False):
+    model, data = model_and_data(dtype, batchnorm, dropout)
     return Solver(model, data, update_rule="sgd_momentum", optim_config={"learning_rate": 0.05}, batch_size=7,
                   num_epochs=3, num_train_samples=10, seed=4, verbose=False, augment=augment_batch,
                   communicator=communicator)
@@ -139,12 +141,13 @@ from convnet.distributed import communicator
 from test_distributed import make_solver
 
 comm = communicator("mpi")
-dtype, batchnorm, out = np.dtype(sys.argv[1]), sys.argv[2] == "bn", sys.argv[3]
-solver = make_solver(dtype, batchnorm, comm).train()
+dtype, kind, out = np.dtype(sys.argv[1]), sys.argv[2], sys.argv[3]
+solver = make_solver(dtype, kind == "bn", comm, dropout=kind == "dropout").train()
 states = comm.comm.gather(solver.model.state())
 if comm.is_root:
     arrays = {{f"rank{{rank}}/{{key}}": value for rank, state in enumerate(states) for key, value in state.items()}}
     np.savez(out, loss=np.array(solver.loss_history), train_acc=np.array(solver.train_acc_history),
+             model_rng=np.array(str(solver.model.rng.bit_generator.state)),
              val_acc=np.array(solver.val_acc_history), **arrays)
 """
 
@@ -164,20 +167,22 @@ def mpiexec(ranks, *arguments, timeout=120):
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environ, cwd=TESTS.parent)
 
 
-def run_solver_on_two_ranks(tmp_path, dtype, batchnorm=False):
+def run_solver_on_two_ranks(tmp_path, dtype, kind="plain"):
     script = tmp_path / "solver_script.py"
     script.write_text(SOLVER_SCRIPT.format(tests=str(TESTS)))
-    result = mpiexec(2, script, np.dtype(dtype).name, "bn" if batchnorm else "plain", tmp_path / "ranks.npz")
+    result = mpiexec(2, script, np.dtype(dtype).name, kind, tmp_path / "ranks.npz")
     assert result.returncode == 0, result.stderr
     with np.load(tmp_path / "ranks.npz") as saved:
         return dict(saved)
 
 
 @needs_mpi
-@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-4)])
-def test_two_ranks_train_the_model_one_process_trains_with_the_same_global_batch(tmp_path, dtype, rtol):
-    saved = run_solver_on_two_ranks(tmp_path, dtype)
-    one = make_solver(dtype).train()
+@pytest.mark.parametrize("dtype, rtol, kind", [(np.float64, 1e-10, "plain"), (np.float32, 1e-4, "plain"),
+                                               (np.float64, 1e-10, "dropout")])
+def test_two_ranks_train_the_model_one_process_trains_with_the_same_global_batch(tmp_path, dtype, rtol, kind):
+    """Dropout too: each rank keeps its rows of the masks of the whole batch."""
+    saved = run_solver_on_two_ranks(tmp_path, dtype, kind)
+    one = make_solver(dtype, dropout=kind == "dropout").train()
     assert len(saved["loss"]) == len(one.loss_history) == 15  # 5 batches (the last of 1 image) for 3 epochs
     np.testing.assert_allclose(saved["loss"], one.loss_history, rtol=rtol)
     for key, value in one.model.state().items():
@@ -185,11 +190,12 @@ def test_two_ranks_train_the_model_one_process_trains_with_the_same_global_batch
         np.testing.assert_array_equal(saved[f"rank1/{key}"], saved[f"rank0/{key}"], err_msg=f"ranks differ: {key}")
     if dtype == np.float64:  # the accuracy checks split over the ranks count the same images
         assert list(saved["train_acc"]) == one.train_acc_history and list(saved["val_acc"]) == one.val_acc_history
+    assert str(saved["model_rng"]) == str(one.model.rng.bit_generator.state)
 
 
 @needs_mpi
 def test_with_batch_norm_the_ranks_average_their_running_statistics_and_stay_identical(tmp_path):
-    saved = run_solver_on_two_ranks(tmp_path, np.float32, batchnorm=True)
+    saved = run_solver_on_two_ranks(tmp_path, np.float32, "bn")
     one = make_solver(np.float32, batchnorm=True).train()
     running = [key for key in one.model.state() if key.startswith("bn/")]
     assert running
