@@ -5,8 +5,10 @@ write one run directory, and stop and resume on any number of ranks."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -309,3 +311,28 @@ def test_a_failure_on_rank_0_alone_ends_every_rank_instead_of_leaving_them_waiti
         result = mpiexec(2, "-m", "convnet.train", "--resume", run_dir, "--set", "solver.num_epochs=3", timeout=60)
     assert result.returncode == train.EXIT_ERROR
     assert f"{run_dir} is in use" in result.stderr and "(rank 0 of 2; stopping every rank)" in result.stderr
+
+
+@needs_mpi
+def test_a_sigterm_to_mpiexec_stops_every_rank_and_rank_0_saves_a_checkpoint_that_resumes(tmp_path):
+    """What a job scheduler sends: mpiexec passes it on to every rank."""
+    output = tmp_path / "runs"
+    config = write_config(tmp_path, solver={"num_epochs": 400})  # minutes of training, unless stopped
+    environ = {key: value for key, value in os.environ.items() if not key.startswith(("PMI_", "OMPI_", "PMIX_"))}
+    launcher = subprocess.Popen([distributed.mpiexec_path(), "-n", "2", sys.executable, "-m", "convnet.train",
+                                 str(config), "--output-dir", str(output), "--no-progress", "--quiet"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list(output.glob("tiny/*/checkpoint.npz")):  # epoch 1 is done
+            time.sleep(0.05)
+        launcher.send_signal(signal.SIGTERM)
+        _, err = launcher.communicate(timeout=60)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == train.EXIT_TERMINATED, err
+    assert err.count("stopped by SIGTERM; checkpoint saved to") == 1
+    run_dir = only_run_dir(output)
+    _, meta = load_arrays_and_meta(run_dir / "checkpoint.npz")
+    assert 1 <= meta["epoch"] < 400
+    assert train.main(["--resume", str(run_dir), "--set", f"solver.num_epochs={meta['epoch'] + 1}", "--quiet"]) == 0
