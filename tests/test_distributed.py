@@ -98,6 +98,15 @@ def test_ranks_on_one_machine_share_its_cpus_by_default(monkeypatch):
     assert [threads.default_num_threads(ranks) for ranks in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
 
 
+def test_one_process_never_imports_mpi4py():
+    """mpi4py starts MPI when imported: only a run that uses MPI may do it (in convnet.distributed)."""
+    code = ("import sys, convnet.train; from convnet.distributed import communicator; communicator('auto', {}); "
+            "print('mpi4py' in sys.modules)")
+    environ = {key: value for key, value in os.environ.items() if not key.startswith(("PMI_", "OMPI_", "PMIX_"))}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=environ)
+    assert result.stdout.strip() == "False", result.stderr
+
+
 def test_the_local_communicator_leaves_the_solver_as_it_was():
     """With one process the Solver's code path is the same: Local passes the model's own loss through."""
     model, data = model_and_data(np.float64)
