@@ -345,3 +345,32 @@ def test_a_sigterm_to_mpiexec_stops_every_rank_and_rank_0_saves_a_checkpoint_tha
     _, meta = load_arrays_and_meta(run_dir / "checkpoint.npz")
     assert 1 <= meta["epoch"] < 400
     assert train.main(["--resume", str(run_dir), "--set", f"solver.num_epochs={meta['epoch'] + 1}", "--quiet"]) == 0
+
+
+UNLIKE_SCRIPT = """
+import sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+from convnet.distributed import DistributedError, communicator
+from test_distributed import make_solver
+
+comm = communicator("mpi")
+solver = make_solver(np.float64, communicator=comm)
+if comm.rank == 1:  # as if rank 1 had been started with another seed
+    name = next(iter(solver.model.params))
+    solver.model.params[name] = solver.model.params[name] + 1e-3
+try:
+    solver.train()
+except DistributedError as exc:
+    print(f"rank {{comm.rank}} at iteration {{solver.iteration}}: {{exc}}")
+"""
+
+
+@needs_mpi
+def test_ranks_that_do_not_start_alike_are_refused_before_the_first_update(tmp_path):
+    script = tmp_path / "unlike.py"
+    script.write_text(UNLIKE_SCRIPT.format(tests=str(TESTS)))
+    result = mpiexec(2, script)
+    assert result.returncode == 0, result.stderr
+    for rank in (0, 1):
+        assert f"rank {rank} at iteration 0: the ranks' parameters differ" in result.stdout
