@@ -136,6 +136,7 @@ def main(argv=None):
     except BaseException:  # a bug on one rank: the others would wait for it in their next Allreduce
         traceback.print_exc()
         communicator.abort(EXIT_ERROR)
+        return EXIT_ERROR
 
 
 def fail(communicator, message, status, alone=False):
