@@ -109,7 +109,7 @@ def clean_unresumable_run_dir(run_dir):
         return remove_stale_temporaries(run_dir)
 
 
-def build_solver(config, model, splits, run_dir=None, callbacks=(), progress=True, verbose=True):
+def build_solver(config, model, splits, run_dir=None, callbacks=(), progress=True, verbose=True, communicator=None):
     s, o = config["solver"], config["optim"]
     optim_config = {key: value for key, value in o.items() if key not in ("rule", "groups")}
     return Solver(
@@ -119,7 +119,7 @@ def build_solver(config, model, splits, run_dir=None, callbacks=(), progress=Tru
         augment=build_augment(config), callbacks=callbacks, eval_batch_size=s["eval_batch_size"],
         checkpoint_dir=run_dir if (run_dir is not None and config["output"]["checkpoint"]) else None,
         progress=progress, inference=Inference.from_run(config, splits), groups=o.get("groups"),
-        result=s["result"], lookahead=s["lookahead"], tta=s["tta"],
+        result=s["result"], lookahead=s["lookahead"], tta=s["tta"], communicator=communicator,
     )
 
 
@@ -160,7 +160,8 @@ def summarize(config, solver, splits, status, wall_seconds, test_acc):
         # The file holding the state reported here (None: none does, e.g. output.checkpoint is false).
         "checkpoint": _path_or_none(solver.checkpoint_of_this_state),
         "resumed_from": _path_or_none(solver.resumed_from),
-        "threads": convnet.get_num_threads(),
+        "threads": convnet.get_num_threads(),  # per rank
+        "ranks": solver.communicator.size,  # data-parallel processes (convnet.distributed)
         "versions": {"convnet": convnet.__version__, "numpy": np.__version__, "python": platform.python_version()},
         "finished": datetime.now().isoformat(timespec="seconds"),
     }
@@ -179,7 +180,7 @@ class RunAborted(KeyboardInterrupt):
         self.run_dir = run_dir
 
 
-def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=print, callbacks=()):
+def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=print, callbacks=(), communicator=None):
     """Train (or resume, given the run_dir) as the config says; returns (summary dict, run_dir).
 
     Resuming checks the checkpoint (readable, complete, fits this config's model and data)
@@ -190,16 +191,20 @@ def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=pri
     returns status 'interrupted' (summary 'stopped_by' names the signal), a Ctrl-C anywhere
     else (or a second one) raises RunAborted naming the run directory. ``callbacks`` are added
     to the Solver's, after the metrics log (a sweep trial's Tune reporter, see convnet.tune).
+    ``communicator`` (convnet.distributed): with several ranks, every rank trains and only the
+    root rank (``is_root``) makes, locks and writes the run directory.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir) if run_dir is not None else None
+    writes = communicator is None or communicator.is_root  # the other ranks only read (a checkpoint to resume)
     try:
         with contextlib.ExitStack() as held:  # the run directory's lock, released however this ends
             if run_dir is not None:  # locked before anything in it is read or written
                 if resume and not run_dir.is_dir():
                     raise FileNotFoundError(f"no run directory at {run_dir}")
-                run_dir.mkdir(parents=True, exist_ok=True)
-                held.enter_context(lock_run_dir(run_dir))
+                if writes:
+                    run_dir.mkdir(parents=True, exist_ok=True)
+                    held.enter_context(lock_run_dir(run_dir))
             if config["threads"] is not None:
                 convnet.set_num_threads(config["threads"])
             checkpoint = run_dir / "checkpoint.npz" if resume else None
@@ -210,17 +215,19 @@ def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=pri
             say(f"data: {len(splits['X_train'])} train, {len(splits['X_val'])} val, "
                 f"{len(splits['X_test'])} test images")
             model = build_model(config)
-            if run_dir is None:
+            if run_dir is None and writes:
                 run_dir = create_run_dir(config)
                 held.enter_context(lock_run_dir(run_dir))
             # MetricsLog rewrites metrics.csv and Checkpoint clears stale temporaries only when training starts.
-            metrics = MetricsLog(run_dir / "metrics.csv", config["solver"]["print_every"])
-            solver = build_solver(config, model, splits, run_dir, [metrics, *callbacks], progress, verbose)
+            metrics = [MetricsLog(run_dir / "metrics.csv", config["solver"]["print_every"])] if writes else []
+            solver = build_solver(config, model, splits, run_dir if writes else None, [*metrics, *callbacks],
+                                  progress, verbose, communicator)
             if resume:
                 solver.load_checkpoint(checkpoint, contents)
                 say(f"resuming {run_dir} at epoch {solver.progress_epochs:.2f} (iteration {solver.iteration})")
             # Only now, the checks above passed; atomically, as a resume rewrites the one its run needs.
-            write_atomically(run_dir / "config.yaml", lambda temporary: dump_config(config, temporary))
+            if writes:
+                write_atomically(run_dir / "config.yaml", lambda temporary: dump_config(config, temporary))
             say(f"model: {config['model']['type']} with {model.num_parameters():,} parameters, "
                 f"{convnet.get_num_threads()} threads; run directory: {run_dir}")
             solver.train()
@@ -230,8 +237,9 @@ def run(config, run_dir=None, resume=False, progress=True, verbose=True, say=pri
                 test_acc = solver.check_accuracy(splits["X_test"], splits["y_test"])
             summary = summarize(config, solver, splits, status, time.perf_counter() - started, test_acc)
             text = json.dumps(summary, indent=2)
-            write_atomically(run_dir / "summary.json", lambda temporary: Path(temporary).write_text(text))
-            if config["output"]["plots"] and solver.train_acc_history:
+            if writes:
+                write_atomically(run_dir / "summary.json", lambda temporary: Path(temporary).write_text(text))
+            if writes and config["output"]["plots"] and solver.train_acc_history:
                 write_plots(run_dir, solver, model)
     except KeyboardInterrupt as exc:
         raise RunAborted(run_dir) from exc

@@ -37,6 +37,7 @@ import numpy as np
 from convnet import optim
 from convnet.callbacks import LOOKAHEAD, Checkpoint, Lookahead, Progress
 from convnet.checkpoint import load_model_state, model_state, restore_solver
+from convnet.distributed import Local
 from convnet.models.base import TTA_MODES, predict_labels, regularized_names
 from convnet.options import NONE, ConfigError, Option, check, choose, resolve
 from convnet.schedules import SCHEDULES, make_schedule
@@ -88,7 +89,8 @@ class Solver:
     eval_batch_size, inference (a convnet.checkpoint.Inference: the resolved config, normalisation
     statistics and class names, written into every checkpoint so the trained model predicts on its own),
     groups (parameter groups, see convnet.optim.GROUP), result ('best' | 'final'), lookahead (None or
-    {every, decay, power}: see convnet.callbacks.Lookahead), tta (None | 'flip' | 'flip_translate').
+    {every, decay, power}: see convnet.callbacks.Lookahead), tta (None | 'flip' | 'flip_translate'),
+    communicator (convnet.distributed: Local, the default, or MPI for data-parallel ranks).
 
     ``augment`` may also take keyword arguments ``indices`` (the batch's rows of X_train) and ``epoch``
     (0-based); the Solver passes them when its signature has both (convnet.augment's alternating flip).
@@ -98,7 +100,7 @@ class Solver:
                  num_epochs=10, num_train_samples=1000, num_val_samples=None, checkpoint_name=None,
                  print_every=10, verbose=True, schedule=None, seed=None, augment=None, callbacks=(),
                  checkpoint_dir=None, progress=None, eval_batch_size=256, inference=None, groups=None,
-                 result="best", lookahead=None, tta=None):
+                 result="best", lookahead=None, tta=None, communicator=None):
         self.model = model
         self.X_train, self.y_train = data["X_train"], np.asarray(data["y_train"])
         self.X_val, self.y_val = data.get("X_val"), data.get("y_val")
@@ -137,6 +139,7 @@ class Solver:
         self.seed = int(seed) if isinstance(seed, numbers.Integral) else None  # None: unseeded (or a Generator)
         self.rng = np.random.default_rng(seed)
         self.inference = inference  # written into checkpoints, never read by the loop
+        self.communicator = communicator if communicator is not None else Local()
         self.iterations_per_epoch = math.ceil(len(self.X_train) / self.batch_size)
         # A fractional num_epochs ends inside an epoch; rounded first so that 9.9 * 10 is 99 steps, not 100.
         self.total_iterations = max(1, math.ceil(round(self.num_epochs * self.iterations_per_epoch, 6)))
@@ -272,7 +275,8 @@ class Solver:
         X_batch, y_batch = self.X_train[indices], self.y_train[indices]
         if self.augment is not None:
             X_batch = self._augmented(X_batch, indices)
-        loss, grads = self.model.loss(X_batch, y_batch)
+        # The loss and gradients of the whole batch (each rank computes its shard's; see convnet.distributed).
+        loss, grads = self.communicator.loss_and_grads(self.model, X_batch, y_batch, self._stop_requested)
         if not np.isfinite(loss):
             self._diverged(f"loss became {loss} at epoch {self.progress_epochs:.2f} (iteration {self.iteration + 1}, "
                            f"learning rate {self.lr_history[-1] if self.lr_history else self.base_lr:g})")
@@ -345,13 +349,13 @@ class Solver:
                     self.epoch_images += count
                     self.notify("iteration", {"iteration": self.iteration, "epoch": self.progress_epochs,
                                               "loss": loss, "learning_rate": lr, "images": count})
-                    if self._stop_requested:
+                    if self.communicator.stop_after_step(self._stop_requested):  # the same step on every rank
                         return self._interrupt()
                 self._check_parameters()
-                if self._stop_requested:  # before the evaluation
+                if self.communicator.any(self._stop_requested):  # before the evaluation
                     return self._interrupt()
                 self._end_of_epoch()
-                if self._stop_requested:  # during the evaluation: the epoch is complete and saved
+                if self.communicator.any(self._stop_requested):  # during the evaluation: the epoch is complete and saved
                     return self._interrupt()
         finally:
             for signum, handler in previous_handlers.items():
@@ -362,6 +366,7 @@ class Solver:
         return self
 
     def _end_of_epoch(self):
+        self.communicator.end_of_epoch(self.model)  # ranks average their batch-norm running statistics
         # TTA is for the val and test accuracy; the train accuracy follows training progress.
         train_acc = self.check_accuracy(self.X_train, self.y_train, self.num_train_samples, tta=None)
         val_acc = self.check_accuracy(self.X_val, self.y_val, self.num_val_samples) if self.has_validation else None
@@ -387,14 +392,21 @@ class Solver:
 
         num_samples: evaluate a random subset of this size (drawn from the solver's generator);
         None evaluates the whole split. tta: the test-time augmentation (default: the solver's).
+        Each rank predicts its shard of the images and the counts are summed.
         """
         y = np.asarray(y)
         if num_samples is not None and len(X) > num_samples:
             subset = self.rng.choice(len(X), num_samples, replace=False)
             X, y = X[subset], y[subset]
         batch_size = batch_size or self.eval_batch_size
-        predictions = self._predict(X, batch_size, self.tta if tta == "solver" else tta)
-        return float(np.mean(predictions == y))
+        rows = self.communicator.shard(len(X))
+        X, y = X[rows], y[rows]
+        correct = 0
+        if len(X):
+            predictions = self._predict(X, batch_size, self.tta if tta == "solver" else tta)
+            correct = np.count_nonzero(predictions == y)
+        correct, total = self.communicator.sum([correct, len(y)])
+        return float(correct / total)
 
     def _predict(self, X, batch_size, tta):
         """Labels for X: the model's own predict, else (a model with only loss(X), or with TTA) predict_labels."""

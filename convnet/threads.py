@@ -127,13 +127,17 @@ def available_cpus(affinity=None, cgroup_root=None, proc_self_cgroup=None):
     return max(1, count)
 
 
-def default_num_threads():
-    """The thread count convnet starts with (see the module docstring); 1 without OpenMP."""
+def default_num_threads(processes=1):
+    """The thread count convnet starts with (see the module docstring); 1 without OpenMP.
+
+    ``processes``: how many processes share this machine's CPUs (MPI ranks on one node);
+    each gets an equal part of them, at least 1 (OMP_NUM_THREADS, when set, still decides).
+    """
     if not _omp.openmp_enabled():
         return 1
     if os.environ.get("OMP_NUM_THREADS"):
         return max(1, _omp.default_num_threads())
-    return available_cpus()
+    return max(1, available_cpus() // processes)
 
 
 def _limit_blas(n):

@@ -4,18 +4,22 @@
     python -m convnet.train experiments/cifar10_convnet.yaml --set optim.learning_rate=0.05 --set solver.num_epochs=5
     python -m convnet.train experiments/cifar10_convnet.yaml --dry-run
     python -m convnet.train --resume runs/cifar10_convnet/20261126-101500
+    mpiexec -n 4 python -m convnet.train experiments/cifar10_convnet.yaml     # data-parallel, see docs/distributed.md
 """
 
 import argparse
 import sys
 import time
+import traceback
 from pathlib import Path
 
-from convnet import experiment
+from convnet import distributed, experiment
 from convnet.checkpoint import CheckpointError
 from convnet.config import ConfigError, load_config
 from convnet.data import CorruptDataError, DownloadError
+from convnet.distributed import DistributedError
 from convnet.solver import TrainingDiverged
+from convnet.threads import default_num_threads, set_num_threads
 
 EXIT_ERROR, EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143  # 128 + SIGINT, 128 + SIGTERM
 
@@ -31,6 +35,7 @@ def parse_args(argv):
                "  python -m convnet.train experiments/cifar10_convnet.yaml --set optim.learning_rate=0.05\n"
                "  python -m convnet.train experiments/cifar10_convnet.yaml --dry-run\n"
                "  python -m convnet.train --resume runs/quickstart/20261126-101500\n"
+               "  mpiexec -n 2 python -m convnet.train experiments/cifar10_convnet.yaml   (data-parallel ranks)\n"
                "The config schema is described in convnet/config.py and docs/experiments.md.\n"
                "Ctrl-C, or SIGTERM (what kill, job schedulers and launchers send), stops between two steps and\n"
                "saves a checkpoint to resume from exactly; a second one stops at once without saving.\n"
@@ -51,6 +56,9 @@ def parse_args(argv):
     parser.add_argument("--output-dir", metavar="DIR", help="write runs under DIR (overrides output.dir)")
     parser.add_argument("--threads", type=int, metavar="N", help="threads for kernels and BLAS (overrides threads)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (print a line per epoch)")
+    parser.add_argument("--distributed", choices=distributed.MODES, default="auto",
+                        help="data-parallel training over MPI ranks: auto (default: when started by mpiexec), "
+                             "mpi (always, mpi4py needed), off (one process, even under mpiexec)")
     parser.add_argument("--quiet", action="store_true", help="print only the final summary")
     args = parser.parse_args(argv)
     if args.config is None and args.resume is None:
@@ -58,8 +66,11 @@ def parse_args(argv):
     return args
 
 
-def resolve_config(args):
-    """The validated config: from CONFIG, or from RUN_DIR/config.yaml when resuming."""
+def resolve_config(args, clean=True):
+    """The validated config: from CONFIG, or from RUN_DIR/config.yaml when resuming.
+
+    ``clean``: remove the temporaries of a run directory that has no checkpoint (the root
+    rank alone does, under MPI)."""
     overrides = list(args.overrides)
     if args.output_dir is not None:
         overrides.append(f"output.dir={args.output_dir}")
@@ -69,7 +80,7 @@ def resolve_config(args):
         run_config = args.resume / "config.yaml"
         if not (args.resume / "checkpoint.npz").is_file():
             if run_config.is_file():  # a run directory whose run stopped during its first epoch
-                stale = experiment.clean_unresumable_run_dir(args.resume)
+                stale = experiment.clean_unresumable_run_dir(args.resume) if clean else []
                 removed = (f"; removed the {len(stale)} temporary file(s) its killed writes left "
                            f"({', '.join(path.name for path in stale)})") if stale else ""
                 raise ConfigError(f"--resume {args.resume}: no checkpoint.npz there: the run stopped before its first "
@@ -81,11 +92,11 @@ def resolve_config(args):
     return load_config(args.config, overrides)
 
 
-def dry_run(config, say):
+def dry_run(config, say, communicator=None):
     """Everything but training: data, model, and the time of a few training steps."""
     splits = experiment.build_data(config)
     model = experiment.build_model(config)
-    solver = experiment.build_solver(config, model, splits, progress=False, verbose=False)
+    solver = experiment.build_solver(config, model, splits, progress=False, verbose=False, communicator=communicator)
     say(f"data: {len(splits['X_train'])} train, {len(splits['X_val'])} val, {len(splits['X_test'])} test images")
     say(model.describe() if hasattr(model, "describe") else f"{config['model']['type']}: "
         f"{model.num_parameters():,} parameters")
@@ -112,40 +123,73 @@ def resume_hint(run_dir):
 
 def main(argv=None):
     args = parse_args(argv)
-    say = (lambda *_: None) if args.quiet else print
     try:
-        config = resolve_config(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except experiment.RunDirectoryInUse as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        communicator = distributed.communicator(args.distributed)
+    except distributed.DistributedError as exc:
+        if distributed.launch_rank() == 0:  # once, not once per process
+            print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    if communicator.size == 1:
+        return train(args, communicator)
+    try:
+        return train(args, communicator)
+    except BaseException:  # a bug on one rank: the others would wait for it in their next Allreduce
+        traceback.print_exc()
+        communicator.abort(EXIT_ERROR)
+        return EXIT_ERROR
+
+
+def fail(communicator, message, status, alone=False):
+    """Print ``message`` (once: on the root rank) and return ``status``. ``alone``: a failure that
+    may have happened on this rank only (a file it could not write, memory, a lock), which the
+    other ranks would wait for: with several ranks it is printed with the rank and ends them all."""
+    if alone and communicator.size > 1:
+        print(f"{message} (rank {communicator.rank} of {communicator.size}; stopping every rank)", file=sys.stderr)
+        sys.stderr.flush()
+        communicator.abort(status)
+        return status
+    if communicator.is_root:
+        print(message, file=sys.stderr)
+    return status
+
+
+def train(args, communicator):
+    """The command for parsed ``args`` on one rank of ``communicator``; returns the exit status."""
+    say = print if communicator.is_root and not args.quiet else (lambda *_: None)
+    try:
+        config = resolve_config(args, clean=communicator.is_root)
+    except ConfigError as exc:
+        return fail(communicator, f"error: {exc}", EXIT_CONFIG)
+    except experiment.RunDirectoryInUse as exc:
+        return fail(communicator, f"error: {exc}", EXIT_ERROR, alone=True)
+    if communicator.local_size > 1 and config["threads"] is None:  # the ranks on a machine share its cores
+        set_num_threads(default_num_threads(communicator.local_size))
     try:
         if args.dry_run:
-            dry_run(config, say)
+            dry_run(config, say, communicator)
             return 0
         summary, run_dir = experiment.run(
             config, run_dir=args.resume, resume=args.resume is not None,
             progress=False if (args.no_progress or args.quiet) else None,  # None: a bar when on a terminal
-            verbose=not args.quiet, say=say)
-    except TrainingDiverged as exc:
-        print(f"error: training diverged: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except (FileNotFoundError, CheckpointError, CorruptDataError, DownloadError, experiment.RunDirectoryInUse) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+            verbose=communicator.is_root and not args.quiet, say=say, communicator=communicator)
+    except (TrainingDiverged, DistributedError) as exc:  # decided by every rank together
+        what = "training diverged: " if isinstance(exc, TrainingDiverged) else ""
+        return fail(communicator, f"error: {what}{exc}", EXIT_ERROR)
+    except (CheckpointError, CorruptDataError) as exc:  # every rank reads the same file
+        return fail(communicator, f"error: {exc}", EXIT_ERROR)
+    except (FileNotFoundError, DownloadError, experiment.RunDirectoryInUse) as exc:
+        return fail(communicator, f"error: {exc}", EXIT_ERROR, alone=True)
     except MemoryError:
-        print("error: out of memory; lower solver.batch_size or solver.eval_batch_size, use fewer or narrower "
-              "layers, or train on fewer images (data.num_training)", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(communicator, "error: out of memory; lower solver.batch_size or solver.eval_batch_size, use "
+                    "fewer or narrower layers, or train on fewer images (data.num_training)", EXIT_ERROR, alone=True)
     except OSError as exc:  # a full disk or a directory that cannot be written: no traceback either
-        print(f"error: {exc.strerror if exc.strerror and not exc.filename else exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(communicator, f"error: {exc.strerror if exc.strerror and not exc.filename else exc}",
+                    EXIT_ERROR, alone=True)
     except KeyboardInterrupt as exc:  # outside the training steps, or a second Ctrl-C: stopped at once
-        print(f"aborted; files already on disk were left as they were{resume_hint(getattr(exc, 'run_dir', None))}",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return fail(communicator, "aborted; files already on disk were left as they were"
+                    f"{resume_hint(getattr(exc, 'run_dir', None))}", EXIT_INTERRUPTED, alone=True)
+    if not communicator.is_root:  # it stopped where the root did; the root reports (mpiexec exits with its status)
+        return 0
     if summary["status"] == "interrupted":
         terminated = summary["stopped_by"] == "SIGTERM"
         stopped = "stopped by SIGTERM" if terminated else "interrupted"

@@ -322,26 +322,26 @@ def trial_count(sweep):
 
 
 def trial_rows(sweep, results):
-    """One dict per trial: trial id, its search values, best metric over its epochs, epochs, status, run_dir."""
+    """One dict per trial of a ResultGrid: trial id, its search values, best metric over its
+    epochs, epochs, status, run_dir."""
     better = max if sweep["mode"] == "max" else min
-    # Tune's own status of each trial (the ResultGrid keeps its trials in the order of its results).
-    trials = results._experiment_analysis.trials
     rows = []
-    for result, trial in zip(results, trials):
-        state = trial.status
+    for result in results:
+        metrics = result.metrics or {}  # the trial's last report; Tune adds its trial_id and, once it ended, done
+        trial_id = metrics.get("trial_id") or Path(result.path).name  # no report yet: Tune's folder names it
         values = {key: result.config.get(key) for key in sweep["search"]}
-        run_dir = trial_dir(sweep, trial.trial_id)
+        run_dir = trial_dir(sweep, trial_id)
         history = epoch_history(run_dir, sweep["metric"])
         epochs = len(history)
         if result.error is not None:
             status = "error: " + str(result.error).strip().splitlines()[-1][:200]
-        elif state != "TERMINATED":  # pending, running or paused when the sweep was interrupted
+        elif not metrics.get("done"):  # pending, running or paused when the sweep was interrupted
             status = "unfinished"
         elif epochs >= trial_config(sweep, values)["solver"]["num_epochs"]:
             status = "completed"
         else:
             status = "stopped by ASHA"
-        rows.append({"trial": trial.trial_id, **values,
+        rows.append({"trial": trial_id, **values,
                      sweep["metric"]: better(value for _, value in history) if history else None,
                      "epochs": epochs, "status": status, "run_dir": str(run_dir) if run_dir.is_dir() else ""})
     return sorted(rows, key=lambda row: str(row["trial"]))
