@@ -173,9 +173,12 @@ def _pool_geometry(x, pool_param):
     pool_h = require_int("pool_param['pool_height']", require_param(pool_param, "pool_param", "pool_height"), 1)
     pool_w = require_int("pool_param['pool_width']", require_param(pool_param, "pool_param", "pool_width"), 1)
     stride = require_int("pool_param['stride']", require_param(pool_param, "pool_param", "stride"), 1)
+    floor = pool_param.get("floor", False)
+    if not isinstance(floor, (bool, np.bool_)):
+        raise TypeError(f"pool_param['floor'] must be True or False, got {floor!r}")
     H, W = x.shape[2:]
-    out_h = window_output_size("height", H, pool_h, stride, 0, "x", "pool window")
-    out_w = window_output_size("width", W, pool_w, stride, 0, "x", "pool window")
+    out_h = window_output_size("height", H, pool_h, stride, 0, "x", "pool window", floor)
+    out_w = window_output_size("width", W, pool_w, stride, 0, "x", "pool window", floor)
     return x, pool_h, pool_w, stride, out_h, out_w
 
 
@@ -304,13 +307,13 @@ def conv_forward(x, w, b, conv_param):
     return out, ConvCache(x, w, b, stride, pad)
 
 
-def conv_backward(dout, cache, compute_dx=True):
+def conv_backward(dout, cache, compute_dx=True, compute_dw=True):
     """Backward pass of :func:`conv_forward`: returns dx (N, C, H, W), dw (F, C, HH, WW), db (F,).
 
     The columns are rebuilt chunk by chunk rather than kept from the forward pass,
     which bounds memory at the cost of one more im2col. ``compute_dx=False`` skips dx
     (returned as None): a network's first layer never needs it, and it costs a third
-    of the work.
+    of the work. ``compute_dw=False`` skips dw (None) for frozen filters: no im2col, no GEMM.
     """
     x, w, b, stride, pad = cache
     N, C, H, W = x.shape
@@ -323,8 +326,8 @@ def conv_backward(dout, cache, compute_dx=True):
     dx = np.empty_like(x) if compute_dx else None
     # dw is accumulated transposed: cols @ dout_rows.T ran ~20% faster in OpenBLAS than
     # dout_rows @ cols.T for the few-filter layers, where it matters most.
-    dw_cols = np.zeros((rows, F), dtype=x.dtype)
-    dw_chunk = np.empty((rows, F), dtype=x.dtype)
+    dw_cols = np.zeros((rows, F), dtype=x.dtype) if compute_dw else None
+    dw_chunk = np.empty((rows, F), dtype=x.dtype) if compute_dw else None
     db = np.zeros(F, dtype=x.dtype)
     threads = get_num_threads()
     for start, stop in _gemm_chunks(x, w, plane):
@@ -333,13 +336,15 @@ def conv_backward(dout, cache, compute_dx=True):
         _im2col_kernels.images_to_rows(dout[start:stop].reshape(n, F, plane), dout_rows, threads)
         db += dout_rows.sum(axis=1)
         cols = _workspace.take("cols", (rows, n * plane), x.dtype)
-        _im2col_kernels.im2col(x[start:stop], HH, WW, pad, stride, out_h, out_w, cols, threads)
-        dw_cols += np.matmul(cols, dout_rows.T, out=dw_chunk)
+        if compute_dw:
+            _im2col_kernels.im2col(x[start:stop], HH, WW, pad, stride, out_h, out_w, cols, threads)
+            dw_cols += np.matmul(cols, dout_rows.T, out=dw_chunk)
         if compute_dx:
             # The columns are no longer needed: their buffer receives d(columns).
             np.matmul(w_rows.T, dout_rows, out=cols)
             _im2col_kernels.col2im(cols, HH, WW, pad, stride, out_h, out_w, dx[start:stop], threads)
-    return dx, np.ascontiguousarray(dw_cols.T).reshape(w.shape), db
+    dw = np.ascontiguousarray(dw_cols.T).reshape(w.shape) if compute_dw else None
+    return dx, dw, db
 
 
 conv_forward_fast = conv_forward
@@ -354,9 +359,11 @@ conv_backward_fast = conv_backward
 def max_pool_forward_naive(x, pool_param):
     """Reference max pooling, one output position at a time.
 
-    x: (N, C, H, W); pool_param: {'pool_height', 'pool_width', 'stride'}; windows may overlap
-    (stride < window) but must tile the input: (H - pool_height) % stride == 0, same for W.
-    Returns out (N, C, OH, OW) with OH = (H - pool_height) / stride + 1, and a cache.
+    x: (N, C, H, W); pool_param: {'pool_height', 'pool_width', 'stride', 'floor': False}; windows
+    may overlap (stride < window) but must tile the input: (H - pool_height) % stride == 0, same
+    for W, unless 'floor' is True: then the last rows and columns that no window fits are
+    dropped (floor mode, 31 -> 15 for 2x2 windows at stride 2).
+    Returns out (N, C, OH, OW) with OH = floor((H - pool_height) / stride) + 1, and a cache.
     """
     x, pool_h, pool_w, stride, out_h, out_w = _pool_geometry(x, pool_param)
     out = np.empty(x.shape[:2] + (out_h, out_w), dtype=x.dtype)

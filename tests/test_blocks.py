@@ -19,7 +19,10 @@ import bench_train  # noqa: E402  (benchmarks/ is not a package)
 # Smallest values for the required options, so that every type can be built.
 REQUIRED_VALUES = {"filters": 3, "units": 5}
 EVERY_TYPE = [
-    {"type": "conv", "filters": 4}, {"type": "conv_relu", "filters": 4, "size": 1}, "batchnorm", "relu",
+    {"type": "whiten", "size": 1, "images": 4}, {"type": "conv", "filters": 4, "init": "dirac"},
+    {"type": "conv_relu", "filters": 4, "size": 1, "init": "uniform"}, "batchnorm", "relu", "gelu",
+    {"type": "conv_bn_act", "filters": 4, "activation": "gelu", "scale": False, "momentum": 0.5},
+    {"type": "conv_pool_bn_act", "filters": 6, "pool": 2},
     {"type": "conv_bn_relu", "filters": 6, "stride": 2, "size": 2, "pad": 0}, {"type": "residual", "filters": 5},
     {"type": "residual", "filters": 5}, {"type": "pool", "size": 2}, "global_avgpool", {"type": "dropout", "keep": 0.9},
     {"type": "affine", "units": 7}, {"type": "batchnorm", "momentum": 0.5}, {"type": "affine_relu", "units": 5},
@@ -43,19 +46,21 @@ def test_every_block_type_builds_with_its_declared_shape(kind, rng):
     _, shapes = blocks.resolve_layers(layers, (3, 8, 8))
     assert model.network.blocks[-2].out_shape == shapes[-1]
     loss, grads = model.loss(rng.standard_normal((2, 3, 8, 8)), np.array([0, 3]))
-    assert np.isfinite(loss) and set(grads) == set(model.params)
+    assert np.isfinite(loss) and set(grads) == set(model.params) - model.frozen
 
 
 def test_parameter_names_and_order_are_those_of_the_block_list():
     model = ConvNet(EVERY_TYPE, input_dim=(3, 8, 8), num_classes=3, seed=1)
     assert list(model.params) == [
-        "conv1.W", "conv1.b", "conv2.W", "conv2.b", "bn1.gamma", "bn1.beta", "conv3.W", "bn2.gamma", "bn2.beta",
+        "whiten1.W", "whiten1.b", "conv1.W", "conv1.b", "conv2.W", "conv2.b", "bn1.gamma", "bn1.beta",
+        "conv3.W", "bn2.gamma", "bn2.beta", "conv4.W", "bn3.gamma", "bn3.beta", "conv5.W", "bn4.gamma", "bn4.beta",
         "res1.conv1.W", "res1.bn1.gamma", "res1.bn1.beta", "res1.conv2.W", "res1.bn2.gamma", "res1.bn2.beta",
         "res1.proj.W", "res1.proj_bn.gamma", "res1.proj_bn.beta",
         "res2.conv1.W", "res2.bn1.gamma", "res2.bn1.beta", "res2.conv2.W", "res2.bn2.gamma", "res2.bn2.beta",
-        "fc1.W", "fc1.b", "bn3.gamma", "bn3.beta", "fc2.W", "fc2.b", "fc_out.W", "fc_out.b",
+        "fc1.W", "fc1.b", "bn5.gamma", "bn5.beta", "fc2.W", "fc2.b", "fc_out.W", "fc_out.b",
     ]
-    assert model.params["conv3.W"].shape == (6, 4, 2, 2) and model.params["fc1.W"].shape == (5, 7)
+    assert model.params["whiten1.W"].shape == (6, 3, 1, 1) and model.params["conv4.W"].shape == (6, 4, 3, 3)
+    assert model.params["conv5.W"].shape == (6, 6, 2, 2) and model.params["fc1.W"].shape == (5, 7)
     again = ConvNet(EVERY_TYPE, input_dim=(3, 8, 8), num_classes=3, seed=1)
     assert all(np.array_equal(model.params[name], again.params[name]) for name in model.params)
 
@@ -136,7 +141,8 @@ def test_the_benchmark_twin_follows_the_built_network():
     twin = bench_train.twin_layers(model.network, model.params)
     assert twin_parameter_count(twin) == model.num_parameters()
     names = [name for name, _ in twin]
-    assert names[:8] == ["Conv2d", "Conv2d", "ReLU", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU"]
+    assert names[:13] == ["Conv2d", "Conv2d", "Conv2d", "ReLU", "BatchNorm2d", "ReLU", "GELU",
+                          "Conv2d", "BatchNorm2d", "GELU", "Conv2d", "MaxPool2d", "BatchNorm2d"]
     assert names.count("Residual") == 2 and names[-2:] == ["Flatten", "Linear"]
     residual = twin[names.index("Residual")][1]
     assert [name for name, _ in residual["shortcut"]] == ["Conv2d", "BatchNorm2d"]  # 6 -> 5 channels
