@@ -138,13 +138,13 @@ class Model:
     def add_regularization_gradients(self, grads):
         if self.reg:
             for name in self.regularized():
-                if name in grads:  # a frozen parameter has no gradient to add to
-                    grads[name] += self.reg * self.params[name]
+                grads[name] += self.reg * self.params[name]
         return grads
 
     def regularized(self):
-        """Names of the parameters under L2 regularisation (and the Solver's weight decay)."""
-        return regularized_names(self.params)
+        """Names of the parameters under L2 regularisation (and the Solver's weight decay): those of
+        :func:`regularized_names` that are not frozen right now (a frozen weight is a constant)."""
+        return [name for name in regularized_names(self.params) if name not in self.frozen]
 
     # -- state -----------------------------------------------------------------
 

@@ -117,7 +117,7 @@ def pool_shape(in_shape, size, stride, floor=False, where="pool"):
 
 def conv_pool_shape(in_shape, filters, size, stride, pad, pool, floor, **_):
     """Shape after the convolution, then pool x pool max pooling at stride pool."""
-    return pool_shape(conv_shape(in_shape, filters, size, stride, pad), pool, pool, floor, "its pool")
+    return pool_shape(conv_shape(in_shape, filters, size, stride, pad), pool, pool, floor, "pool")
 
 
 def whiten_channels(in_shape, size):
