@@ -315,16 +315,14 @@ def norm_shapes(x, gamma):
     return {"out": x.shape, "dx": x.shape, "dgamma": gamma.shape, "dbeta": gamma.shape}
 
 
-def batchnorm_both_ways(x, gamma, beta, mode, dout, layout, relu=False):
+def batchnorm_both_ways(x, gamma, beta, mode, dout, layout, activation=None):
+    """Fast and reference spatial batch norm, with the activation (None, 'relu', 'gelu') fused on."""
     C = x.shape[1]
     running = {"running_mean": np.linspace(-1, 1, C), "running_var": np.linspace(0.5, 2, C)}
     fast_param = {"mode": mode, **{k: v.astype(x.dtype) for k, v in running.items()}}
-    if relu:
-        fast_pair = (cl.spatial_batchnorm_relu_forward, cl.spatial_batchnorm_relu_backward)
-        ref_pair = (cl.spatial_batchnorm_relu_forward_reference, cl.spatial_batchnorm_relu_backward_reference)
-    else:
-        fast_pair = (cl.spatial_batchnorm_forward, cl.spatial_batchnorm_backward)
-        ref_pair = (cl.spatial_batchnorm_forward_reference, cl.spatial_batchnorm_backward_reference)
+    name = f"spatial_batchnorm_{activation}" if activation else "spatial_batchnorm"
+    fast_pair = (getattr(cl, f"{name}_forward"), getattr(cl, f"{name}_backward"))
+    ref_pair = (getattr(cl, f"{name}_forward_reference"), getattr(cl, f"{name}_backward_reference"))
     out, cache = fast_pair[0](in_layout(x, layout), gamma, beta, fast_param)
     fast = (out,) + fast_pair[1](in_layout(dout, layout), cache)
     ref_param = {"mode": mode, **{k: v.astype(x.dtype).astype(np.float64) for k, v in running.items()}}
@@ -339,8 +337,8 @@ def batchnorm_both_ways(x, gamma, beta, mode, dout, layout, relu=False):
 @HYPOTHESIS
 @given(shape=st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 6), st.integers(1, 6)),
        dtype=st.sampled_from(DTYPES), layout=st.sampled_from(LAYOUTS), mode=st.sampled_from(["train", "test"]),
-       relu=st.booleans(), seed=st.integers(0, 2**32 - 1))
-def test_spatial_batchnorm_fast_matches_reference(shape, dtype, layout, mode, relu, seed):
+       activation=st.sampled_from([None, "relu", "gelu"]), seed=st.integers(0, 2**32 - 1))
+def test_spatial_batchnorm_fast_matches_reference(shape, dtype, layout, mode, activation, seed):
     if mode == "train" and shape[0] * shape[2] * shape[3] < 2:
         shape = (2,) + shape[1:]  # one value per channel has zero variance: nothing to compare
     rng = np.random.default_rng(seed)
@@ -348,7 +346,7 @@ def test_spatial_batchnorm_fast_matches_reference(shape, dtype, layout, mode, re
     gamma = rng.standard_normal(shape[1]).astype(dtype)
     beta = rng.standard_normal(shape[1]).astype(dtype)
     dout = rng.standard_normal(shape).astype(dtype)
-    fast, reference = batchnorm_both_ways(x, gamma, beta, mode, dout, layout, relu)
+    fast, reference = batchnorm_both_ways(x, gamma, beta, mode, dout, layout, activation)
     assert_all_agree(norm_shapes(x, gamma), fast, reference, dtype)
 
 

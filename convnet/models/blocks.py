@@ -277,7 +277,7 @@ class Whiten(Conv):
 class BatchNorm(Block):
     """Spatial batch norm on (C, H, W) inputs, vanilla batch norm on (D,) inputs.
 
-    activation None, 'relu' or 'gelu' is applied to the output; a ReLU on images runs fused in
+    activation None, 'relu' or 'gelu' is applied to the output; on images it runs fused in
     the same kernel. scale=False keeps gamma at 1: it stays a parameter (the kernels and the
     checkpoints do not change) but is frozen from the start.
     """
@@ -298,10 +298,12 @@ class BatchNorm(Block):
             raise ValueError(f"activation must be None or one of {ACTIVATIONS}, got {activation!r}")
         self.activation = activation
         self.relu = activation == "relu"  # read by the ONNX export and the benchmark's twin
-        fused = self.relu and len(self.in_shape) == 3
+        fused = activation is not None and len(self.in_shape) == 3
         if len(self.in_shape) == 3:
-            self._forward = conv_layers.spatial_batchnorm_relu_forward if fused else conv_layers.spatial_batchnorm_forward
-            self._backward = conv_layers.spatial_batchnorm_backward  # its cache knows about the relu
+            self._forward = {None: conv_layers.spatial_batchnorm_forward,
+                             "relu": conv_layers.spatial_batchnorm_relu_forward,
+                             "gelu": conv_layers.spatial_batchnorm_gelu_forward}[activation]
+            self._backward = conv_layers.spatial_batchnorm_backward  # its cache knows the fused activation
         else:
             self._forward, self._backward = layers.batchnorm_forward, layers.batchnorm_backward
         # the activation applied after the normalisation, when it is not fused into its kernel
