@@ -301,6 +301,19 @@ def test_whiten_filters_decorrelate_the_training_patches(rng):
     np.testing.assert_array_equal(model.params["whiten1.W"], reference)
 
 
+def test_whitening_filters_from_many_images_whiten_all_their_patches(rng):
+    """More images than one chunk of the second-moment sum: the filters F (D, D) still satisfy
+    F Sigma F^T = diag(lambda / (lambda + eps)) for the Sigma of every patch of every image."""
+    X = rng.standard_normal((600, 2, 4, 4)) + np.linspace(0, 1, 16).reshape(1, 1, 4, 4)
+    filters = blocks.patch_whitening_filters(X, 2, 1e-3)
+    patches = np.lib.stride_tricks.sliding_window_view(X, (2, 2), axis=(2, 3)).transpose(0, 2, 3, 1, 4, 5)
+    patches = patches.reshape(-1, 8)
+    sigma = patches.T @ patches / len(patches)
+    F = filters[:8].reshape(8, 8)
+    eigenvalues = np.linalg.eigvalsh(sigma)
+    np.testing.assert_allclose(F @ sigma @ F.T, np.diag(eigenvalues / (eigenvalues + 1e-3)), atol=1e-10)
+
+
 def test_whiten_freezes_its_filters_always_and_its_bias_after_bias_epochs(rng):
     X, y = correlated_images(rng, 8), rng.integers(10, size=8)
     layers = [{"type": "whiten", "bias_epochs": 3}, {"type": "conv_bn_act", "filters": 4}, "global_avgpool"]

@@ -247,12 +247,16 @@ def patch_whitening_filters(x, size, eps):
     The first half holds these, the second half their negatives (so a ReLU-like activation
     later keeps both signs).
     """
-    x = np.asarray(x, dtype=np.float64)
     N, C, H, W = x.shape
-    windows = np.lib.stride_tricks.sliding_window_view(x, (size, size), axis=(2, 3))  # (N, C, H', W', s, s)
-    patches = windows.transpose(0, 2, 3, 1, 4, 5).reshape(-1, C * size * size)
-    covariance = patches.T @ patches / len(patches)
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    D = C * size * size
+    second_moment, count = np.zeros((D, D)), 0
+    for start in range(0, N, 256):  # in chunks: 5000 images hold ~5M patches, 0.5 GB in float64
+        chunk = np.asarray(x[start : start + 256], dtype=np.float64)
+        windows = np.lib.stride_tricks.sliding_window_view(chunk, (size, size), axis=(2, 3))  # (n, C, H', W', s, s)
+        patches = windows.transpose(0, 2, 3, 1, 4, 5).reshape(-1, D)
+        second_moment += patches.T @ patches
+        count += len(patches)
+    eigenvalues, eigenvectors = np.linalg.eigh(second_moment / count)
     filters = (eigenvectors.T / np.sqrt(eigenvalues + eps)[:, None]).reshape(-1, C, size, size)
     return np.concatenate([filters, -filters])
 
