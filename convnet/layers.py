@@ -75,9 +75,11 @@ def relu_backward(dout, cache):
     return np.multiply(dout, x > 0, dtype=dout.dtype)
 
 
-def _erf(x):
-    """erf elementwise, in float64 (numpy has no erf ufunc; math.erf is exact to rounding)."""
-    return np.vectorize(math.erf, otypes=[np.float64])(x)
+def _normal_cdf(x):
+    """Phi(x) = erfc(-x / sqrt(2)) / 2 elementwise, in float64 (numpy has no erf ufunc; math.erfc is
+    exact to rounding). Written with erfc, not (1 + erf(x / sqrt(2))) / 2, which cancels to
+    nothing in the lower tail (x < -6)."""
+    return 0.5 * np.vectorize(math.erfc, otypes=[np.float64])(-np.asarray(x, dtype=np.float64) / np.sqrt(2.0))
 
 
 def gelu_forward(x):
@@ -85,8 +87,7 @@ def gelu_forward(x):
     CDF, Phi(x) = (1 + erf(x / sqrt(2))) / 2. Any shape; cache is x. The reference: slow, float64
     inside; :func:`gelu_forward_fast` is the kernel the models use."""
     x = as_float_array("x", x)
-    cdf = 0.5 * (1.0 + _erf(x / np.sqrt(2.0)))
-    return (x * cdf).astype(x.dtype, copy=False), x
+    return (x * _normal_cdf(x)).astype(x.dtype, copy=False), x
 
 
 def gelu_backward(dout, cache):
@@ -94,9 +95,8 @@ def gelu_backward(dout, cache):
     phi(x) = exp(-x^2 / 2) / sqrt(2 pi) the standard normal density."""
     x = cache
     require_shape("dout", dout, x.shape)
-    cdf = 0.5 * (1.0 + _erf(x / np.sqrt(2.0)))
     pdf = np.exp(-0.5 * x.astype(np.float64) ** 2) / np.sqrt(2.0 * np.pi)
-    return (dout * (cdf + x * pdf)).astype(dout.dtype, copy=False)
+    return (dout * (_normal_cdf(x) + x * pdf)).astype(dout.dtype, copy=False)
 
 
 def gelu_forward_fast(x):
