@@ -139,7 +139,8 @@ class ConvnetTrainer:
 
     def update(self, grads):
         for name, w in self.model.params.items():
-            self.model.params[name], self.configs[name] = self.rule(w, grads[name], self.configs[name])
+            if name in grads:  # a frozen parameter (model.frozen) has no gradient and no update
+                self.model.params[name], self.configs[name] = self.rule(w, grads[name], self.configs[name])
 
 
 def leaf_blocks(block):
