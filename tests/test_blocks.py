@@ -448,3 +448,28 @@ def test_the_whitening_filters_are_part_of_the_model_state(rng, tmp_path):
     assert fresh.freeze_after == model.freeze_after and fresh.frozen == model.frozen
     fresh.load(tmp_path / "weights.npz")
     np.testing.assert_array_equal(fresh.loss(X.astype(np.float32)), model.loss(X.astype(np.float32)))
+
+
+class Shift(blocks.Block):
+    """A stage from outside convnet with a parameter and no param_names: y = x + b."""
+
+    def __init__(self, model, in_shape):
+        super().__init__(in_shape)
+        model.params["shift.b"] = np.zeros(in_shape[0])
+
+    def forward(self, params, x):
+        return x + params["shift.b"][:, None, None], None
+
+    def backward(self, params, dout, cache, grads, need_dx=True):
+        grads["shift.b"] = dout.sum(axis=(0, 2, 3))
+        return dout
+
+
+def test_a_stage_that_does_not_name_its_parameters_is_never_skipped(rng):
+    """Skipping the backward pass of an untrainable prefix must not skip a stage convnet cannot see into."""
+    model = ConvNet([{"type": "whiten", "size": 1}, {"type": "conv_bn_act", "filters": 2}, "global_avgpool"],
+                    input_dim=(3, 4, 4), dtype=np.float64, seed=0)
+    model.network.blocks.insert(0, Shift(model, (3, 4, 4)))
+    model.frozen = {"whiten1.W", "whiten1.b"}
+    _, grads = model.loss(rng.standard_normal((2, 3, 4, 4)), np.array([0, 1]))
+    assert "shift.b" in grads and "whiten1.b" not in grads

@@ -163,11 +163,12 @@ def init_filters(rng, init, shape, dtype):
 class Block:
     """A stage with no parameters unless a subclass adds some.
 
-    A stage with parameters lists their names in ``param_names`` and keeps the model in
-    ``model`` (whose ``frozen`` set it reads in backward).
+    ``param_names``: the names of the stage's parameters, () for none; a stage with parameters
+    keeps the model in ``model`` (whose ``frozen`` set it reads in backward). None (a stage
+    that does not say) counts as trainable, so its backward pass always runs.
     """
 
-    param_names = ()
+    param_names = None
     model = None
 
     def __init__(self, in_shape):
@@ -182,6 +183,8 @@ class Block:
 
     def trainable(self):
         """True when some parameter of this stage is not frozen right now (model.frozen)."""
+        if self.param_names is None:
+            return True
         return any(name not in self.model.frozen for name in self.param_names)
 
     def training(self, name):
@@ -335,6 +338,8 @@ class BatchNorm(Block):
 
 
 class ReLU(Block):
+    param_names = ()
+
     def forward(self, params, x):
         return layers.relu_forward(x)
 
@@ -345,6 +350,8 @@ class ReLU(Block):
 class GELU(Block):
     """The exact GELU, x * Phi(x), on the fast path (convnet.layers.gelu_forward_fast)."""
 
+    param_names = ()
+
     def forward(self, params, x):
         return layers.gelu_forward_fast(x)
 
@@ -354,6 +361,8 @@ class GELU(Block):
 
 class MaxPool(Block):
     """Max pooling over size x size windows (stride None is size); floor drops windows that do not fit."""
+
+    param_names = ()
 
     def __init__(self, name, in_shape, size, stride, floor=False):
         super().__init__(in_shape)
@@ -370,6 +379,8 @@ class MaxPool(Block):
 class GlobalAvgPool(Block):
     """Mean over H and W: (N, C, H, W) -> (N, C)."""
 
+    param_names = ()
+
     def __init__(self, in_shape):
         super().__init__(in_shape)
         self.out_shape = (self.in_shape[0],)
@@ -384,6 +395,8 @@ class GlobalAvgPool(Block):
 
 class Dropout(Block):
     """Inverted dropout keeping each unit with probability ``keep``."""
+
+    param_names = ()
 
     def __init__(self, model, in_shape, keep):
         super().__init__(in_shape)
