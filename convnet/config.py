@@ -130,16 +130,6 @@ def _optim_section(raw):
     return {"rule": rule, **section}  # only what the config sets: the rule fills in its declared defaults
 
 
-def _check_freeze_epochs(model, num_epochs):
-    """Refuse a freeze epoch the model's blocks set (e.g. a whitening bias's bias_epochs) beyond the run:
-    the parameter would never be frozen, which is surely not what was meant."""
-    freeze_epochs = getattr(MODEL_TYPES[model["type"]], "freeze_epochs", None)
-    for key, epoch in (freeze_epochs(model, "model") if freeze_epochs else {}).items():
-        if epoch > num_epochs:
-            raise ConfigError(f"config key '{key}' is {epoch}, beyond the run's solver.num_epochs {num_epochs:g}: "
-                              "it would never be frozen")
-
-
 def _check_data_counts(data):
     """Refuse more training/validation/test images than the source holds, before reading any."""
     train, test = AVAILABLE_IMAGES[data["source"]]
@@ -256,7 +246,6 @@ def validate_config(raw):
     config["optim"] = _optim_section(config["optim"])
     config["schedule"] = schedules.resolve_schedule(config["schedule"])
     schedules.check_schedule(config["schedule"], config["solver"]["num_epochs"])
-    _check_freeze_epochs(config["model"], config["solver"]["num_epochs"])
     if config["data"]["source"] == "sample" and config["data"]["download"]:
         raise ConfigError("config key 'data.download' only applies to data.source 'cifar10'")
     _check_data_counts(config["data"])

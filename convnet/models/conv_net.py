@@ -64,16 +64,6 @@ class ConvNet(Model):
         blocks.resolve_layers(layers, options["input_dim"], subkey(where, "layers"), label)
 
     @staticmethod
-    def freeze_epochs(options, where="model"):
-        """{config key: epoch} of the freeze epochs the block list sets (a whitening layer's
-        bias_epochs), for validation to refuse one beyond the run."""
-        layers = DEFAULT_LAYERS if options["layers"] is None else options["layers"]
-        spec, _ = blocks.resolve_layers(layers, options["input_dim"])
-        return {f"{subkey(where, 'layers')}[{index}].bias_epochs": block_options["bias_epochs"]
-                for index, (kind, block_options) in enumerate(spec)
-                if kind == "whiten" and block_options["bias_epochs"] is not None}
-
-    @staticmethod
     def weight_count(options):
         """How many numbers the weights of the convolutions and affine layers hold, for the options of a
         config: validation refuses a network too large for the machine before building it."""
