@@ -337,26 +337,27 @@ class BatchNorm(Block):
         return dx
 
 
-class ReLU(Block):
+class Activation(Block):
+    """An elementwise activation: ``layer`` is its (forward, backward) pair from convnet.layers."""
+
     param_names = ()
+    layer = None
 
     def forward(self, params, x):
-        return layers.relu_forward(x)
+        return self.layer[0](x)
 
     def backward(self, params, dout, cache, grads, need_dx=True):
-        return layers.relu_backward(dout, cache) if need_dx else None
+        return self.layer[1](dout, cache) if need_dx else None
 
 
-class GELU(Block):
+class ReLU(Activation):
+    layer = (layers.relu_forward, layers.relu_backward)
+
+
+class GELU(Activation):
     """The exact GELU, x * Phi(x), on the fast path (convnet.layers.gelu_forward_fast)."""
 
-    param_names = ()
-
-    def forward(self, params, x):
-        return layers.gelu_forward_fast(x)
-
-    def backward(self, params, dout, cache, grads, need_dx=True):
-        return layers.gelu_backward_fast(dout, cache) if need_dx else None
+    layer = (layers.gelu_forward_fast, layers.gelu_backward_fast)
 
 
 class MaxPool(Block):
