@@ -139,7 +139,8 @@ class ConvnetTrainer:
 
     def update(self, grads):
         for name, w in self.model.params.items():
-            self.model.params[name], self.configs[name] = self.rule(w, grads[name], self.configs[name])
+            if name in grads:  # a frozen parameter (model.frozen) has no gradient and no update
+                self.model.params[name], self.configs[name] = self.rule(w, grads[name], self.configs[name])
 
 
 def leaf_blocks(block):
@@ -189,11 +190,14 @@ def twin_builders():
         norm = "BatchNorm2d" if len(block.in_shape) == 3 else "BatchNorm1d"
         layers = [(norm, {"num_features": block.in_shape[0], "eps": block.bn_param["eps"],
                           "momentum": 1 - block.bn_param["momentum"]})]
-        return layers + ([("ReLU", {})] if block.relu else [])
+        activation = {None: [], "relu": [("ReLU", {})], "gelu": [("GELU", {})]}[block.activation]
+        return layers + activation
 
     def affine(block, params):
         fan_in, units = params[block.w].shape
-        return [("Flatten", {}), ("Linear", {"in_features": fan_in, "out_features": units})]
+        if block.scale != 1:
+            raise ValueError(f"no PyTorch twin for an affine stage with a fixed scale ({block.w}: {block.scale})")
+        return [("Flatten", {}), ("Linear", {"in_features": fan_in, "out_features": units, "bias": block.b is not None})]
 
     return {
         blocks.Sequence: lambda block, params: [layer for child in block.blocks for layer in twin_layers(child, params)],
@@ -202,6 +206,7 @@ def twin_builders():
         blocks.Conv: conv,
         blocks.BatchNorm: batchnorm,
         blocks.ReLU: lambda block, params: [("ReLU", {})],
+        blocks.GELU: lambda block, params: [("GELU", {})],  # torch's default is the exact erf form
         blocks.MaxPool: lambda block, params: [("MaxPool2d", {"kernel_size": block.pool_param["pool_height"],
                                                               "stride": block.pool_param["stride"]})],
         # the mean over H, W: (N, C)

@@ -105,11 +105,12 @@ def require_channel_vector(name, v, channels, like):
     return v.reshape(channels)
 
 
-def window_output_size(axis, size, window, stride, pad=0, input_name="x", window_name="window"):
+def window_output_size(axis, size, window, stride, pad=0, input_name="x", window_name="window", floor=False):
     """Number of window positions along one axis; the window must tile the padded input exactly.
 
     ``(size + 2*pad - window)`` must be a non-negative multiple of ``stride``;
-    anything else would silently drop rows or columns, so it is an error.
+    anything else would silently drop rows or columns, so it is an error, unless ``floor``
+    asks for exactly that: the windows that do not fit are dropped (31 -> 15 with 2 / 2).
     """
     padded = size + 2 * pad
     if window > padded:
@@ -117,7 +118,7 @@ def window_output_size(axis, size, window, stride, pad=0, input_name="x", window
             f"{window_name} {axis} {window} is larger than the padded input {axis} {padded} "
             f"({input_name} {axis} {size} + 2*pad {pad})"
         )
-    if (padded - window) % stride != 0:
+    if not floor and (padded - window) % stride != 0:
         raise ValueError(
             f"{window_name} {axis} {window} with stride {stride} does not tile the padded input {axis} "
             f"{padded} ({input_name} {axis} {size}, pad {pad}): (padded - window) % stride must be 0, "

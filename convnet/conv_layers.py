@@ -33,6 +33,8 @@ from convnet.checks import (
 from convnet.layers import (
     batchnorm_backward,
     batchnorm_forward,
+    gelu_backward,
+    gelu_forward,
     normalize,
     normalize_backward,
     relu_backward,
@@ -95,6 +97,13 @@ class BatchnormReluReferenceCache(NamedTuple):
     relu_input: np.ndarray  # (N, C, H, W): the cache of convnet.layers.relu_forward
 
 
+class BatchnormGeluReferenceCache(NamedTuple):
+    """spatial_batchnorm_gelu_forward_reference -> its backward pass."""
+
+    batchnorm: SpatialBatchnormReferenceCache
+    gelu_input: np.ndarray  # (N, C, H, W): the cache of convnet.layers.gelu_forward
+
+
 class BatchnormCache(NamedTuple):
     """spatial_batchnorm_forward and spatial_batchnorm_relu_forward -> spatial_batchnorm_backward."""
 
@@ -104,7 +113,7 @@ class BatchnormCache(NamedTuple):
     mean: np.ndarray  # (C,) float64: batch statistics (train) or running mean (test)
     inv_std: np.ndarray  # (C,) float64: 1 / sqrt(var + eps), likewise
     mode: str  # 'train' | 'test'
-    relu: bool  # whether a ReLU was fused onto the output
+    activation: object  # None, 'relu' or 'gelu': what was fused onto the output
     gamma_shape: tuple
 
 
@@ -173,9 +182,12 @@ def _pool_geometry(x, pool_param):
     pool_h = require_int("pool_param['pool_height']", require_param(pool_param, "pool_param", "pool_height"), 1)
     pool_w = require_int("pool_param['pool_width']", require_param(pool_param, "pool_param", "pool_width"), 1)
     stride = require_int("pool_param['stride']", require_param(pool_param, "pool_param", "stride"), 1)
+    floor = pool_param.get("floor", False)
+    if not isinstance(floor, (bool, np.bool_)):
+        raise TypeError(f"pool_param['floor'] must be True or False, got {floor!r}")
     H, W = x.shape[2:]
-    out_h = window_output_size("height", H, pool_h, stride, 0, "x", "pool window")
-    out_w = window_output_size("width", W, pool_w, stride, 0, "x", "pool window")
+    out_h = window_output_size("height", H, pool_h, stride, 0, "x", "pool window", floor)
+    out_w = window_output_size("width", W, pool_w, stride, 0, "x", "pool window", floor)
     return x, pool_h, pool_w, stride, out_h, out_w
 
 
@@ -304,13 +316,13 @@ def conv_forward(x, w, b, conv_param):
     return out, ConvCache(x, w, b, stride, pad)
 
 
-def conv_backward(dout, cache, compute_dx=True):
+def conv_backward(dout, cache, compute_dx=True, compute_dw=True):
     """Backward pass of :func:`conv_forward`: returns dx (N, C, H, W), dw (F, C, HH, WW), db (F,).
 
     The columns are rebuilt chunk by chunk rather than kept from the forward pass,
     which bounds memory at the cost of one more im2col. ``compute_dx=False`` skips dx
     (returned as None): a network's first layer never needs it, and it costs a third
-    of the work.
+    of the work. ``compute_dw=False`` skips dw (None) for frozen filters: no im2col, no GEMM.
     """
     x, w, b, stride, pad = cache
     N, C, H, W = x.shape
@@ -323,8 +335,8 @@ def conv_backward(dout, cache, compute_dx=True):
     dx = np.empty_like(x) if compute_dx else None
     # dw is accumulated transposed: cols @ dout_rows.T ran ~20% faster in OpenBLAS than
     # dout_rows @ cols.T for the few-filter layers, where it matters most.
-    dw_cols = np.zeros((rows, F), dtype=x.dtype)
-    dw_chunk = np.empty((rows, F), dtype=x.dtype)
+    dw_cols = np.zeros((rows, F), dtype=x.dtype) if compute_dw else None
+    dw_chunk = np.empty((rows, F), dtype=x.dtype) if compute_dw else None
     db = np.zeros(F, dtype=x.dtype)
     threads = get_num_threads()
     for start, stop in _gemm_chunks(x, w, plane):
@@ -333,13 +345,15 @@ def conv_backward(dout, cache, compute_dx=True):
         _im2col_kernels.images_to_rows(dout[start:stop].reshape(n, F, plane), dout_rows, threads)
         db += dout_rows.sum(axis=1)
         cols = _workspace.take("cols", (rows, n * plane), x.dtype)
-        _im2col_kernels.im2col(x[start:stop], HH, WW, pad, stride, out_h, out_w, cols, threads)
-        dw_cols += np.matmul(cols, dout_rows.T, out=dw_chunk)
+        if compute_dw:
+            _im2col_kernels.im2col(x[start:stop], HH, WW, pad, stride, out_h, out_w, cols, threads)
+            dw_cols += np.matmul(cols, dout_rows.T, out=dw_chunk)
         if compute_dx:
             # The columns are no longer needed: their buffer receives d(columns).
             np.matmul(w_rows.T, dout_rows, out=cols)
             _im2col_kernels.col2im(cols, HH, WW, pad, stride, out_h, out_w, dx[start:stop], threads)
-    return dx, np.ascontiguousarray(dw_cols.T).reshape(w.shape), db
+    dw = np.ascontiguousarray(dw_cols.T).reshape(w.shape) if compute_dw else None
+    return dx, dw, db
 
 
 conv_forward_fast = conv_forward
@@ -354,9 +368,11 @@ conv_backward_fast = conv_backward
 def max_pool_forward_naive(x, pool_param):
     """Reference max pooling, one output position at a time.
 
-    x: (N, C, H, W); pool_param: {'pool_height', 'pool_width', 'stride'}; windows may overlap
-    (stride < window) but must tile the input: (H - pool_height) % stride == 0, same for W.
-    Returns out (N, C, OH, OW) with OH = (H - pool_height) / stride + 1, and a cache.
+    x: (N, C, H, W); pool_param: {'pool_height', 'pool_width', 'stride', 'floor': False}; windows
+    may overlap (stride < window) but must tile the input: (H - pool_height) % stride == 0, same
+    for W, unless 'floor' is True: then the last rows and columns that no window fits are
+    dropped (floor mode, 31 -> 15 for 2x2 windows at stride 2).
+    Returns out (N, C, OH, OW) with OH = floor((H - pool_height) / stride) + 1, and a cache.
     """
     x, pool_h, pool_w, stride, out_h, out_w = _pool_geometry(x, pool_param)
     out = np.empty(x.shape[:2] + (out_h, out_w), dtype=x.dtype)
@@ -466,8 +482,12 @@ def _norm_kernel_operands(x, gamma_flat, beta_flat):
     return x, gamma64, beta64, np.empty_like(x)
 
 
-def _spatial_batchnorm(x, gamma, beta, bn_param, relu):
-    """Fast spatial batch norm, optionally fused with a ReLU on its output (one pass over x)."""
+#: The kernels' code for the activation fused onto a batch norm (see _kernels/batchnorm.pyx).
+_FUSED_ACTIVATIONS = {None: 0, "relu": 1, "gelu": 2}
+
+
+def _spatial_batchnorm(x, gamma, beta, bn_param, activation):
+    """Fast spatial batch norm, optionally fused with an activation on its output (one pass over x)."""
     x, gamma_flat, beta_flat = _check_spatial_norm(x, gamma, beta)
     mode = require_mode("bn_param", require_param(bn_param, "bn_param", "mode"))
     eps = float(bn_param.get("eps", 1e-5))
@@ -476,14 +496,16 @@ def _spatial_batchnorm(x, gamma, beta, bn_param, relu):
     threads = get_num_threads()
     if mode == "train":
         mean, var, inv_std = np.empty(C), np.empty(C), np.empty(C)
-        _batchnorm_kernels.batchnorm_train_forward(x, gamma64, beta64, eps, relu, out, mean, var, inv_std, threads)
+        _batchnorm_kernels.batchnorm_train_forward(x, gamma64, beta64, eps, _FUSED_ACTIVATIONS[activation], out, mean,
+                                                   var, inv_std, threads)
         update_running_stats(bn_param, mean.astype(x.dtype), var.astype(x.dtype))
     else:
         running_mean, running_var = running_stats(bn_param, C, x.dtype)
         mean = running_mean.astype(np.float64)
         inv_std = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
-        _batchnorm_kernels.normalize_with(x, gamma64, beta64, mean, inv_std, relu, out, threads)
-    return out, BatchnormCache(x, gamma64, beta64, mean, inv_std, mode, relu, np.shape(gamma))
+        _batchnorm_kernels.normalize_with(x, gamma64, beta64, mean, inv_std, _FUSED_ACTIVATIONS[activation], out,
+                                          threads)
+    return out, BatchnormCache(x, gamma64, beta64, mean, inv_std, mode, activation, np.shape(gamma))
 
 
 def spatial_batchnorm_forward(x, gamma, beta, bn_param):
@@ -495,22 +517,23 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     Train mode normalises each channel with its mean and variance over N, H, W;
     test mode with the running statistics. Returns out (N, C, H, W), same dtype, and a cache.
     """
-    return _spatial_batchnorm(x, gamma, beta, bn_param, relu=False)
+    return _spatial_batchnorm(x, gamma, beta, bn_param, None)
 
 
 def spatial_batchnorm_backward(dout, cache):
-    """Backward pass of :func:`spatial_batchnorm_forward` (or of the fused batchnorm + ReLU).
+    """Backward pass of :func:`spatial_batchnorm_forward` (or of the fused batchnorm + ReLU or GELU).
 
     Returns dx (N, C, H, W) and dgamma, dbeta shaped like gamma. In train mode the batch
     statistics depend on x (closed-form gradient); in test mode they are constants.
     """
-    x, gamma64, beta64, mean, inv_std, mode, relu, gamma_shape = cache
+    x, gamma64, beta64, mean, inv_std, mode, activation, gamma_shape = cache
     dout = np.ascontiguousarray(_check_dout(dout, x.shape, x.dtype))
     C = x.shape[1]
     dx = np.empty_like(x)
     dgamma, dbeta = np.empty(C), np.empty(C)
     _batchnorm_kernels.batchnorm_backward(
-        dout, x, gamma64, beta64, mean, inv_std, mode == "train", relu, dx, dgamma, dbeta, get_num_threads()
+        dout, x, gamma64, beta64, mean, inv_std, mode == "train", _FUSED_ACTIVATIONS[activation], dx, dgamma, dbeta,
+        get_num_threads()
     )
     return dx, dgamma.astype(x.dtype).reshape(gamma_shape), dbeta.astype(x.dtype).reshape(gamma_shape)
 
@@ -521,13 +544,31 @@ def spatial_batchnorm_relu_forward(x, gamma, beta, bn_param):
     The backward pass recomputes the ReLU mask from x instead of storing it, so the fusion
     saves a full read and write of the activations in each direction.
     """
-    return _spatial_batchnorm(x, gamma, beta, bn_param, relu=True)
+    return _spatial_batchnorm(x, gamma, beta, bn_param, "relu")
+
+
+def _require_fused(cache, activation):
+    if cache.activation != activation:
+        source = f"spatial_batchnorm_{cache.activation}_forward" if cache.activation else "spatial_batchnorm_forward"
+        raise ValueError(f"this cache comes from {source}; use spatial_batchnorm_backward")
 
 
 def spatial_batchnorm_relu_backward(dout, cache):
     """Backward pass of :func:`spatial_batchnorm_relu_forward`: dx, dgamma, dbeta."""
-    if not cache.relu:
-        raise ValueError("this cache comes from spatial_batchnorm_forward; use spatial_batchnorm_backward")
+    _require_fused(cache, "relu")
+    return spatial_batchnorm_backward(dout, cache)
+
+
+def spatial_batchnorm_gelu_forward(x, gamma, beta, bn_param):
+    """gelu(spatial_batchnorm(x)) in one pass (the exact GELU, x * Phi(x)): same arguments as
+    :func:`spatial_batchnorm_forward`. Like the ReLU fusion, the backward pass recomputes the
+    normalised values from x, so no intermediate is stored."""
+    return _spatial_batchnorm(x, gamma, beta, bn_param, "gelu")
+
+
+def spatial_batchnorm_gelu_backward(dout, cache):
+    """Backward pass of :func:`spatial_batchnorm_gelu_forward`: dx, dgamma, dbeta."""
+    _require_fused(cache, "gelu")
     return spatial_batchnorm_backward(dout, cache)
 
 
@@ -541,6 +582,18 @@ def spatial_batchnorm_relu_forward_reference(x, gamma, beta, bn_param):
 def spatial_batchnorm_relu_backward_reference(dout, cache):
     """Backward pass of :func:`spatial_batchnorm_relu_forward_reference`: dx, dgamma, dbeta."""
     return spatial_batchnorm_backward_reference(relu_backward(dout, cache.relu_input), cache.batchnorm)
+
+
+def spatial_batchnorm_gelu_forward_reference(x, gamma, beta, bn_param):
+    """Reference of the fused layer: :func:`spatial_batchnorm_forward_reference`, then gelu."""
+    normalized, bn_cache = spatial_batchnorm_forward_reference(x, gamma, beta, bn_param)
+    out, gelu_cache = gelu_forward(normalized)
+    return out, BatchnormGeluReferenceCache(bn_cache, gelu_cache)
+
+
+def spatial_batchnorm_gelu_backward_reference(dout, cache):
+    """Backward pass of :func:`spatial_batchnorm_gelu_forward_reference`: dx, dgamma, dbeta."""
+    return spatial_batchnorm_backward_reference(gelu_backward(dout, cache.gelu_input), cache.batchnorm)
 
 
 spatial_batchnorm_forward_fast = spatial_batchnorm_forward

@@ -7,8 +7,11 @@ dtype, as CS231n's numpy layers allow.
 The convolutional layers live in :mod:`convnet.conv_layers`.
 """
 
+import math
+
 import numpy as np
 
+from convnet._kernels import activations as _activation_kernels
 from convnet.checks import (
     as_float_array,
     as_float_like,
@@ -17,6 +20,7 @@ from convnet.checks import (
     require_param,
     require_shape,
 )
+from convnet.threads import get_num_threads
 
 # ---------------------------------------------------------------------------
 # affine and relu
@@ -69,6 +73,51 @@ def relu_backward(dout, cache):
     require_shape("dout", dout, x.shape)
     # A multiply by the boolean mask runs ~5x faster than np.where on large arrays.
     return np.multiply(dout, x > 0, dtype=dout.dtype)
+
+
+def _normal_cdf(x):
+    """Phi(x) = erfc(-x / sqrt(2)) / 2 elementwise, in float64 (numpy has no erf ufunc; math.erfc is
+    exact to rounding). Written with erfc, not (1 + erf(x / sqrt(2))) / 2, which cancels to
+    nothing in the lower tail (x < -6)."""
+    return 0.5 * np.vectorize(math.erfc, otypes=[np.float64])(-np.asarray(x, dtype=np.float64) / np.sqrt(2.0))
+
+
+def gelu_forward(x):
+    """Gaussian error linear unit, the exact form: out = x * Phi(x) with Phi the standard normal
+    CDF, Phi(x) = (1 + erf(x / sqrt(2))) / 2. Any shape; cache is x. The reference: slow, float64
+    inside; :func:`gelu_forward_fast` is the kernel the models use."""
+    x = as_float_array("x", x)
+    return (x * _normal_cdf(x)).astype(x.dtype, copy=False), x
+
+
+def gelu_backward(dout, cache):
+    """Backward pass of :func:`gelu_forward`: dx = dout * (Phi(x) + x * phi(x)),
+    phi(x) = exp(-x^2 / 2) / sqrt(2 pi) the standard normal density."""
+    x = cache
+    require_shape("dout", dout, x.shape)
+    pdf = np.exp(-0.5 * x.astype(np.float64) ** 2) / np.sqrt(2.0 * np.pi)
+    return (dout * (_normal_cdf(x) + x * pdf)).astype(dout.dtype, copy=False)
+
+
+def gelu_forward_fast(x):
+    """:func:`gelu_forward` in one threaded pass (Cython kernel); same contract, same dtype out."""
+    x = np.ascontiguousarray(as_float_array("x", x))
+    out = np.empty_like(x)
+    _activation_kernels.gelu_forward(x.reshape(-1), out.reshape(-1), get_num_threads())
+    return out, x
+
+
+def gelu_backward_fast(dout, cache):
+    """Backward pass of :func:`gelu_forward_fast` (one threaded pass): dx shaped like x."""
+    x = cache
+    dout = as_float_array("dout", dout)
+    require_shape("dout", dout, x.shape)
+    if dout.dtype != x.dtype:
+        raise TypeError(f"dout has dtype {dout.dtype} but the forward input had dtype {x.dtype}")
+    dout = np.ascontiguousarray(dout)
+    dx = np.empty_like(x)
+    _activation_kernels.gelu_backward(dout.reshape(-1), x.reshape(-1), dx.reshape(-1), get_num_threads())
+    return dx
 
 
 # ---------------------------------------------------------------------------
@@ -259,19 +308,31 @@ def _check_scores_and_labels(x, y):
     return x, y
 
 
-def softmax_loss(x, y):
-    """Mean cross-entropy of softmax(x) against labels.
+def softmax_loss(x, y, label_smoothing=0.0):
+    """Mean cross-entropy of softmax(x) against labels, optionally smoothed.
 
-    x: (N, C) scores; y: (N,) integer labels in [0, C).
-    Returns the loss (float) and dx (N, C) = (softmax(x) - onehot(y)) / N.
+    x: (N, C) scores; y: (N,) integer labels in [0, C); label_smoothing s in [0, 1): the target
+    of each row is t = (1 - s) * onehot(y) + s / C instead of onehot(y).
+    Returns the loss -mean_i sum_j t_ij log softmax(x)_ij (float) and dx (N, C) = (softmax(x) - t) / N.
     """
     x, y = _check_scores_and_labels(x, y)
-    N = x.shape[0]
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float, np.floating)):
+        raise TypeError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
+    N, C = x.shape
     shifted = x - x.max(axis=1, keepdims=True)  # exp never overflows
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    loss = -log_probs[np.arange(N), y].mean()
+    rows = np.arange(N)
+    loss = -log_probs[rows, y].mean()
     dx = np.exp(log_probs)
-    dx[np.arange(N), y] -= 1
+    if label_smoothing:
+        # -sum_j t_j log p_j = (1 - s) * (-log p_y) + s * mean_j(-log p_j)
+        loss = (1 - label_smoothing) * loss - label_smoothing * log_probs.mean(axis=1).mean()
+        dx -= x.dtype.type(label_smoothing / C)
+        dx[rows, y] -= x.dtype.type(1 - label_smoothing)
+    else:
+        dx[rows, y] -= 1
     dx /= N
     return float(loss), dx
 

@@ -7,7 +7,9 @@ The graph takes what :meth:`convnet.inference.TrainedModel.predict_proba` takes,
 images (N, H, W, 3) named :data:`INPUT_NAME`, and does everything inside: the cast to float32,
 the transpose to (N, C, H, W), the run's normalisation (stored mean and std), then the blocks.
 Batch norm is exported with its running statistics (ONNX BatchNormalization in inference mode),
-dropout is left out (inverted dropout is the identity at test time). Outputs: :data:`LOGITS`
+dropout is left out (inverted dropout is the identity at test time), GELU is written with Erf
+(opset 17 has no Gelu operator), pooling in floor mode is ONNX MaxPool's own default (ceil_mode 0),
+and the head's fixed scale is Gemm's alpha and beta. Outputs: :data:`LOGITS`
 (N, num_classes) float32 class scores and :data:`PROBABILITIES`, their softmax. Opset
 :data:`OPSET`; the metadata entry ``class_names`` holds the class names as a JSON list.
 Deploying the file needs only an ONNX runtime, no convnet code.
@@ -85,11 +87,23 @@ def _batchnorm(g, block, params, x):
     inputs = [x, g.constant(block.gamma, params[block.gamma]), g.constant(block.beta, params[block.beta]),
               g.constant(f"{prefix}.running_mean", mean), g.constant(f"{prefix}.running_var", var)]
     out = g.node("BatchNormalization", inputs, "bn", epsilon=float(block.bn_param.get("eps", 1e-5)))
-    return g.node("Relu", [out]) if block.relu else out
+    return {None: lambda x: x, "relu": lambda x: g.node("Relu", [x]), "gelu": lambda x: _gelu_nodes(g, x)}[
+        block.activation](out)
 
 
 def _relu(g, block, params, x):
     return g.node("Relu", [x])
+
+
+def _gelu_nodes(g, x):
+    """x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2))), the exact GELU, in opset-17 operators."""
+    erf = g.node("Erf", [g.node("Mul", [x, g.constant("inv_sqrt2", np.float32(1 / np.sqrt(2)))])])
+    cdf = g.node("Mul", [g.node("Add", [erf, g.constant("one", np.float32(1))]), g.constant("half", np.float32(0.5))])
+    return g.node("Mul", [x, cdf], "gelu")
+
+
+def _gelu(g, block, params, x):
+    return _gelu_nodes(g, x)
 
 
 def _max_pool(g, block, params, x):
@@ -108,7 +122,9 @@ def _dropout(g, block, params, x):
 
 def _affine(g, block, params, x):
     flat = g.node("Flatten", [x], axis=1) if len(block.in_shape) > 1 else x  # (N, C, H, W) in C order, as numpy
-    return g.node("Gemm", [flat, g.constant(block.w, params[block.w]), g.constant(block.b, params[block.b])], "fc")
+    inputs = [flat, g.constant(block.w, params[block.w])] + ([g.constant(block.b, params[block.b])] if block.b else [])
+    # Gemm: alpha * (x W) + beta * b, so a fixed scale s of the scores is alpha = beta = s
+    return g.node("Gemm", inputs, "fc", alpha=block.scale, beta=block.scale)
 
 
 def _sequence(g, block, params, x):
@@ -126,8 +142,10 @@ def _residual(g, block, params, x):
 #: Block class -> exporter. A new block class adds its exporter here.
 EXPORTERS = {
     blocks.Conv: _conv,
+    blocks.Whiten: _conv,  # a convolution with frozen filters
     blocks.BatchNorm: _batchnorm,
     blocks.ReLU: _relu,
+    blocks.GELU: _gelu,
     blocks.MaxPool: _max_pool,
     blocks.GlobalAvgPool: _global_avg_pool,
     blocks.Dropout: _dropout,

@@ -121,20 +121,44 @@ def test_spatial_batchnorm_gradients(rng, forward, backward, mode, shape):
     assert_layer_gradients(bn, backward, [x, gamma, beta], [0, 1, 2], rng)
 
 
-@pytest.mark.parametrize("forward, backward", BN_RELU_PAIRS, ids=["reference", "fast"])
-@pytest.mark.parametrize("mode", ["train", "test"])
-def test_spatial_batchnorm_relu_gradients(rng, forward, backward, mode):
-    C = 3
-    x = 2 * rng.standard_normal((2, C, 4, 5)) + 1
-    gamma, beta = rng.standard_normal(C), 0.5 * rng.standard_normal(C)
-    bn_param = {"mode": mode, "running_mean": rng.standard_normal(C), "running_var": rng.random(C) + 0.5}
-    out, _ = forward(x, gamma, beta, bn_param)
-    assert np.all(out >= 0) and np.any(out == 0) and np.any(out > 0)
+BN_GELU_PAIRS = [
+    (cl.spatial_batchnorm_gelu_forward_reference, cl.spatial_batchnorm_gelu_backward_reference),
+    (cl.spatial_batchnorm_gelu_forward, cl.spatial_batchnorm_gelu_backward),
+]
+#: what the output of each fused activation looks like: ReLU's is >= 0 with zeros, GELU's > -0.17
+#: (its minimum) with negatives
+FUSED_OUTPUTS = {"relu": lambda out: np.all(out >= 0) and np.any(out == 0) and np.any(out > 0),
+                 "gelu": lambda out: np.all(out > -0.17) and np.any(out < 0)}
 
-    def bn_relu(x, gamma, beta):
+
+@pytest.mark.parametrize("activation, forward, backward",
+                         [("relu", *pair) for pair in BN_RELU_PAIRS] + [("gelu", *pair) for pair in BN_GELU_PAIRS],
+                         ids=["relu-reference", "relu-fast", "gelu-reference", "gelu-fast"])
+@pytest.mark.parametrize("mode", ["train", "test"])
+def test_spatial_batchnorm_fused_activation_gradients(rng, activation, forward, backward, mode):
+    C = 3
+    # Normalised values within about +-3: in GELU's far tail its slope (~1e-9 at -6) is below
+    # what finite differences resolve, relative to the gradient.
+    x = rng.uniform(-1.5, 1.5, (2, C, 4, 5)) + 0.3
+    gamma, beta = rng.uniform(0.5, 1.2, C) * rng.choice([-1, 1], C), 0.3 * rng.standard_normal(C)
+    bn_param = {"mode": mode, "running_mean": 0.3 + 0.1 * rng.standard_normal(C), "running_var": 0.6 + 0.3 * rng.random(C)}
+    out, _ = forward(x, gamma, beta, bn_param)
+    assert FUSED_OUTPUTS[activation](out)
+
+    def bn_activation(x, gamma, beta):
         return forward(x, gamma, beta, bn_param)
 
-    assert_layer_gradients(bn_relu, backward, [x, gamma, beta], [0, 1, 2], rng, h=1e-5)
+    assert_layer_gradients(bn_activation, backward, [x, gamma, beta], [0, 1, 2], rng, h=1e-5)
+
+
+def test_a_fused_cache_is_taken_only_by_its_own_backward(rng):
+    x = rng.standard_normal((2, 3, 4, 4))
+    _, gelu_cache = cl.spatial_batchnorm_gelu_forward(x, np.ones(3), np.zeros(3), {"mode": "train"})
+    with pytest.raises(ValueError, match="this cache comes from spatial_batchnorm_gelu_forward"):
+        cl.spatial_batchnorm_relu_backward(np.ones((2, 3, 4, 4)), gelu_cache)
+    _, relu_cache = cl.spatial_batchnorm_relu_forward(x, np.ones(3), np.zeros(3), {"mode": "train"})
+    with pytest.raises(ValueError, match="this cache comes from spatial_batchnorm_relu_forward"):
+        cl.spatial_batchnorm_gelu_backward(np.ones((2, 3, 4, 4)), relu_cache)
 
 
 def test_fused_relu_cache_is_not_taken_for_plain_batchnorm(rng):
@@ -343,7 +367,7 @@ def test_caches_can_be_read_by_name_and_still_unpack(rng):
     _, cache = cl.max_pool_forward_naive(x, {"pool_height": 2, "pool_width": 1, "stride": 1})
     assert (cache.pool_height, cache.pool_width, cache.stride) == (2, 1, 1)
     _, cache = cl.spatial_batchnorm_relu_forward(x, np.ones(3), np.zeros(3), {"mode": "train"})
-    assert cache.relu and cache.mode == "train" and cache.mean.shape == cache.inv_std.shape == (3,)
+    assert cache.activation == "relu" and cache.mode == "train" and cache.mean.shape == cache.inv_std.shape == (3,)
     _, cache = cl.spatial_batchnorm_relu_forward_reference(x, np.ones(3), np.zeros(3), {"mode": "train"})
     assert cache.batchnorm.x_shape == x.shape and cache.batchnorm.gamma_shape == (3,)
     _, cache = cl.spatial_groupnorm_forward(x, np.ones(3), np.zeros(3), 3, {})

@@ -15,7 +15,7 @@ onnxruntime = pytest.importorskip("onnxruntime")
 import convnet  # noqa: E402
 from convnet import export, onnx_export, train  # noqa: E402
 from convnet.data import load_sample  # noqa: E402
-from convnet.models import blocks  # noqa: E402
+from convnet.models import ConvNet, blocks  # noqa: E402
 
 from runs import only_run_dir, write_config  # noqa: E402
 
@@ -136,3 +136,43 @@ def test_export_help_documents_the_graph_and_the_exit_status(capsys):
         export.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert f'opset {onnx_export.OPSET}; input "{onnx_export.INPUT_NAME}", uint8 (N, H, W, 3)' in text and "exit status: 0 written; 1" in text
+
+
+# The blocks of the fast recipe: patch whitening, conv -> pool -> bn -> act with both activations,
+# a frozen batch-norm scale, floor-mode pooling (15 -> 7 -> 3), a 3x3 pool to 1x1, a GELU stage,
+# and a head without a bias and with a fixed scale.
+RECIPE_BLOCKS = [
+    {"type": "whiten", "size": 2, "images": 50, "bias_epochs": 1},
+    {"type": "conv_pool_bn_act", "filters": 8, "activation": "gelu", "scale": False, "floor": True},
+    {"type": "conv_pool_bn_act", "filters": 8, "floor": True, "init": "dirac"},
+    {"type": "conv_bn_act", "filters": 6, "activation": "gelu", "momentum": 0.6, "eps": 1e-3},
+    {"type": "pool", "floor": True}, {"type": "pool", "size": 3}, "gelu", "global_avgpool",
+]
+
+
+def test_the_recipe_blocks_export_and_give_convnets_logits(rng):
+    from convnet.checkpoint import Inference
+    from convnet.inference import TrainedModel
+
+    model = ConvNet(RECIPE_BLOCKS, input_dim=(3, 32, 32), num_classes=10, head_bias=False, head_scale=0.5, seed=0)
+    raw = sample_images(100)
+    normalization = {"normalization": "per_channel", "mean": raw.mean(axis=(0, 1, 2)).reshape(3, 1, 1),
+                     "std": raw.std(axis=(0, 1, 2)).reshape(3, 1, 1)}
+    X = ((raw.transpose(0, 3, 1, 2) - normalization["mean"]) / normalization["std"]).astype(np.float32)
+    model.initialize_from_data(X)
+    for name, value in model.params.items():  # trained-looking parameters, not the initial ones
+        if name not in model.frozen:
+            value += 0.1 * rng.standard_normal(value.shape).astype(value.dtype)
+    for start in range(0, 100, 25):  # batch statistics away from convnet's defaults
+        model.loss(X[start : start + 25], rng.integers(10, size=25))
+    trained = TrainedModel(model, Inference({}, normalization, [str(i) for i in range(10)], (3, 32, 32)))
+    graph = onnx_export.to_onnx(trained)
+    ops = {node.op_type for node in graph.graph.node}
+    assert {"Erf", "MaxPool", "Conv", "Gemm", "BatchNormalization"} <= ops and "Gelu" not in ops
+    (gemm,) = [node for node in graph.graph.node if node.op_type == "Gemm"]
+    assert len(gemm.input) == 2 and {a.name: a.f for a in gemm.attribute} == {"alpha": 0.5, "beta": 0.5}
+    session = onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    logits, _ = session.run(["logits", "probabilities"], {"images": raw})
+    expected = trained.logits(raw).astype(np.float32)
+    assert np.std(expected) > 1e-3
+    assert np.max(np.abs(logits - expected)) <= 1e-4 * max(1.0, np.max(np.abs(expected)))

@@ -215,6 +215,117 @@ def test_max_pool_propagates_nan():
         assert np.isnan(out.item())
 
 
+@st.composite
+def floor_pool_cases(draw):
+    """Inputs one to stride - 1 rows / columns longer than a tiling one: floor mode drops them."""
+    window, stride = draw(st.integers(1, 4)), draw(st.integers(2, 4))
+    out_h, out_w = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    extra_h, extra_w = draw(st.integers(0, stride - 1)), draw(st.integers(0, stride - 1))
+    N, C = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    shape = (N, C, (out_h - 1) * stride + window + extra_h, (out_w - 1) * stride + window + extra_w)
+    pool_param = {"pool_height": window, "pool_width": window, "stride": stride, "floor": True}
+    return shape, pool_param, (N, C, out_h, out_w)
+
+
+@HYPOTHESIS
+@given(case=floor_pool_cases(), dtype=st.sampled_from(DTYPES), layout=st.sampled_from(LAYOUTS),
+       seed=st.integers(0, 2**32 - 1))
+def test_max_pool_floor_mode_fast_matches_naive(case, dtype, layout, seed):
+    shape, pool_param, out_shape = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    dout = rng.standard_normal(out_shape).astype(dtype)
+    fast, reference = pool_both_ways(x, pool_param, dout, layout)
+    assert_all_agree({"out": out_shape, "dx": shape}, fast, reference, dtype)
+
+
+@pytest.mark.parametrize("forward", [cl.max_pool_forward, cl.max_pool_forward_naive], ids=["fast", "naive"])
+def test_max_pool_floor_mode_drops_the_last_row_and_column(rng, forward):
+    """31 -> 15 with 2x2 windows at stride 2: row and column 30 are read by no window; the default
+    (strict) refuses the input, and 'floor' must be a bool."""
+    x = rng.standard_normal((2, 3, 31, 31))
+    out, cache = forward(x, {"pool_height": 2, "pool_width": 2, "stride": 2, "floor": True})
+    assert out.shape == (2, 3, 15, 15)
+    np.testing.assert_array_equal(out, x[:, :, :30, :30].reshape(2, 3, 15, 2, 15, 2).max(axis=(3, 5)))
+    backward = cl.max_pool_backward if forward is cl.max_pool_forward else cl.max_pool_backward_naive
+    dx = backward(np.ones_like(out), cache)
+    assert dx.shape == x.shape and not dx[:, :, 30].any() and not dx[:, :, :, 30].any() and dx.sum() == out.size
+    with pytest.raises(ValueError, match=r"pool window height 2 with stride 2 does not tile the padded input height 31"):
+        forward(x, {"pool_height": 2, "pool_width": 2, "stride": 2})
+    with pytest.raises(TypeError, match=r"pool_param\['floor'\] must be True or False, got 'yes'"):
+        forward(x, {"pool_height": 2, "pool_width": 2, "stride": 2, "floor": "yes"})
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv_backward_without_dw_gives_the_same_dx_and_db(rng, dtype):
+    x = rng.standard_normal((3, 2, 6, 6)).astype(dtype)
+    w, b = rng.standard_normal((4, 2, 3, 3)).astype(dtype), rng.standard_normal(4).astype(dtype)
+    out, cache = cl.conv_forward(x, w, b, {"stride": 1, "pad": 1})
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dx, dw, db = cl.conv_backward(dout, cache)
+    dx_only, no_dw, db_only = cl.conv_backward(dout, cache, compute_dw=False)
+    assert no_dw is None and dw is not None
+    np.testing.assert_array_equal(dx_only, dx)
+    np.testing.assert_array_equal(db_only, db)
+    neither, no_dw, db_alone = cl.conv_backward(dout, cache, compute_dx=False, compute_dw=False)
+    assert neither is None and no_dw is None
+    np.testing.assert_array_equal(db_alone, db)
+
+
+# ---------------------------------------------------------------------------
+# GELU
+# ---------------------------------------------------------------------------
+
+
+@HYPOTHESIS
+@given(shape=st.tuples(st.integers(0, 3), st.integers(1, 4), st.integers(1, 5), st.integers(1, 5)),
+       dtype=st.sampled_from(DTYPES), layout=st.sampled_from(LAYOUTS), seed=st.integers(0, 2**32 - 1))
+def test_gelu_fast_matches_reference(shape, dtype, layout, seed):
+    from convnet import layers
+
+    rng = np.random.default_rng(seed)
+    x = (3 * rng.standard_normal(shape)).astype(dtype)
+    dout = rng.standard_normal(shape).astype(dtype)
+    out, cache = layers.gelu_forward_fast(in_layout(x, layout))
+    fast = (out, layers.gelu_backward_fast(in_layout(dout, layout), cache))
+    x64, dout64 = as64(x, dout)
+    ref_out, ref_cache = layers.gelu_forward(x64)
+    assert_all_agree({"out": shape, "dx": shape}, fast, (ref_out, layers.gelu_backward(dout64, ref_cache)), dtype)
+
+
+def test_float32_gelu_is_accurate_to_a_few_ulps():
+    """The float32 kernel computes Phi and phi without libm (so that it vectorises): on a fine grid
+    over [-15, 15] it stays within a few float32 ulps of the float64 reference, and the tails and
+    special values come out right."""
+    from convnet import layers
+
+    x64 = np.concatenate([np.linspace(-15, 15, 300_001), [0.0, -0.0, 1e-30, -1e-30, 13.0, -13.0, 50.0, -50.0]])
+    x = x64.astype(np.float32)
+    out, cache = layers.gelu_forward_fast(x)
+    slope = layers.gelu_backward_fast(np.ones_like(x), cache)
+    ref_out, ref_cache = layers.gelu_forward(x.astype(np.float64))
+    ref_slope = layers.gelu_backward(np.ones(len(x)), ref_cache)
+    assert np.abs(out - ref_out).max() <= 1e-6 * 15 and np.abs(slope - ref_slope).max() <= 5e-7
+    scale = np.maximum(np.abs(ref_out), 1e-30)
+    assert np.max((np.abs(out - ref_out) / scale)[np.abs(x64) < 8]) < 1e-5  # relative, tails included
+    assert out[-2] == 50 and out[-1] == 0 and slope[-2] == 1 and slope[-1] == 0
+    special, special_cache = layers.gelu_forward_fast(np.array([np.nan, np.inf], np.float32))
+    assert np.isnan(special[0]) and special[1] == np.inf
+    assert np.isnan(layers.gelu_backward_fast(np.ones(2, np.float32), special_cache)[0])
+
+
+def test_gelu_fast_rejects_bad_input(rng):
+    from convnet import layers
+
+    with pytest.raises(TypeError, match="x must be a float32 or float64 array, got dtype int64"):
+        layers.gelu_forward_fast(np.arange(4))
+    _, cache = layers.gelu_forward_fast(rng.standard_normal((2, 3)).astype(np.float32))
+    with pytest.raises(ValueError, match=r"dout must have shape \(2, 3\), got \(3, 2\)"):
+        layers.gelu_backward_fast(np.zeros((3, 2), np.float32), cache)
+    with pytest.raises(TypeError, match="dout has dtype float64 but the forward input had dtype float32"):
+        layers.gelu_backward_fast(np.zeros((2, 3)), cache)
+
+
 # ---------------------------------------------------------------------------
 # spatial batch normalisation
 # ---------------------------------------------------------------------------
@@ -225,16 +336,14 @@ def norm_shapes(x, gamma):
     return {"out": x.shape, "dx": x.shape, "dgamma": gamma.shape, "dbeta": gamma.shape}
 
 
-def batchnorm_both_ways(x, gamma, beta, mode, dout, layout, relu=False):
+def batchnorm_both_ways(x, gamma, beta, mode, dout, layout, activation=None):
+    """Fast and reference spatial batch norm, with the activation (None, 'relu', 'gelu') fused on."""
     C = x.shape[1]
     running = {"running_mean": np.linspace(-1, 1, C), "running_var": np.linspace(0.5, 2, C)}
     fast_param = {"mode": mode, **{k: v.astype(x.dtype) for k, v in running.items()}}
-    if relu:
-        fast_pair = (cl.spatial_batchnorm_relu_forward, cl.spatial_batchnorm_relu_backward)
-        ref_pair = (cl.spatial_batchnorm_relu_forward_reference, cl.spatial_batchnorm_relu_backward_reference)
-    else:
-        fast_pair = (cl.spatial_batchnorm_forward, cl.spatial_batchnorm_backward)
-        ref_pair = (cl.spatial_batchnorm_forward_reference, cl.spatial_batchnorm_backward_reference)
+    name = f"spatial_batchnorm_{activation}" if activation else "spatial_batchnorm"
+    fast_pair = (getattr(cl, f"{name}_forward"), getattr(cl, f"{name}_backward"))
+    ref_pair = (getattr(cl, f"{name}_forward_reference"), getattr(cl, f"{name}_backward_reference"))
     out, cache = fast_pair[0](in_layout(x, layout), gamma, beta, fast_param)
     fast = (out,) + fast_pair[1](in_layout(dout, layout), cache)
     ref_param = {"mode": mode, **{k: v.astype(x.dtype).astype(np.float64) for k, v in running.items()}}
@@ -249,8 +358,8 @@ def batchnorm_both_ways(x, gamma, beta, mode, dout, layout, relu=False):
 @HYPOTHESIS
 @given(shape=st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 6), st.integers(1, 6)),
        dtype=st.sampled_from(DTYPES), layout=st.sampled_from(LAYOUTS), mode=st.sampled_from(["train", "test"]),
-       relu=st.booleans(), seed=st.integers(0, 2**32 - 1))
-def test_spatial_batchnorm_fast_matches_reference(shape, dtype, layout, mode, relu, seed):
+       activation=st.sampled_from([None, "relu", "gelu"]), seed=st.integers(0, 2**32 - 1))
+def test_spatial_batchnorm_fast_matches_reference(shape, dtype, layout, mode, activation, seed):
     if mode == "train" and shape[0] * shape[2] * shape[3] < 2:
         shape = (2,) + shape[1:]  # one value per channel has zero variance: nothing to compare
     rng = np.random.default_rng(seed)
@@ -258,7 +367,7 @@ def test_spatial_batchnorm_fast_matches_reference(shape, dtype, layout, mode, re
     gamma = rng.standard_normal(shape[1]).astype(dtype)
     beta = rng.standard_normal(shape[1]).astype(dtype)
     dout = rng.standard_normal(shape).astype(dtype)
-    fast, reference = batchnorm_both_ways(x, gamma, beta, mode, dout, layout, relu)
+    fast, reference = batchnorm_both_ways(x, gamma, beta, mode, dout, layout, activation)
     assert_all_agree(norm_shapes(x, gamma), fast, reference, dtype)
 
 

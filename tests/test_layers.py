@@ -152,6 +152,55 @@ def test_svm_loss_by_hand():
     assert loss == pytest.approx(max(0, 1 - 3 + 1) + max(0, 2.5 - 3 + 1))
 
 
+@pytest.mark.parametrize("smoothing", [0.1, 0.5])
+def test_label_smoothed_softmax_gradients(rng, smoothing):
+    x = rng.standard_normal((8, 5))
+    y = rng.integers(5, size=8)
+    _, dx = layers.softmax_loss(x, y, label_smoothing=smoothing)
+    numerical = eval_numerical_gradient(lambda v: layers.softmax_loss(v, y, label_smoothing=smoothing)[0], x,
+                                        verbose=False)
+    assert rel_error(numerical, dx) < 1e-7
+
+
+def test_label_smoothing_is_cross_entropy_against_the_smoothed_target(rng):
+    x, y, s = rng.standard_normal((6, 4)), rng.integers(4, size=6), 0.2
+    log_probs = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+    target = np.full((6, 4), s / 4)
+    target[np.arange(6), y] += 1 - s
+    loss, dx = layers.softmax_loss(x, y, label_smoothing=s)
+    assert loss == pytest.approx(-(target * log_probs).sum(axis=1).mean(), rel=1e-12)
+    np.testing.assert_allclose(dx, (np.exp(log_probs) - target) / 6, atol=1e-15)
+    x32 = x.astype(np.float32)
+    assert layers.softmax_loss(x32, y, label_smoothing=s)[1].dtype == np.float32
+
+
+@pytest.mark.parametrize("bad, error", [(-0.1, ValueError), (1.0, ValueError), ("0.1", TypeError), (True, TypeError)])
+def test_label_smoothing_outside_zero_one_is_refused(bad, error):
+    with pytest.raises(error, match="label_smoothing must"):
+        layers.softmax_loss(np.zeros((2, 3)), np.array([0, 1]), label_smoothing=bad)
+
+
+GELU_PAIRS = [(layers.gelu_forward, layers.gelu_backward), (layers.gelu_forward_fast, layers.gelu_backward_fast)]
+
+
+@pytest.mark.parametrize("forward, backward", GELU_PAIRS, ids=["reference", "fast"])
+def test_gelu_gradients(rng, forward, backward):
+    x = rng.uniform(-3, 3, (4, 3, 5))  # in the far tails the gradient (~1e-9) is below what differences resolve
+    assert_layer_gradients(forward, backward, (x,), [0], rng, h=1e-5)
+
+
+@pytest.mark.parametrize("forward, backward", GELU_PAIRS, ids=["reference", "fast"])
+def test_gelu_is_x_times_the_normal_cdf(forward, backward):
+    """Known values of x * Phi(x): 0, Phi(1), -Phi(-1), and the two tails (x, and -12 * Phi(-12) =
+    -12 * 1.776482112077679e-33, which 1 + erf(x / sqrt 2) would have cancelled to 0)."""
+    x = np.array([0.0, 1.0, -1.0, 2.0, 12.0, -12.0])
+    out, _ = forward(x)
+    np.testing.assert_allclose(out, [0.0, 0.8413447460685429, -0.15865525393145707, 1.9544997361036416, 12.0,
+                                     -12 * 1.776482112077679e-33], rtol=1e-13, atol=1e-300)
+    slope = backward(np.ones(1), forward(np.zeros(1))[1])
+    assert slope.item() == pytest.approx(0.5)  # Phi(0) + 0 * phi(0)
+
+
 # ---------------------------------------------------------------------------
 # bad input
 # ---------------------------------------------------------------------------

@@ -337,3 +337,30 @@ def test_old_keywords_stay_out_of_the_signature_and_the_config():
     assert not {"dropout", "use_batchnorm"} & set(inspect.signature(FullyConnectedNet.__init__).parameters)
     with pytest.raises(ConfigError, match="model.dropout"):
         validate_config({"name": "t", "model": {"type": "FullyConnectedNet", "hidden_dims": [5], "dropout": 0.5}})
+
+
+def test_recipe_convnet_gradients_float64(rng):
+    """The fast recipe's pieces in one network, gradient-checked: a whitening layer (frozen filters,
+    trained bias), conv -> pool (floor) -> bn (frozen scale) -> GELU, a dirac-initialised conv_bn_act
+    with ReLU, a GELU stage, a head without bias with a fixed scale, label smoothing and reg."""
+    layers = [{"type": "whiten", "size": 2, "images": 6},
+              {"type": "conv_pool_bn_act", "filters": 4, "activation": "gelu", "scale": False, "floor": True},
+              {"type": "conv_bn_act", "filters": 5, "init": "dirac", "momentum": 0.5},
+              {"type": "conv_bn_act", "filters": 3, "activation": "gelu", "init": "uniform"}, "gelu",
+              "global_avgpool"]
+    model = ConvNet(layers, input_dim=(3, 9, 9), num_classes=5, reg=0.3, head_bias=False, head_scale=2.0,
+                    label_smoothing=0.2, dtype=np.float64, seed=0)
+    X, y = rng.standard_normal((6, 3, 9, 9)), rng.integers(5, size=6)
+    model.initialize_from_data(X)
+    model.params["fc_out.W"] *= 100
+    for name, value in model.params.items():
+        if name not in model.frozen:
+            value += 0.05 * rng.standard_normal(value.shape)
+    _, grads = model.loss(X, y)
+    assert set(grads) == set(model.params) - {"whiten1.W", "bn1.gamma"}
+    assert model.frozen == {"whiten1.W", "bn1.gamma"}
+    for key, analytic in grads.items():
+        numerical, checked = richardson_gradient(lambda _: model.loss(X, y)[0], model.params[key], max_entries=40,
+                                                 rng=rng)
+        assert analytic.shape == model.params[key].shape
+        assert_gradient_matches(numerical.reshape(-1)[checked], analytic.reshape(-1)[checked], key)

@@ -16,6 +16,13 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt
 
 from convnet._kernels.floats cimport real
+from convnet._kernels.gelu cimport gelu, gelu_slope
+
+# The activation fused onto a batch norm's output (the ``activation`` argument of the kernels).
+cdef enum:
+    NO_ACTIVATION = 0
+    RELU = 1
+    GELU = 2
 
 
 cdef inline double block_sum(const real* a, Py_ssize_t length) noexcept nogil:
@@ -73,28 +80,37 @@ cdef inline double block_dot_deviation(const real* dy, const real* a, Py_ssize_t
 
 
 cdef inline void normalize_block(const real* x, real* out, Py_ssize_t length, real centre, real scale,
-                                 real shift, bint relu) noexcept nogil:
-    """out = (x - centre) * scale + shift, then max(0, .) when relu. Subtracting the mean
-    first (instead of folding it into the shift) avoids cancellation when |mean| >> std."""
+                                 real shift, int activation) noexcept nogil:
+    """out = (x - centre) * scale + shift, then the activation (RELU: max(0, .), GELU: gelu(.)).
+    Subtracting the mean first (instead of folding it into the shift) avoids cancellation
+    when |mean| >> std."""
     cdef Py_ssize_t i
     cdef real zero = 0, y
-    if relu:
+    if activation == RELU:
         for i in range(length):
             y = (x[i] - centre) * scale + shift
             out[i] = y if y > zero else zero
+    elif activation == GELU:
+        for i in range(length):
+            out[i] = gelu((x[i] - centre) * scale + shift)
     else:
         for i in range(length):
             out[i] = (x[i] - centre) * scale + shift
 
 
-cdef inline void relu_gate(const real* dy, const real* x, real* g, Py_ssize_t length, real centre,
-                           real scale, real shift) noexcept nogil:
-    """g = dy where the forward output was > 0, else 0 (a select, not a branch: the mask is random).
+cdef inline void activation_gate(const real* dy, const real* x, real* g, Py_ssize_t length, real centre,
+                                 real scale, real shift, int activation) noexcept nogil:
+    """g = dy * activation'(y), the gradient at the normalised output y: for RELU dy where y > 0,
+    else 0 (a select, not a branch: the mask is random); for GELU dy * gelu'(y).
 
-    The output is recomputed from x exactly as normalize_block computed it, so the mask
+    y is recomputed from x exactly as normalize_block computed it, so the mask (or slope)
     is the forward pass's own."""
     cdef Py_ssize_t i
     cdef real zero = 0, gradient, y
+    if activation == GELU:
+        for i in range(length):
+            g[i] = dy[i] * gelu_slope((x[i] - centre) * scale + shift)
+        return
     for i in range(length):
         # Both values are loaded before choosing, so the compiler can vectorise the choice.
         gradient = dy[i]
@@ -107,7 +123,7 @@ def batchnorm_train_forward(
     const double[::1] gamma,
     const double[::1] beta,
     double eps,
-    bint relu,
+    int activation,
     real[:, :, :, ::1] out,
     double[::1] mean,
     double[::1] var,
@@ -115,7 +131,7 @@ def batchnorm_train_forward(
     int num_threads,
 ):
     """out = gamma * (x - mean) / sqrt(var + eps) + beta with per-channel batch statistics,
-    followed by max(0, .) when relu.
+    followed by the activation (0: none, 1: ReLU, 2: GELU).
 
     x, out: (N, C, H, W); gamma, beta: (C,). mean, var (biased) and inv_std (C,) are written.
     """
@@ -137,7 +153,7 @@ def batchnorm_train_forward(
             # The channel was just read twice and is still in cache for this third pass.
             for n in range(N):
                 normalize_block(&x[n, c, 0, 0], &out[n, c, 0, 0], plane, <real>m,
-                                <real>(gamma[c] * inv_std[c]), <real>beta[c], relu)
+                                <real>(gamma[c] * inv_std[c]), <real>beta[c], activation)
 
 
 def normalize_with(
@@ -146,18 +162,19 @@ def normalize_with(
     const double[::1] beta,
     const double[::1] mean,
     const double[::1] inv_std,
-    bint relu,
+    int activation,
     real[:, :, :, ::1] out,
     int num_threads,
 ):
-    """out = gamma * (x - mean) * inv_std + beta (then relu) with given statistics (test mode), one pass."""
+    """out = gamma * (x - mean) * inv_std + beta (then the activation) with given statistics (test mode),
+    one pass."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], plane = x.shape[2] * x.shape[3]
     cdef Py_ssize_t c, n
     with nogil:
         for c in prange(C, num_threads=num_threads, schedule="static"):
             for n in range(N):
                 normalize_block(&x[n, c, 0, 0], &out[n, c, 0, 0], plane, <real>mean[c],
-                                <real>(gamma[c] * inv_std[c]), <real>beta[c], relu)
+                                <real>(gamma[c] * inv_std[c]), <real>beta[c], activation)
 
 
 def batchnorm_backward(
@@ -168,7 +185,7 @@ def batchnorm_backward(
     const double[::1] mean,
     const double[::1] inv_std,
     bint batch_statistics,
-    bint relu,
+    int activation,
     real[:, :, :, ::1] dx,
     double[::1] dgamma,
     double[::1] dbeta,
@@ -176,8 +193,8 @@ def batchnorm_backward(
 ):
     """Fused per-channel backward pass; dx (N, C, H, W), dgamma and dbeta (C,) are written.
 
-    g is the gradient at the normalised output: dout, or with relu dout where the forward
-    output was positive and 0 elsewhere. With xhat = (x - mean) * inv_std and M values
+    g is the gradient at the normalised output: dout, or with an activation dout times its
+    slope there (ReLU: dout where the forward output was positive, 0 elsewhere). With xhat = (x - mean) * inv_std and M values
     per channel:
       dbeta = sum(g), dgamma = sum(g * xhat),
       dx = gamma * inv_std * (g - dbeta / M - xhat * dgamma / M)   (batch statistics),
@@ -197,11 +214,11 @@ def batchnorm_backward(
             sum_g = 0
             sum_g_dev = 0
             for n in range(N):
-                # With the ReLU, g is first written into dx (the channel stays in cache),
+                # With an activation, g is first written into dx (the channel stays in cache),
                 # so that the sums and the final pass below are the same as without it.
-                if relu:
-                    relu_gate(&dout[n, c, 0, 0], &x[n, c, 0, 0], &dx[n, c, 0, 0], plane, centre,
-                              <real>(gamma[c] * inv_std[c]), <real>beta[c])
+                if activation != NO_ACTIVATION:
+                    activation_gate(&dout[n, c, 0, 0], &x[n, c, 0, 0], &dx[n, c, 0, 0], plane, centre,
+                                    <real>(gamma[c] * inv_std[c]), <real>beta[c], activation)
                     g_block = &dx[n, c, 0, 0]
                 else:
                     g_block = &dout[n, c, 0, 0]
@@ -219,7 +236,7 @@ def batchnorm_backward(
                 b = 0
                 d = 0
             for n in range(N):
-                g_block = &dx[n, c, 0, 0] if relu else &dout[n, c, 0, 0]
+                g_block = &dx[n, c, 0, 0] if activation != NO_ACTIVATION else &dout[n, c, 0, 0]
                 x_block = &x[n, c, 0, 0]
                 dx_block = &dx[n, c, 0, 0]
                 for i in range(plane):
@@ -255,7 +272,7 @@ def groupnorm_forward(
             inv_std[n, g] = istd
             for c in range(g * per_group, (g + 1) * per_group):
                 normalize_block(&x[n, c, 0, 0], &out[n, c, 0, 0], plane, <real>m, <real>(gamma[c] * istd),
-                                <real>beta[c], False)
+                                <real>beta[c], NO_ACTIVATION)
 
 
 def groupnorm_backward(

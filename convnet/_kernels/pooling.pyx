@@ -5,6 +5,9 @@ input inside its plane; backward sends each output gradient there.
 Tie rule: the first maximum in row-major window order wins (strict ``>`` while
 scanning rows top to bottom, left to right). A NaN wins over any number, and
 the first NaN of a window is the one recorded, so NaNs propagate.
+The kernels are driven by the output's shape: in floor mode (pool_param['floor'], chosen and
+validated by the callers) out is smaller than a tiling would make it, the last rows and columns
+of x that no window covers are never read, and backward leaves their dx at 0.
 The callers (convnet.conv_layers) validate every shape before calling.
 """
 

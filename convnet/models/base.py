@@ -112,7 +112,15 @@ def predict_labels(model, X, batch_size=256, tta=None):
 
 
 class Model:
-    """Base class: subclasses fill ``params`` and ``bn_params`` and implement :meth:`loss`."""
+    """Base class: subclasses fill ``params`` and ``bn_params`` and implement :meth:`loss`.
+
+    ``freeze_after`` {parameter name: epoch} says from which epoch a parameter is frozen (0: always);
+    ``frozen`` is the set of names frozen now (the Solver sets it at each epoch's start). Models
+    whose loss reads ``frozen`` leave those parameters out of ``grads``.
+    """
+
+    #: s in the softmax loss's target (1 - s) * onehot + s / C (see convnet.layers.softmax_loss)
+    label_smoothing = 0.0
 
     def __init__(self, reg=0.0, dtype=np.float32, seed=None):
         self.reg = float(reg)
@@ -120,6 +128,8 @@ class Model:
         self.params = {}
         self.bn_params = []
         self.dropout_params = []
+        self.freeze_after = {}
+        self.frozen = set()
         # One generator for initialisation and, later, for dropout masks: a seed
         # makes the whole model reproducible; without one, np.random's state decides.
         self.seed = seed_from_global_state() if seed is None else seed
@@ -146,12 +156,13 @@ class Model:
             layer_param["mode"] = mode
 
     def data_loss(self, scores, y):
-        """Softmax loss plus 0.5 * reg * sum(W^2) over the weights named in ``regularized``.
+        """Softmax loss (with the model's label_smoothing) plus 0.5 * reg * sum(W^2) over the weights
+        named in ``regularized``.
 
         Returns (loss, dscores); the caller adds ``reg * W`` to each weight's gradient
         with :meth:`add_regularization_gradients`.
         """
-        loss, dscores = softmax_loss(scores, y)
+        loss, dscores = softmax_loss(scores, y, label_smoothing=self.label_smoothing)
         if self.reg:
             loss += 0.5 * self.reg * sum(float(np.sum(self.params[name] ** 2)) for name in self.regularized())
         return loss, dscores
@@ -163,8 +174,9 @@ class Model:
         return grads
 
     def regularized(self):
-        """Names of the parameters under L2 regularisation (and the Solver's weight decay)."""
-        return regularized_names(self.params)
+        """Names of the parameters under L2 regularisation (and the Solver's weight decay): those of
+        :func:`regularized_names` that are not frozen right now (a frozen weight is a constant)."""
+        return [name for name in regularized_names(self.params) if name not in self.frozen]
 
     # -- state -----------------------------------------------------------------
 

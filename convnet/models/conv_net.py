@@ -8,8 +8,10 @@
         {"type": "dropout", "keep": 0.8},
     ], num_classes=10)
 
-A final affine layer to ``num_classes`` scores is always appended. Block types, their
-options and defaults are declared in :data:`convnet.models.blocks.BLOCKS`.
+A final affine layer to ``num_classes`` scores is always appended (the head: its bias,
+fixed output scale and initialisation are options). Block types, their options and
+defaults are declared in :data:`convnet.models.blocks.BLOCKS`. A network with data-dependent
+filters (a ``whiten`` block) gets them from :meth:`ConvNet.initialize_from_data`.
 """
 
 import numpy as np
@@ -47,6 +49,12 @@ class ConvNet(Model):
         "input_dim": blocks.INPUT_DIM,
         "num_classes": Option(10, int, range="[1, inf)"),
         "reg": Option(0.0, float, range="[0, inf)", help="L2 strength on the weights"),
+        "head_bias": Option(True, bool, help="whether the final affine layer has a bias"),
+        "head_scale": Option(1.0, float, range="(0, inf)", help="fixed multiplier of the scores"),
+        "head_init": Option("small", str, choices=("small", "uniform"),
+                            help="final layer: small N(0, 0.01^2), uniform U(+-1/sqrt(fan_in)) (PyTorch's default)"),
+        "label_smoothing": Option(0.0, float, range="[0, 1)",
+                                  help="softmax loss against (1 - s) * onehot + s / num_classes"),
     }
 
     @staticmethod
@@ -63,7 +71,10 @@ class ConvNet(Model):
         spec, shapes = blocks.resolve_layers(layers, options["input_dim"])
         count, shape = 0, tuple(options["input_dim"])
         for (kind, block_options), out_shape in zip(spec, shapes):
-            if "filters" in block_options:  # conv-like: filters x C x size x size (residual: two convolutions)
+            if kind == "whiten":
+                channels = blocks.whiten_channels(shape, block_options["size"])
+                count += channels * channels // 2
+            elif "filters" in block_options:  # conv-like: filters x C x size x size (residual: two convolutions)
                 # a block type without a size option counts as 1x1: the count stays a lower bound
                 size = blocks.RESIDUAL_CONV["size"] if kind == "residual" else block_options.get("size", 1)
                 count += block_options["filters"] * shape[0] * size * size
@@ -83,9 +94,11 @@ class ConvNet(Model):
         return sum(int(np.prod(shape)) for shape in shapes) + options["num_classes"]
 
     @checks_arguments
-    def __init__(self, layers=None, input_dim=(3, 32, 32), num_classes=10, reg=0.0, dtype=np.float32, seed=None):
+    def __init__(self, layers=None, input_dim=(3, 32, 32), num_classes=10, reg=0.0, head_bias=True, head_scale=1.0,
+                 head_init="small", label_smoothing=0.0, dtype=np.float32, seed=None):
         super().__init__(reg, dtype, seed)
         self.input_dim = tuple(input_dim)
+        self.label_smoothing = label_smoothing
         self.spec, shapes = blocks.resolve_layers(DEFAULT_LAYERS if layers is None else layers, self.input_dim)
         counters = {}
 
@@ -101,8 +114,11 @@ class ConvNet(Model):
             assert shape == expected, f"{kind}: built {shape}, declared shape {expected}"
         # A small final layer makes the initial scores near zero and the initial loss
         # near log(num_classes), whatever the depth.
-        stages.append(blocks.Affine(self, "fc_out", shape, num_classes, weight_scale=0.01))
+        stages.append(blocks.Affine(self, "fc_out", shape, num_classes, init=head_init, bias=head_bias,
+                                    scale=head_scale))
         self.network = blocks.Sequence(self.input_dim, stages)
+        # what is frozen at epoch 0; the Solver updates it at each epoch's start
+        self.frozen = {name for name, epoch in self.freeze_after.items() if epoch <= 0}
 
     def loss(self, X, y=None):
         X = np.asarray(X, dtype=self.dtype)
@@ -114,9 +130,29 @@ class ConvNet(Model):
             return scores
         loss, dscores = self.data_loss(scores, y)
         grads = {}
-        # The input images need no gradient, so the first layer skips dx.
+        # The input images need no gradient, so the first layer with something to train skips dx,
+        # and frozen parameters get none (they are left out of grads).
         self.network.backward(self.params, dscores, caches, grads, need_dx=False)
         return loss, self.add_regularization_gradients(grads)
+
+    def initialize_from_data(self, X):
+        """Compute the data-dependent parameters (the filters of ``whiten`` blocks) from training images
+        X (N, C, H, W), once, before the first step of a fresh run. Each such block sees the first
+        ``images`` images as they reach it (the blocks before it run in test mode)."""
+        X = np.asarray(X, dtype=self.dtype)
+        if X.ndim != 4 or X.shape[1:] != self.input_dim:
+            raise ValueError(f"X must have shape (N, {', '.join(map(str, self.input_dim))}), got {X.shape}")
+        stages = self.network.blocks
+        last = max((i for i, stage in enumerate(stages) if hasattr(stage, "initialize")), default=None)
+        if last is None:
+            return
+        self.set_mode("test")
+        x = X[: max(stage.images for stage in stages[: last + 1] if hasattr(stage, "initialize"))]
+        for stage in stages[: last + 1]:
+            if hasattr(stage, "initialize"):
+                stage.initialize(self.params, x)
+            if stage is not stages[last]:
+                x, _ = stage.forward(self.params, x)
 
     def describe(self):
         """One line per block with its output shape, then the parameter count."""
