@@ -65,9 +65,20 @@ def twin_builders():
 
     def affine(block, params):
         fan_in, units = params[block.w].shape
-        return [("Flatten", {}), ("Linear", {"in_features": fan_in, "out_features": units})]
+        return [("Flatten", {}), ("Linear", {"in_features": fan_in, "out_features": units,
+                                             "bias": block.b is not None})]
+
+    # Stages of the issue-11 blocks (schema.md), twinned once convnet has them: GELU, the
+    # whitening convolution (a convolution with computed, frozen filters) and a fixed scale.
+    # A frozen batch-norm scale and floor-mode pooling need nothing: torch's BatchNorm2d is the
+    # same function, MaxPool2d floors. What is frozen is applied by freeze_frozen().
+    later = {"GELU": lambda block, params: [("GELU", {})],
+             "Whiten": conv,
+             "Scale": lambda block, params: [("Mul", {"factor": float(getattr(block, "factor", getattr(block, "scale", 1.0)))})]}
+    optional = {getattr(blocks, name): builder for name, builder in later.items() if hasattr(blocks, name)}
 
     return {
+        **optional,
         blocks.Sequence: lambda block, params: [layer for child in block.blocks for layer in twin_layers(child, params)],
         blocks.Residual: lambda block, params: [("Residual", {"body": twin_layers(block.body, params),
                                                               "shortcut": twin_layers(block.shortcut, params)})],
@@ -84,8 +95,18 @@ def twin_builders():
     }
 
 
-def build_torch_net(model):
-    """nn.Sequential equal to the ConvNet ``model`` (parameters registered in convnet's order)."""
+def model_twin_layers(model):
+    """twin_layers of the whole ConvNet, with its fixed head scale (model.head_scale, issue 11) when it is
+    not 1 and no stage carries it."""
+    layers = twin_layers(model.network, model.params)
+    scale = float(getattr(model, "head_scale", 1.0))
+    if scale != 1.0 and layers[-1][0] != "Mul":
+        layers.append(("Mul", {"factor": scale}))
+    return layers
+
+
+def torch_sequential(layers):
+    """nn.Sequential of [(class name, arguments)]: torch.nn classes, plus "Residual" and "Mul"."""
     import torch
     from torch import nn
 
@@ -94,17 +115,38 @@ def build_torch_net(model):
 
         def __init__(self, body, shortcut):
             super().__init__()
-            self.body = sequential(body)
-            self.shortcut = sequential(shortcut) if shortcut else nn.Identity()
+            self.body = torch_sequential(body)
+            self.shortcut = torch_sequential(shortcut) if shortcut else nn.Identity()
 
         def forward(self, x):
             return torch.relu(self.body(x) + self.shortcut(x))
 
-    def sequential(layers):
-        return nn.Sequential(*[Residual(**args) if name == "Residual" else getattr(nn, name)(**args)
-                               for name, args in layers])
+    class Mul(nn.Module):
+        """factor * x, a fixed multiplier."""
 
-    return sequential(twin_layers(model.network, model.params))
+        def __init__(self, factor):
+            super().__init__()
+            self.factor = factor
+
+        def forward(self, x):
+            return self.factor * x
+
+    local = {"Residual": Residual, "Mul": Mul}
+    return nn.Sequential(*[(local.get(name) or getattr(nn, name))(**args) for name, args in layers])
+
+
+def build_torch_net(model):
+    """nn.Sequential equal to the ConvNet ``model`` (parameters registered in convnet's order)."""
+    return torch_sequential(model_twin_layers(model))
+
+
+def freeze_frozen(model, pairs):
+    """Stop torch from training what convnet keeps frozen from the start (model.freeze_after at 0:
+    a whitening filter, a batch-norm scale with scale: false); returns their names."""
+    frozen = {name for name, epoch in getattr(model, "freeze_after", {}).items() if epoch == 0}
+    for name, param, _ in pairs:
+        param.requires_grad_(name not in frozen)
+    return sorted(frozen)
 
 
 def pair_parameters(model, net):
@@ -157,3 +199,235 @@ def torch_arrays(pairs, grad=False):
         value = (param.grad if grad else param).detach().numpy()
         arrays[name] = (value.T if transposed else value).copy()
     return arrays
+
+
+# ---------------------------------------------------------------------------
+# the twin of a config's block list, for training a whole recipe in PyTorch
+# ---------------------------------------------------------------------------
+
+#: The block options agreed for issue 11 (coordination schema), with their defaults: used for the
+#: options convnet's block registry does not declare (yet); convnet's own declarations win.
+SCHEMA_OPTIONS = {
+    "conv": {"size": 3, "stride": 1, "pad": None, "init": "he"},
+    "conv_bn_act": {"size": 3, "stride": 1, "pad": None, "init": "he", "activation": "relu",
+                    "momentum": 0.9, "eps": 1e-5, "scale": True},
+    "pool": {"size": 2, "stride": None, "floor": False},
+    "batchnorm": {"momentum": 0.9, "eps": 1e-5, "scale": True},
+    "whiten": {"size": 2, "eps": 5e-4, "images": 5000, "bias_epochs": None},
+    "dropout": {"keep": 0.5},
+}
+SCHEMA_OPTIONS["conv_relu"] = SCHEMA_OPTIONS["conv"]
+SCHEMA_OPTIONS["conv_bn_relu"] = {**SCHEMA_OPTIONS["conv_bn_act"], "activation": "relu"}
+SCHEMA_OPTIONS["conv_pool_bn_act"] = {**SCHEMA_OPTIONS["conv_bn_act"], "pool": 2, "floor": False}
+#: The model options of the head (issue 11) and their defaults.
+HEAD_OPTIONS = {"head_bias": True, "head_scale": 1.0, "head_init": "small"}
+ACTIVATIONS = {"relu": "ReLU", "gelu": "GELU"}
+
+
+def block_options(kind, given):
+    """The options of one block-list entry with every default filled in (convnet's, else SCHEMA_OPTIONS)."""
+    from convnet.models import blocks
+
+    declared = blocks.BLOCKS[kind].options if kind in blocks.BLOCKS else {}
+    options = {**SCHEMA_OPTIONS.get(kind, {}), **blocks.defaults(declared), **given}
+    known = set(SCHEMA_OPTIONS.get(kind, {})) | set(declared) | {"filters", "units"}
+    unknown = sorted(set(given) - known)
+    if unknown or (kind not in SCHEMA_OPTIONS and kind not in blocks.BLOCKS
+                   and kind not in ("gelu", "relu", "global_avgpool", "affine", "affine_relu", "residual")):
+        raise ValueError(f"the PyTorch twin does not know block {kind!r}" + (f" option(s) {unknown}" if unknown else ""))
+    return options
+
+
+class ConfigTwin:
+    """The PyTorch twin of a ConvNet block list, built from the config (not from convnet's built stages).
+
+    layers: [(torch class name, arguments)], the format of twin_layers(), so the two can be compared.
+    params: [(convnet parameter name, index of the parameter layer, 'weight' | 'bias', init)], in
+    convnet's parameter-creation order (the Conv2d/BatchNorm/Linear modules in order).
+    freeze_after: {convnet name: epoch} as the blocks declare it (whitening filter 0, its bias
+    bias_epochs, a batch-norm scale with scale: false 0). whiten: [(parameter layer index, eps, images)].
+    conv_flops: forward multiply-adds x 2 of every convolution, per image (whitening included).
+    """
+
+    def __init__(self, layers, input_dim=(3, 32, 32), num_classes=10, head_bias=True, head_scale=1.0,
+                 head_init="small"):
+        self.layers, self.params, self.freeze_after, self.whiten, self.conv_flops = [], [], {}, [], []
+        self._param_layers = 0
+        self._counters = {}
+        shape = tuple(input_dim)
+        for entry in layers:
+            entry = {"type": entry} if isinstance(entry, str) else dict(entry)
+            kind = entry.pop("type")
+            shape = self._block(kind, block_options(kind, entry), shape, self.layers)
+        self.layers.append(("Flatten", {}))
+        self._linear(self.layers, "fc_out", int(np.prod(shape)), num_classes, head_bias, head_init)
+        if head_scale != 1.0:
+            self.layers.append(("Mul", {"factor": float(head_scale)}))
+
+    def _name(self, prefix):
+        self._counters[prefix] = self._counters.get(prefix, 0) + 1
+        return f"{prefix}{self._counters[prefix]}"
+
+    def _param(self, name, attribute, init):
+        self.params.append((name, self._param_layers, attribute, init))
+
+    def _conv(self, out, name, shape, filters, size, stride, pad, bias, init):
+        C, H, W = shape
+        pad = (size - 1) // 2 if pad is None else pad
+        Ho, Wo = (H + 2 * pad - size) // stride + 1, (W + 2 * pad - size) // stride + 1
+        out.append(("Conv2d", {"in_channels": C, "out_channels": filters, "kernel_size": size, "stride": stride,
+                               "padding": pad, "bias": bias}))
+        self._param(f"{name}.W", "weight", init)
+        if bias:
+            self._param(f"{name}.b", "bias", "zeros")
+        self._param_layers += 1
+        self.conv_flops.append(2 * filters * C * size * size * Ho * Wo)
+        return filters, Ho, Wo
+
+    def _batchnorm(self, out, name, shape, momentum, eps, scale):
+        out.append(("BatchNorm2d" if len(shape) == 3 else "BatchNorm1d",
+                    {"num_features": shape[0], "eps": eps, "momentum": 1 - momentum}))
+        self._param(f"{name}.gamma", "weight", "ones")
+        self._param(f"{name}.beta", "bias", "zeros")
+        if not scale:
+            self.freeze_after[f"{name}.gamma"] = 0
+        self._param_layers += 1
+        return shape
+
+    def _linear(self, out, name, fan_in, units, bias=True, init="he"):
+        out.append(("Linear", {"in_features": fan_in, "out_features": units, "bias": bias}))
+        self._param(f"{name}.W", "weight", init)
+        if bias:
+            self._param(f"{name}.b", "bias", "zeros")
+        self._param_layers += 1
+        return (units,)
+
+    @staticmethod
+    def _pool(out, shape, size, stride):
+        stride = size if stride is None else stride
+        C, H, W = shape
+        out.append(("MaxPool2d", {"kernel_size": size, "stride": stride}))  # floor mode: convnet checked strictness
+        return C, (H - size) // stride + 1, (W - size) // stride + 1
+
+    def _block(self, kind, o, shape, out):
+        conv = {key: o[key] for key in ("size", "stride", "pad")} if "filters" in o and kind != "residual" else {}
+        if kind in ("conv", "conv_relu"):
+            shape = self._conv(out, self._name("conv"), shape, o["filters"], **conv, bias=True, init=o["init"])
+            out += [("ReLU", {})] if kind == "conv_relu" else []
+        elif kind in ("conv_bn_relu", "conv_bn_act", "conv_pool_bn_act"):
+            shape = self._conv(out, self._name("conv"), shape, o["filters"], **conv, bias=False, init=o["init"])
+            if kind == "conv_pool_bn_act":
+                self._name("pool")
+                shape = self._pool(out, shape, o["pool"], None)
+            shape = self._batchnorm(out, self._name("bn"), shape, o["momentum"], o["eps"], o["scale"])
+            out.append((ACTIVATIONS[o["activation"]], {}))
+        elif kind == "whiten":
+            name = self._name("whiten")
+            self.whiten.append((self._param_layers, o["eps"], o["images"]))
+            shape = self._conv(out, name, shape, 2 * shape[0] * o["size"] ** 2, o["size"], 1, 0, bias=True,
+                               init="whiten")
+            self.freeze_after[f"{name}.W"] = 0
+            if o["bias_epochs"] is not None:
+                self.freeze_after[f"{name}.b"] = o["bias_epochs"]
+        elif kind == "pool":
+            self._name("pool")
+            shape = self._pool(out, shape, o["size"], o["stride"])
+        elif kind == "batchnorm":
+            shape = self._batchnorm(out, self._name("bn"), shape, o["momentum"], o["eps"], o["scale"])
+        elif kind in ("relu", "gelu"):
+            out.append((ACTIVATIONS[kind], {}))
+        elif kind == "global_avgpool":
+            out += [("AdaptiveAvgPool2d", {"output_size": 1}), ("Flatten", {})]
+            shape = (shape[0],)
+        elif kind == "dropout":
+            out.append(("Dropout", {"p": 1 - o["keep"]}))
+        elif kind in ("affine", "affine_relu"):
+            out.append(("Flatten", {}))
+            shape = self._linear(out, self._name("fc"), int(np.prod(shape)), o["units"])
+            out += [("ReLU", {})] if kind == "affine_relu" else []
+        elif kind == "residual":
+            shape = self._residual(out, self._name("res"), shape, o["filters"])
+        return shape
+
+    def _residual(self, out, name, shape, filters):
+        body, shortcut = [], []
+        conv = {"size": 3, "stride": 1, "pad": None, "bias": False, "init": "he"}
+        inner = self._conv(body, f"{name}.conv1", shape, filters, **conv)
+        self._batchnorm(body, f"{name}.bn1", inner, 0.9, 1e-5, True)
+        body.append(("ReLU", {}))
+        inner = self._conv(body, f"{name}.conv2", inner, filters, **conv)
+        self._batchnorm(body, f"{name}.bn2", inner, 0.9, 1e-5, True)
+        if inner != shape:
+            self._conv(shortcut, f"{name}.proj", shape, filters, 1, 1, 0, bias=False, init="he")
+            self._batchnorm(shortcut, f"{name}.proj_bn", inner, 0.9, 1e-5, True)
+        out.append(("Residual", {"body": body, "shortcut": shortcut}))
+        return inner
+
+    def build(self, seed):
+        """(nn.Sequential, {convnet name: torch parameter}), initialised from torch's generator seeded ``seed``.
+
+        he: N(0, 2 / fan_in); uniform: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (torch's default); dirac: uniform,
+        then the first min(F, C) filters the identity; small: N(0, 0.01^2); biases 0, batch-norm scales 1.
+        Whitening filters are set by initialize_from_data().
+        """
+        import torch
+        from torch import nn
+
+        net = torch_sequential(self.layers)
+        modules = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Linear))]
+        generator = torch.Generator().manual_seed(seed)
+        params = {}
+        with torch.no_grad():
+            for name, index, attribute, init in self.params:
+                param = getattr(modules[index], attribute)
+                fan_in = param[0].numel() if param.dim() > 1 else 1
+                if init in ("he", "uniform", "dirac", "small"):
+                    if init == "he":
+                        param.normal_(0.0, float(np.sqrt(2.0 / fan_in)), generator=generator)
+                    elif init == "small":
+                        param.normal_(0.0, 0.01, generator=generator)
+                    else:
+                        bound = 1 / np.sqrt(fan_in)
+                        param.uniform_(-bound, bound, generator=generator)
+                    if init == "dirac":
+                        identity = min(param.shape[0], param.shape[1])
+                        nn.init.dirac_(param[:identity])
+                elif init in ("zeros", "whiten"):
+                    param.zero_()
+                elif init == "ones":
+                    param.fill_(1.0)
+                params[name] = param
+        self._modules = modules
+        return net, params
+
+    def initialize_from_data(self, net, X):
+        """Set every whitening convolution's filters from the images X (N, C, H, W) (a torch tensor) that
+        reach it: the first ``images`` of them, every size x size patch, their second-moment matrix
+        P^T P / n; filters = eigenvectors / sqrt(eigenvalue + eps), largest eigenvalue first, then the
+        same filters negated."""
+        import torch
+
+        for index, eps, images in self.whiten:
+            conv = self._modules[index]
+            captured = {}
+            hook = conv.register_forward_pre_hook(lambda module, inputs: captured.setdefault("x", inputs[0]))
+            with torch.no_grad():
+                try:
+                    net.eval()(X[:images])
+                finally:
+                    hook.remove()
+                x = captured["x"].float()
+                C, size = x.shape[1], conv.kernel_size[0]
+                patches = x.unfold(2, size, 1).unfold(3, size, 1)  # (N, C, H', W', size, size)
+                patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, C * size * size).double()
+                covariance = patches.T @ patches / len(patches)
+                eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
+                eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.flip(1)
+                filters = (eigenvectors / torch.sqrt(eigenvalues + eps)).T.reshape(-1, C, size, size)
+                conv.weight.copy_(torch.cat([filters, -filters]).to(conv.weight.dtype))
+        net.train()
+
+
+def model_head_options(model_config):
+    """{head_bias, head_scale, head_init} of a config's model section (defaults filled in)."""
+    return {key: model_config.get(key, default) for key, default in HEAD_OPTIONS.items()}
