@@ -71,11 +71,29 @@ def read_recipe(path, overrides):
     for assignment in overrides:
         apply_override(raw, assignment)
     try:
-        validate_config(json.loads(json.dumps(raw)))
-        note = None
+        resolved = validate_config(json.loads(json.dumps(raw)))
     except ConfigError as exc:  # e.g. keys of features not merged yet: the torch side can still run
-        note = f"convnet refuses this config ({exc}); the PyTorch side reads it with the schema's defaults"
-    return raw, note
+        return raw, None, f"convnet refuses this config ({exc}); the PyTorch side reads it with the schema's defaults"
+    return raw, resolved, None
+
+
+def compare_with_convnet(raw, resolved):
+    """None if convnet's model of the config has the twin's layers and parameter names, else what differs."""
+    from convnet.experiment import build_model
+    from torch_twin import model_twin_layers
+
+    model = build_model(resolved)
+    m = section(raw, "model")
+    twin = ConfigTwin(m["layers"], m["input_dim"], m["num_classes"], **model_head_options(m))
+    names = [name for name, *_ in twin.params]
+    if names != list(model.params):
+        return f"parameter names differ: twin {names}, convnet {list(model.params)}"
+    theirs = model_twin_layers(model)
+    if theirs != twin.layers:
+        where = next(i for i, (a, b) in enumerate(zip(theirs + [None] * len(twin.layers), twin.layers)) if a != b)
+        return f"layer {where} differs: convnet's model gives {theirs[where:where + 1]}, the config twin " \
+               f"{twin.layers[where:where + 1]}"
+    return None
 
 
 def section(raw, key, defaults_key=None):
@@ -467,9 +485,16 @@ def main(argv=None):
         return torch_worker(args) or 0
 
     overrides = list(args.overrides) + ([f"solver.num_epochs={args.epochs:g}"] if args.epochs is not None else [])
-    raw, note = read_recipe(args.config, overrides)
+    raw, resolved, note = read_recipe(args.config, overrides)
+    if (raw.get("model") or {}).get("type") != "ConvNet":
+        raise SystemExit(f"{args.config}: bench_recipe needs a model of type ConvNet (a block list to twin)")
     if note:
         print(f"note: {note}")
+    else:
+        difference = compare_with_convnet(raw, resolved)
+        print(f"twin check: {difference or 'the same layers and parameter names as convnet builds'}")
+        if difference and args.only != "convnet":
+            raise SystemExit("the PyTorch twin is not the network convnet builds; not training it")
     flops = conv_flops_per_image(raw)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")

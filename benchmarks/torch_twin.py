@@ -61,7 +61,9 @@ def twin_builders():
         norm = "BatchNorm2d" if len(block.in_shape) == 3 else "BatchNorm1d"
         layers = [(norm, {"num_features": block.in_shape[0], "eps": block.bn_param["eps"],
                           "momentum": 1 - block.bn_param["momentum"]})]
-        return layers + ([("ReLU", {})] if block.relu else [])
+        # a fused activation: relu=True, or (issue 11) activation 'relu' | 'gelu'
+        activation = getattr(block, "activation", "relu" if block.relu else None)
+        return layers + ([(ACTIVATIONS[activation], {})] if activation else [])
 
     def affine(block, params):
         fan_in, units = params[block.w].shape
