@@ -13,8 +13,9 @@ with its own seeds (torch's generator seeded with the config's seed). The convne
 ``python -m convnet.train CONFIG`` in a process of its own; its numbers come from the run directory.
 
 Reported for each: test accuracy on every test image of the data, and on the pixel-exact test
-images (--exact: the 1,017 of /work/shared/data/cifar-10-batches-py), wall time (data loading
-excluded, training and evaluation included), training seconds, images/s (training images per
+images (--exact: the 1,017 of /work/shared/data/cifar-10-batches-py; the first data.num_test of
+them when it is set, as convnet.evaluate reads them), wall time (data loading, training and
+evaluation, as convnet's summary.json counts it), training seconds, images/s (training images per
 training second) and effective GFLOP/s: 3 x the forward convolution flops (forward, input
 gradient, weight gradient) x training images / training seconds. Written: a JSON record and a
 markdown table in --out.
@@ -161,7 +162,8 @@ def load_data(raw, data_root, exact_dir):
                                   num_validation=d["num_validation"], num_test=d["num_test"],
                                   normalization=d["normalization"], source=batches)
     X_exact, y_exact = cifar.load_batch(Path(exact_dir) / cifar.TEST_BATCH)
-    return splits, cifar.normalize_images(X_exact, splits), y_exact
+    count = len(X_exact) if d["num_test"] is None else d["num_test"]  # as convnet.evaluate reads them
+    return splits, cifar.normalize_images(X_exact[:count], splits), y_exact[:count]
 
 
 def translate(X, padding, mode, generator):
@@ -316,13 +318,12 @@ def torch_worker(args):
     seed = int(raw.get("seed", 0))
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
 
-    loaded = time.perf_counter()
+    started = time.perf_counter()
     splits, X_exact, y_exact = load_data(raw, args.data, args.exact)
     X_train, y_train = torch.from_numpy(splits["X_train"]), torch.from_numpy(splits["y_train"])
     X_test, y_test = torch.from_numpy(splits["X_test"]), torch.from_numpy(splits["y_test"])
-    loaded = time.perf_counter() - loaded
+    loaded = time.perf_counter() - started
 
-    started = time.perf_counter()
     twin = ConfigTwin(model_config["layers"], model_config["input_dim"], model_config["num_classes"],
                       **model_head_options(model_config))
     net, params = twin.build(seed)
