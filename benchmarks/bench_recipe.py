@@ -29,7 +29,6 @@ import fnmatch
 import json
 import math
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -443,14 +442,20 @@ def evaluate_exact(run_dir, summary, exact_dir):
 
 
 def cpu_line(threads):
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    """bench_train's machine line (versions, threads, CPU), and the load average at the start."""
+    from threadpoolctl import threadpool_info
+
+    import bench_train
+    import convnet
+
+    blas = [f"{lib['internal_api']} {lib['version']}" for lib in threadpool_info() if lib["user_api"] == "blas"]
+    # blas_threads_sleep: convnet trains in a process of its own (python -m convnet.train), which makes the
+    # setting before numpy loads; this parent process imported numpy first, so its own flag says nothing
+    info = {"convnet": convnet.__version__, "numpy": np.__version__, "blas": ", ".join(blas) or "unknown",
+            "blas_threads_sleep": True}
+    line = bench_train.machine_line(info, timing.torch_version(), argparse.Namespace(threads=threads))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"threads {threads} of {os.cpu_count()} cores ({cpu}); load average {load:.2f} at the start"
+    return f"{line}; load average {load:.2f} at the start"
 
 
 def table(results, flops):
