@@ -305,6 +305,55 @@ def run_torch(worker_arguments):
     return next(r["result"] for r in records if "result" in r)
 
 
+SCORES_RTOL = 1e-4  # max |difference| / max |score| of the check's float32 scores
+WHITEN_RTOL = 1e-3  # of the whitening filters' magnitudes (float32 eigenvectors of two libraries)
+
+
+def check_against_convnet(raw, net, params, X_train, images=16):
+    """Is the twin the network convnet builds from the config? None when convnet does not accept the config
+    (yet); else a line saying so; SystemExit when it is not.
+
+    With convnet's parameters copied in, both give the same test-mode scores on ``images`` training images.
+    The twin's own whitening filters are compared first, by magnitude: an eigenvector's sign is arbitrary,
+    and each filter comes with its negative.
+    """
+    import torch
+
+    from convnet.config import ConfigError, validate_config
+    from convnet.experiment import build_model
+
+    try:
+        model = build_model(validate_config(json.loads(json.dumps(raw))))
+    except ConfigError:
+        return None
+    if hasattr(model, "initialize_from_data"):
+        model.initialize_from_data(X_train)
+    problems = []
+    for name, param in params.items():
+        if name.startswith("whiten") and name.endswith(".W"):
+            theirs = np.abs(param.detach().numpy())
+            error = np.max(np.abs(np.abs(model.params[name]) - theirs)) / np.max(theirs)
+            if error > WHITEN_RTOL:
+                problems.append(f"{name} differs by {error:.1e} (relative, magnitudes)")
+    own = {name: param.detach().clone() for name, param in params.items()}
+    X = X_train[:images]
+    with torch.no_grad():
+        for name, param in params.items():
+            value = model.params[name].T if param.dim() == 2 else model.params[name]  # Linear: (M, D)
+            param.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+        theirs = net.eval()(torch.from_numpy(X)).numpy()
+        net.train()
+        for name, param in params.items():
+            param.copy_(own[name])
+    ours = model.loss(X)
+    error = float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
+    if error > SCORES_RTOL:
+        problems.append(f"test-mode scores differ by {error:.1e} (relative) with convnet's parameters")
+    if problems:
+        raise SystemExit("the PyTorch twin is not the network convnet builds: " + "; ".join(problems))
+    return f"with convnet's parameters the twin's scores agree to {error:.1e} (relative) on {len(X)} images"
+
+
 def torch_worker(args):
     """Train the recipe in PyTorch; emit {'result': ...}."""
     import torch
@@ -327,6 +376,9 @@ def torch_worker(args):
                       **model_head_options(model_config))
     net, params = twin.build(seed)
     twin.initialize_from_data(net, X_train)
+    checked = check_against_convnet(raw, net, params, splits["X_train"])
+    if checked is not None:
+        print(f"twin check: {checked}", file=sys.stderr, flush=True)
     net = net.to(memory_format=memory_format)
     settings = parameter_settings(list(params), [p.dim() for p in params.values()], raw)
     freeze_after = {**twin.freeze_after, **{n: s[2] for n, s in settings.items() if s[2] is not None}}
