@@ -101,20 +101,22 @@ def section(raw, key, defaults_key=None):
 
 
 def schedule_function(raw, solver):
-    """lr multiplier as a function of training progress in epochs (convnet's Solver evaluates its
-    schedule at the progress before each update: epoch + batch / iterations per epoch)."""
-    schedule = raw.get("schedule")
-    if isinstance(schedule, str):
-        schedule = {"type": schedule}
-    if not schedule or schedule.get("type") == "constant":
-        return lambda epoch: 1.0
-    if schedule["type"] == "piecewise_linear":
-        xs, ys = zip(*schedule["points"])
-        return lambda epoch: float(np.interp(epoch / solver["num_epochs"], xs, ys))
+    """lr multiplier as a function of training progress in epochs, as convnet's Solver evaluates it (at the
+    progress before each update: epoch + batch / iterations per epoch): convnet's own schedule when convnet
+    knows the type, else piecewise_linear as the coordination schema defines it."""
+    from convnet.options import ConfigError
     from convnet.schedules import make_schedule
 
-    function = make_schedule(schedule, 1.0, solver["num_epochs"])
-    return function
+    schedule = raw.get("schedule")
+    if not schedule:
+        return lambda epoch: 1.0
+    try:
+        return make_schedule(schedule, 1.0, solver["num_epochs"])
+    except ConfigError:
+        if not (isinstance(schedule, dict) and schedule.get("type") == "piecewise_linear"):
+            raise
+    xs, ys = zip(*schedule["points"])
+    return lambda epoch: float(np.interp(epoch / solver["num_epochs"], xs, ys))
 
 
 def parameter_settings(names, ndims, raw):
@@ -563,7 +565,7 @@ def main(argv=None):
     results = {}
     if args.only in (None, "torch"):
         recipe_file = args.out / f"recipe-{stamp}.json"
-        recipe_file.write_text(json.dumps(raw))
+        recipe_file.write_text(json.dumps(resolved or raw))  # convnet's defaults filled in where it can
         worker = ["--worker", "--recipe", str(recipe_file), "--threads", str(args.threads), "--exact", args.exact,
                   str(args.config)] + (["--data", args.data] if args.data else []) + \
                  (["--channels-last"] if args.channels_last else ["--no-channels-last"]) + (["--quiet"] if args.quiet else [])
