@@ -54,8 +54,8 @@ SCHEMA_DEFAULTS = {
     "lookahead": {"every": 5, "decay": 0.95, "power": 3},
     "group": {"lr_multiplier": 1.0, "weight_decay": None, "frozen": False, "freeze_after_epoch": None},
 }
-RULE_DEFAULTS = {"sgd": {}, "sgd_momentum": {"momentum": 0.9}, "nesterov": {"momentum": 0.9},
-                 "adam": {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}}
+#: convnet's update rules the PyTorch side has (torch.optim's SGD and Adam, coupled weight decay).
+RULES = ("sgd", "sgd_momentum", "nesterov", "adam")
 
 
 # ---------------------------------------------------------------------------
@@ -273,24 +273,31 @@ class Lookahead:
 
 
 def make_optimizer(params, settings, raw):
-    """A torch optimizer with one parameter group per (lr multiplier, weight decay): convnet's rules
-    with coupled weight decay (added to the gradient before the rule)."""
+    """(torch optimizer, base learning rate): convnet's rule with its declared defaults (convnet.optim.RULES),
+    one parameter group per (lr multiplier, weight decay); the decay is coupled (added to the gradient
+    before the rule), as convnet's groups and model.reg are."""
     import torch
 
-    optim = raw.get("optim") or {}
-    rule = optim.get("rule", "sgd")
-    if rule not in RULE_DEFAULTS:
-        raise SystemExit(f"optim.rule {rule!r}: the PyTorch side knows {', '.join(RULE_DEFAULTS)}")
-    hyper = {**RULE_DEFAULTS[rule], **{k: v for k, v in optim.items() if k in RULE_DEFAULTS[rule]}}
+    from convnet.optim import RULES as CONVNET_RULES
+
+    optim = dict(raw.get("optim") or {})
+    rule = optim.pop("rule", "sgd")
+    if rule not in RULES:
+        raise SystemExit(f"optim.rule {rule!r}: the PyTorch side knows {', '.join(RULES)}")
+    hyper = {key: option.default for key, option in CONVNET_RULES[rule].options.items()}
+    hyper.update({key: value for key, value in optim.items() if key in hyper})
     groups = {}
     for name, param in params.items():
         multiplier, decay, _ = settings[name]
         groups.setdefault((multiplier, decay), []).append(param)
     param_groups = [{"params": ps, "lr_multiplier": m, "weight_decay": wd} for (m, wd), ps in groups.items()]
     if rule == "adam":
-        return torch.optim.Adam(param_groups, lr=0.0, betas=(hyper["beta1"], hyper["beta2"]), eps=hyper["epsilon"])
-    momentum = hyper.get("momentum", 0.0)
-    return torch.optim.SGD(param_groups, lr=0.0, momentum=momentum, nesterov=rule == "nesterov")
+        optimizer = torch.optim.Adam(param_groups, lr=0.0, betas=(hyper["beta1"], hyper["beta2"]),
+                                     eps=hyper["epsilon"])
+    else:
+        optimizer = torch.optim.SGD(param_groups, lr=0.0, momentum=hyper.get("momentum", 0.0),
+                                    nesterov=rule == "nesterov")
+    return optimizer, float(hyper["learning_rate"])
 
 
 def emit(**record):
@@ -384,9 +391,8 @@ def torch_worker(args):
     net = net.to(memory_format=memory_format)
     settings = parameter_settings(list(params), [p.dim() for p in params.values()], raw)
     freeze_after = {**twin.freeze_after, **{n: s[2] for n, s in settings.items() if s[2] is not None}}
-    optimizer = make_optimizer(params, settings, raw)
+    optimizer, base_lr = make_optimizer(params, settings, raw)
     schedule = schedule_function(raw, solver)
-    base_lr = float((raw.get("optim") or {}).get("learning_rate", 1e-2))
     lookahead = Lookahead(net, **{**SCHEMA_DEFAULTS["lookahead"], **solver["lookahead"]}) if solver["lookahead"] else None
     generator = torch.Generator().manual_seed(seed)
     augment = Augment(augment_options, len(X_train), generator)

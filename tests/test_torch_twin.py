@@ -103,3 +103,21 @@ def test_lookahead_moves_the_state_to_the_average():
         net.weight.fill_(3.0)
     lookahead.step(1, 10)  # d = 0.5: avg = 1 + 0.5 * (3 - 1)
     assert torch.equal(net.weight, torch.full((1, 2), 2.0))
+
+
+def test_the_torch_optimizer_takes_convnets_steps_with_a_group_multiplier_and_coupled_decay():
+    torch = pytest.importorskip("torch")
+    from convnet.optim import nesterov
+
+    w0, gradient = np.array([1.0, -2.0]), np.array([0.5, 0.25])
+    param = torch.nn.Parameter(torch.tensor(w0))
+    raw = {"optim": {"rule": "nesterov", "learning_rate": 0.5, "momentum": 0.85}}
+    optimizer, base_lr = bench_recipe.make_optimizer({"bn1.beta": param}, {"bn1.beta": (2.0, 0.1, None)}, raw)
+    w, config = w0.copy(), {"learning_rate": base_lr * 2.0, "momentum": 0.85}
+    for _ in range(3):
+        param.grad = torch.tensor(gradient)
+        for group in optimizer.param_groups:
+            group["lr"] = base_lr * group["lr_multiplier"]
+        optimizer.step()
+        w, config = nesterov(w, gradient + 0.1 * w, config)
+    assert np.allclose(param.detach().numpy(), w, rtol=1e-12)
