@@ -80,7 +80,7 @@ def read_recipe(path, overrides):
 def compare_with_convnet(raw, resolved):
     """None if convnet's model of the config has the twin's layers and parameter names, else what differs."""
     from convnet.experiment import build_model
-    from torch_twin import model_twin_layers
+    from torch_twin import twin_layers
 
     model = build_model(resolved)
     m = section(raw, "model")
@@ -88,7 +88,7 @@ def compare_with_convnet(raw, resolved):
     names = [name for name, *_ in twin.params]
     if names != list(model.params):
         return f"parameter names differ: twin {names}, convnet {list(model.params)}"
-    theirs = model_twin_layers(model)
+    theirs = twin_layers(model.network, model.params)
     if theirs != twin.layers:
         where = next(i for i, (a, b) in enumerate(zip(theirs + [None] * len(twin.layers), twin.layers)) if a != b)
         return f"layer {where} differs: convnet's model gives {theirs[where:where + 1]}, the config twin " \

@@ -67,17 +67,15 @@ def twin_builders():
 
     def affine(block, params):
         fan_in, units = params[block.w].shape
+        scale = float(getattr(block, "scale", 1.0))  # a fixed multiplier of the outputs (the head's, issue 11)
         return [("Flatten", {}), ("Linear", {"in_features": fan_in, "out_features": units,
-                                             "bias": block.b is not None})]
+                                             "bias": block.b is not None})] + \
+               ([("Mul", {"factor": scale})] if scale != 1.0 else [])
 
-    # Stages of the issue-11 blocks (schema.md), twinned once convnet has them: GELU, the
-    # whitening convolution (a convolution with computed, frozen filters) and a fixed scale.
-    # A frozen batch-norm scale and floor-mode pooling need nothing: torch's BatchNorm2d is the
-    # same function, MaxPool2d floors. What is frozen is applied by freeze_frozen().
-    later = {"GELU": lambda block, params: [("GELU", {})],
-             "Whiten": conv,
-             "Scale": lambda block, params: [("Mul", {"factor": float(getattr(block, "factor", getattr(block, "scale", 1.0)))})]}
-    optional = {getattr(blocks, name): builder for name, builder in later.items() if hasattr(blocks, name)}
+    # Stages of the issue-11 blocks, twinned where convnet has them: GELU (the whitening block is a
+    # Conv). A frozen batch-norm scale and floor-mode pooling need nothing: torch's BatchNorm2d is
+    # the same function, MaxPool2d floors. What is frozen is applied by freeze_frozen().
+    optional = {blocks.GELU: lambda block, params: [("GELU", {})]} if hasattr(blocks, "GELU") else {}
 
     return {
         **optional,
@@ -95,16 +93,6 @@ def twin_builders():
         blocks.Dropout: lambda block, params: [("Dropout", {"p": 1 - block.dropout_param["p"]})],
         blocks.Affine: affine,
     }
-
-
-def model_twin_layers(model):
-    """twin_layers of the whole ConvNet, with its fixed head scale (model.head_scale, issue 11) when it is
-    not 1 and no stage carries it."""
-    layers = twin_layers(model.network, model.params)
-    scale = float(getattr(model, "head_scale", 1.0))
-    if scale != 1.0 and layers[-1][0] != "Mul":
-        layers.append(("Mul", {"factor": scale}))
-    return layers
 
 
 def torch_sequential(layers):
@@ -139,7 +127,7 @@ def torch_sequential(layers):
 
 def build_torch_net(model):
     """nn.Sequential equal to the ConvNet ``model`` (parameters registered in convnet's order)."""
-    return torch_sequential(model_twin_layers(model))
+    return torch_sequential(twin_layers(model.network, model.params))
 
 
 def freeze_frozen(model, pairs):
@@ -281,7 +269,7 @@ class ConfigTwin:
                                "padding": pad, "bias": bias}))
         self._param(f"{name}.W", "weight", init)
         if bias:
-            self._param(f"{name}.b", "bias", "zeros")
+            self._param(f"{name}.b", "bias", "uniform" if init in ("uniform", "dirac") else "zeros")
         self._param_layers += 1
         self.conv_flops.append(2 * filters * C * size * size * Ho * Wo)
         return filters, Ho, Wo
@@ -300,7 +288,7 @@ class ConfigTwin:
         out.append(("Linear", {"in_features": fan_in, "out_features": units, "bias": bias}))
         self._param(f"{name}.W", "weight", init)
         if bias:
-            self._param(f"{name}.b", "bias", "zeros")
+            self._param(f"{name}.b", "bias", "uniform" if init == "uniform" else "zeros")
         self._param_layers += 1
         return (units,)
 
@@ -369,8 +357,9 @@ class ConfigTwin:
         """(nn.Sequential, {convnet name: torch parameter}), initialised from torch's generator seeded ``seed``.
 
         he: N(0, 2 / fan_in); uniform: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (torch's default); dirac: uniform,
-        then the first min(F, C) filters the identity; small: N(0, 0.01^2); biases 0, batch-norm scales 1.
-        Whitening filters are set by initialize_from_data().
+        then the first min(F, C) filters the identity; small: N(0, 0.01^2). Biases: uniform with the uniform
+        and dirac inits (torch's default), else 0; batch-norm scales 1, shifts 0. Whitening filters (and
+        their bias) start at 0 and are set by initialize_from_data().
         """
         import torch
         from torch import nn
@@ -382,7 +371,7 @@ class ConfigTwin:
         with torch.no_grad():
             for name, index, attribute, init in self.params:
                 param = getattr(modules[index], attribute)
-                fan_in = param[0].numel() if param.dim() > 1 else 1
+                fan_in = modules[index].weight[0].numel()  # a bias takes its layer's fan-in
                 if init in ("he", "uniform", "dirac", "small"):
                     if init == "he":
                         param.normal_(0.0, float(np.sqrt(2.0 / fan_in)), generator=generator)
@@ -405,8 +394,9 @@ class ConfigTwin:
     def initialize_from_data(self, net, X):
         """Set every whitening convolution's filters from the images X (N, C, H, W) (a torch tensor) that
         reach it: the first ``images`` of them, every size x size patch, their second-moment matrix
-        P^T P / n; filters = eigenvectors / sqrt(eigenvalue + eps), largest eigenvalue first, then the
-        same filters negated."""
+        P^T P / n; filters = eigenvectors / sqrt(eigenvalue + eps), in increasing eigenvalue order as
+        convnet's whiten block has them (the order does not change the network), then the same filters
+        negated."""
         import torch
 
         for index, eps, images in self.whiten:
@@ -424,7 +414,6 @@ class ConfigTwin:
                 patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, C * size * size).double()
                 covariance = patches.T @ patches / len(patches)
                 eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
-                eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.flip(1)
                 filters = (eigenvectors / torch.sqrt(eigenvalues + eps)).T.reshape(-1, C, size, size)
                 conv.weight.copy_(torch.cat([filters, -filters]).to(conv.weight.dtype))
         net.train()

@@ -23,7 +23,7 @@ def test_the_config_twin_is_the_twin_of_the_network_convnet_builds(layers, input
     """Built from the block list alone, the twin has the layers and parameter names of convnet's model."""
     model = ConvNet(layers, input_dim=input_dim, num_classes=3, seed=0)
     twin = torch_twin.ConfigTwin(DEFAULT_LAYERS if layers is None else layers, input_dim, num_classes=3)
-    assert twin.layers == torch_twin.model_twin_layers(model)
+    assert twin.layers == torch_twin.twin_layers(model.network, model.params)
     assert [name for name, *_ in twin.params] == list(model.params)
 
 
