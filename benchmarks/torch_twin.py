@@ -1,12 +1,21 @@
-"""The PyTorch twin of a convnet ConvNet, block by block, for the benchmarks.
+"""The PyTorch twin of a convnet ConvNet, for the benchmarks, in two forms.
 
-    from torch_twin import build_torch_net, pair_parameters, copy_parameters
+From a built model (bench_train.py: the same parameters, timed step against step):
+
     net = build_torch_net(model)                   # nn.Sequential equal to the built ConvNet
     copy_parameters(model, pair_parameters(model, net))
 
 twin_layers() reads the stages convnet's block registry built (not the block list) and needs
-no torch; build_torch_net() turns them into torch.nn modules. benchmarks/bench_train.py times
-the twin against convnet; benchmarks/bench_recipe.py trains a whole recipe with it.
+no torch; build_torch_net() turns them into torch.nn modules.
+
+From a config's block list (bench_recipe.py: a recipe trained by PyTorch on its own):
+
+    twin = ConfigTwin(layers, input_dim, num_classes, head_bias=False, head_scale=1 / 9)
+    net, params = twin.build(seed)                 # params: {convnet name: torch parameter}
+    twin.initialize_from_data(net, X_train)        # the whitening filters
+
+Both give the same [(torch.nn class name, arguments)] list for the same network, which is how
+bench_recipe checks the config's twin against the network convnet builds.
 """
 
 import functools
