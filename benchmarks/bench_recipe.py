@@ -456,7 +456,7 @@ def run_convnet(args, overrides, out_dir):
     """Train with ``python -m convnet.train``; the result record from its run directory."""
     runs = Path(tempfile.mkdtemp(prefix="runs-", dir=out_dir))
     command = [sys.executable, "-m", "convnet.train", str(args.config), "--output-dir", str(runs),
-               "--threads", str(args.threads), "--no-progress", "--quiet"]
+               "--threads", str(args.threads), "--no-progress"] + (["--quiet"] if args.quiet else [])
     for assignment in overrides + ([f"data.root={args.data}"] if args.data else []):
         command += ["--set", assignment]
     print(f"convnet: {shlex.join(command)}", flush=True)
@@ -542,7 +542,7 @@ def main(argv=None):
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                         help="torch's channels_last memory format (default on: faster on this CPU, docs/recipe.md)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_recipe"), help="where the records go")
-    parser.add_argument("--quiet", action="store_true", help="no per-epoch lines from the PyTorch side")
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch lines from either side")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--recipe", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
