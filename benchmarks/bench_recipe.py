@@ -509,10 +509,7 @@ def cpu_line(threads):
     import convnet
 
     blas = [f"{lib['internal_api']} {lib['version']}" for lib in threadpool_info() if lib["user_api"] == "blas"]
-    # blas_threads_sleep: convnet trains in a process of its own (python -m convnet.train), which makes the
-    # setting before numpy loads; this parent process imported numpy first, so its own flag says nothing
-    info = {"convnet": convnet.__version__, "numpy": np.__version__, "blas": ", ".join(blas) or "unknown",
-            "blas_threads_sleep": True}
+    info = {"convnet": convnet.__version__, "numpy": np.__version__, "blas": ", ".join(blas) or "unknown"}
     line = bench_train.machine_line(info, timing.torch_version(), argparse.Namespace(threads=threads))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return f"{line}; load average {load:.2f} at the start"
