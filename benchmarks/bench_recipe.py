@@ -9,7 +9,9 @@ The PyTorch side is built from the config alone (torch_twin.ConfigTwin: the bloc
 options), trained on the same data files with the same normalisation (convnet.data), the same
 epochs, batch size, learning-rate schedule, update rule, parameter groups (lr multiplier, weight
 decay, frozen parameters), label smoothing, lookahead, augmentation and test-time augmentation,
-with its own seeds (torch's generator seeded with the config's seed). The convnet side is
+with its own seeds (torch's generator seeded with the config's seed). It reports its final state,
+which is convnet's with solver.result: final (the recipes' setting); with result: best convnet
+reports its best epoch instead, so compare such configs with care. The convnet side is
 ``python -m convnet.train CONFIG`` in a process of its own; its numbers come from the run directory.
 
 Reported for each: test accuracy on every test image of the data, and on the pixel-exact test
@@ -49,8 +51,7 @@ SCHEMA_DEFAULTS = {
              "augment": None, "root": None},
     "augment": {"crop_padding": 0, "pad_mode": "zeros", "flip": False, "cutout_size": 0},
     "model": {"reg": 0.0, "label_smoothing": 0.0, "input_dim": [3, 32, 32], "num_classes": 10},
-    "solver": {"batch_size": 100, "num_epochs": 10, "lookahead": None, "tta": None, "result": "best",
-               "eval_batch_size": 256},
+    "solver": {"batch_size": 100, "num_epochs": 10, "lookahead": None, "tta": None, "eval_batch_size": 256},
     "lookahead": {"every": 5, "decay": 0.95, "power": 3},
     "group": {"lr_multiplier": 1.0, "weight_decay": None, "frozen": False, "freeze_after_epoch": None},
 }
