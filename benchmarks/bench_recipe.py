@@ -1,9 +1,12 @@
 """One experiment config trained twice, by convnet and by the same recipe in PyTorch, side by side.
 
     python benchmarks/bench_recipe.py experiments/cifar10_airbench.yaml --data /work/data_full
-    python benchmarks/bench_recipe.py experiments/cifar10_airbench.yaml --only torch \\
-        --set data.num_training=2000 --epochs 1                        # a smoke run
-    python benchmarks/bench_recipe.py experiments/cifar10_convnet.yaml --epochs 1 --threads 2
+    python benchmarks/bench_recipe.py experiments/cifar10_airbench.yaml --epochs 1 \\
+        --set data.num_training=2000 --set model.layers.0.bias_epochs=null   # a smoke run
+    python benchmarks/bench_recipe.py experiments/cifar10_convnet.yaml --epochs 1 --set schedule.peak_epoch=0.3
+
+A shorter run must keep the config valid for convnet: it refuses a freeze epoch the run never
+reaches (the whitening bias's bias_epochs: null in the smoke run) and a schedule peak after the end.
 
 The PyTorch side is built from the config alone (torch_twin.ConfigTwin: the block list, the head
 options), trained on the same data files with the same normalisation (convnet.data), the same
