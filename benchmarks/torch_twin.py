@@ -192,9 +192,12 @@ def copy_parameters(model, pairs):
 
 
 def torch_arrays(pairs, grad=False):
-    """{convnet name: torch's parameter (or its gradient) as a numpy array laid out like convnet's}."""
+    """{convnet name: torch's parameter (or its gradient) as a numpy array laid out like convnet's};
+    with grad, the parameters without a gradient (frozen) are left out, as convnet's grads leave them."""
     arrays = {}
     for name, param, transposed in pairs:
+        if grad and param.grad is None:
+            continue
         value = (param.grad if grad else param).detach().numpy()
         arrays[name] = (value.T if transposed else value).copy()
     return arrays
