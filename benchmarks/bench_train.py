@@ -30,7 +30,6 @@ per block type, forward and backward apart.
 """
 
 import argparse
-import functools
 import json
 import os
 import platform
@@ -43,6 +42,7 @@ from collections import defaultdict
 import numpy as np
 
 import timing  # before convnet: it records the environment the workers start from
+from torch_twin import build_torch_net, copy_parameters, freeze_frozen, leaf_blocks, pair_parameters, torch_arrays
 
 #: The model of the cifar10_convnet experiment.
 DEFAULT_LAYERS = [
@@ -53,6 +53,8 @@ DEFAULT_LAYERS = [
 ]
 INPUT_DIM = (3, 32, 32)
 NUM_CLASSES = 10
+#: The ConvNet options of the head that the twin follows (convnet.models.ConvNet.OPTIONS).
+HEAD_OPTIONS = ("head_bias", "head_scale", "head_init")
 DTYPE = np.float32
 #: convnet's default learning rates (convnet.optim.RULES) of the two rules offered here; convnet is
 #: imported only after timing, so they are written out (tests/test_blocks.py checks them).
@@ -77,11 +79,12 @@ SCORES_RTOL, LOSS_RTOL, GRADS_RTOL, PARAMS_RTOL = 1e-4, 1e-4, 1e-3, 1e-4
 
 
 def load_model_options(config_path):
-    """{'layers', 'input_dim', 'num_classes'} of the ConvNet to benchmark.
+    """{'layers', 'input_dim', 'num_classes', head options} of the ConvNet to benchmark.
 
     Without a config: the defaults above. With one: its `model:` section, which must be
-    of type ConvNet; layers, input_dim and num_classes are taken from it when present
-    (layers null or absent means ConvNet's own default block list).
+    of type ConvNet; layers, input_dim, num_classes and the head options are taken from it when
+    present (layers null or absent means ConvNet's own default block list). The loss options
+    (reg, label_smoothing) are left out: the twin's step is plain cross-entropy.
     """
     options = {"layers": DEFAULT_LAYERS, "input_dim": INPUT_DIM, "num_classes": NUM_CLASSES}
     if config_path is None:
@@ -97,6 +100,7 @@ def load_model_options(config_path):
     for key in ("input_dim", "num_classes"):
         if model.get(key) is not None:
             options[key] = tuple(model[key]) if key == "input_dim" else int(model[key])
+    options.update({key: model[key] for key in HEAD_OPTIONS if model.get(key) is not None})
     return options
 
 
@@ -104,12 +108,15 @@ def build_convnet(args):
     """The convnet model, seeded so that every worker starts from the same parameters."""
     from convnet.models import ConvNet
 
-    options = load_model_options(args.config)
-    return ConvNet(options["layers"], options["input_dim"], options["num_classes"], dtype=DTYPE, seed=0)
+    model = ConvNet(**load_model_options(args.config), dtype=DTYPE, seed=0)
+    # Data-dependent filters (a whitening block) from the benchmark's own batch, the same in every worker.
+    X, _ = make_batch(CHECK_BATCH, model.input_dim, count_classes(model))
+    model.initialize_from_data(X)
+    return model
 
 
 def count_classes(model):
-    return model.params["fc_out.b"].size  # the final affine layer ConvNet appends
+    return model.params["fc_out.W"].shape[1]  # the final affine layer ConvNet appends
 
 
 def make_batch(batch_size, input_dim, num_classes):
@@ -141,155 +148,6 @@ class ConvnetTrainer:
         for name, w in self.model.params.items():
             if name in grads:  # a frozen parameter (model.frozen) has no gradient and no update
                 self.model.params[name], self.configs[name] = self.rule(w, grads[name], self.configs[name])
-
-
-def leaf_blocks(block):
-    """The blocks that do the work, in parameter-creation order (Sequence and Residual opened)."""
-    from convnet.models import blocks
-
-    if isinstance(block, blocks.Sequence):
-        return [leaf for child in block.blocks for leaf in leaf_blocks(child)]
-    if isinstance(block, blocks.Residual):
-        return leaf_blocks(block.body) + leaf_blocks(block.shortcut) + [block.relu]
-    return [block]
-
-
-# ---------------------------------------------------------------------------
-# the PyTorch twin
-# ---------------------------------------------------------------------------
-
-
-def twin_layers(block, params):
-    """The PyTorch twin of a built convnet block, as [(torch.nn class name, arguments)].
-
-    The twin follows the stages that the block registry's builders (convnet.models.blocks.BLOCKS)
-    made, not the block list: a new block type built from existing stages needs nothing here,
-    a new kind of stage one entry in twin_builders(). Needs no torch. Residual stages become
-    ("Residual", {"body": [...], "shortcut": [...]}).
-    """
-    for cls in type(block).__mro__:
-        builder = twin_builders().get(cls)
-        if builder is not None:
-            return builder(block, params)
-    raise ValueError(f"no PyTorch twin for convnet stage {type(block).__name__}")
-
-
-@functools.cache
-def twin_builders():
-    """{convnet stage class: (stage, params) -> [(torch.nn class name, arguments)]}."""
-    from convnet.models import blocks
-
-    def conv(block, params):
-        filters, channels, size, _ = params[block.w].shape
-        return [("Conv2d", {"in_channels": channels, "out_channels": filters, "kernel_size": size,
-                            "stride": block.conv_param["stride"], "padding": block.conv_param["pad"],
-                            "bias": block.b is not None})]
-
-    def batchnorm(block, params):
-        # torch's momentum weighs the new batch, convnet's the running average; eps is the same
-        norm = "BatchNorm2d" if len(block.in_shape) == 3 else "BatchNorm1d"
-        layers = [(norm, {"num_features": block.in_shape[0], "eps": block.bn_param["eps"],
-                          "momentum": 1 - block.bn_param["momentum"]})]
-        activation = {None: [], "relu": [("ReLU", {})], "gelu": [("GELU", {})]}[block.activation]
-        return layers + activation
-
-    def affine(block, params):
-        fan_in, units = params[block.w].shape
-        if block.scale != 1:
-            raise ValueError(f"no PyTorch twin for an affine stage with a fixed scale ({block.w}: {block.scale})")
-        return [("Flatten", {}), ("Linear", {"in_features": fan_in, "out_features": units, "bias": block.b is not None})]
-
-    return {
-        blocks.Sequence: lambda block, params: [layer for child in block.blocks for layer in twin_layers(child, params)],
-        blocks.Residual: lambda block, params: [("Residual", {"body": twin_layers(block.body, params),
-                                                              "shortcut": twin_layers(block.shortcut, params)})],
-        blocks.Conv: conv,
-        blocks.BatchNorm: batchnorm,
-        blocks.ReLU: lambda block, params: [("ReLU", {})],
-        blocks.GELU: lambda block, params: [("GELU", {})],  # torch's default is the exact erf form
-        blocks.MaxPool: lambda block, params: [("MaxPool2d", {"kernel_size": block.pool_param["pool_height"],
-                                                              "stride": block.pool_param["stride"]})],
-        # the mean over H, W: (N, C)
-        blocks.GlobalAvgPool: lambda block, params: [("AdaptiveAvgPool2d", {"output_size": 1}), ("Flatten", {})],
-        # torch's p drops, convnet's keep keeps
-        blocks.Dropout: lambda block, params: [("Dropout", {"p": 1 - block.dropout_param["p"]})],
-        blocks.Affine: affine,
-    }
-
-
-def build_torch_net(model):
-    """nn.Sequential equal to the ConvNet ``model`` (parameters registered in convnet's order)."""
-    import torch
-    from torch import nn
-
-    class Residual(nn.Module):
-        """relu(body(x) + shortcut(x))."""
-
-        def __init__(self, body, shortcut):
-            super().__init__()
-            self.body = sequential(body)
-            self.shortcut = sequential(shortcut) if shortcut else nn.Identity()
-
-        def forward(self, x):
-            return torch.relu(self.body(x) + self.shortcut(x))
-
-    def sequential(layers):
-        return nn.Sequential(*[Residual(**args) if name == "Residual" else getattr(nn, name)(**args)
-                               for name, args in layers])
-
-    return sequential(twin_layers(model.network, model.params))
-
-
-def pair_parameters(model, net):
-    """[(convnet name, torch parameter, transposed)] for every parameter, matched in order.
-
-    convnet's Conv, BatchNorm and Affine blocks are paired with torch's Conv2d, BatchNorm
-    and Linear modules; affine weights are (D, M) in convnet and (M, D) in torch.
-    Raises ValueError if the two networks do not have the same layers and shapes.
-    """
-    from torch import nn
-
-    from convnet.models import blocks
-
-    ours = [b for b in leaf_blocks(model.network) if isinstance(b, (blocks.Conv, blocks.BatchNorm, blocks.Affine))]
-    theirs = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Linear))]
-    if len(ours) != len(theirs):
-        raise ValueError(f"convnet has {len(ours)} parameter layers, the torch twin {len(theirs)}")
-    pairs = []
-    for block, module in zip(ours, theirs):
-        if isinstance(block, blocks.BatchNorm):
-            names = [(block.gamma, module.weight, False), (block.beta, module.bias, False)]
-        else:
-            bias = [(block.b, module.bias, False)] if block.b else []
-            names = [(block.w, module.weight, isinstance(block, blocks.Affine))] + bias
-        if (module.bias is None) != (len(names) == 1):
-            raise ValueError(f"{names[0][0]}: bias in one network only ({module})")
-        for name, param, transposed in names:
-            shape = model.params[name].shape[::-1] if transposed else model.params[name].shape
-            if tuple(param.shape) != shape:
-                raise ValueError(f"{name} has shape {shape} (as torch lays it out), the torch twin {module} "
-                                 f"{tuple(param.shape)}")
-        pairs += names
-    return pairs
-
-
-def copy_parameters(model, pairs):
-    """Give the torch twin convnet's current parameter values."""
-    import torch
-
-    with torch.no_grad():
-        for name, param, transposed in pairs:
-            value = model.params[name].T if transposed else model.params[name]
-            param.copy_(torch.from_numpy(np.ascontiguousarray(value)))
-
-
-def torch_arrays(pairs, grad=False):
-    """{convnet name: torch's parameter (or its gradient) as a numpy array laid out like convnet's}."""
-    arrays = {}
-    for name, param, transposed in pairs:
-        value = (param.grad if grad else param).detach().numpy()
-        arrays[name] = (value.T if transposed else value).copy()
-    return arrays
 
 
 class TorchTrainer:
@@ -385,6 +243,7 @@ def check_worker(args):
     net = build_torch_net(model)
     pairs = pair_parameters(model, net)
     copy_parameters(model, pairs)
+    freeze_frozen(model, pairs)
     for param in model.dropout_params:
         param["p"] = 1.0
     for module in net.modules():

@@ -15,6 +15,7 @@ from convnet.options import REQUIRED, Option
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 import bench_train  # noqa: E402  (benchmarks/ is not a package)
+import torch_twin  # noqa: E402
 
 # Smallest values for the required options, so that every type can be built.
 REQUIRED_VALUES = {"filters": 3, "units": 5}
@@ -114,10 +115,10 @@ def test_a_new_block_type_is_one_registry_entry(monkeypatch, rng):
     table = config_tables.blocks_table()
     assert "| `scale` | `factor: 1.0` (a number > 0; the multiplier) | y = factor x |" in table
     conv_pool_twin = ConvNet([layers[0], "global_avgpool"], input_dim=(3, 8, 8), num_classes=2, seed=0)
-    assert [name for name, _ in bench_train.twin_layers(conv_pool_twin.network, conv_pool_twin.params)] == [
+    assert [name for name, _ in torch_twin.twin_layers(conv_pool_twin.network, conv_pool_twin.params)] == [
         "Conv2d", "MaxPool2d", "AdaptiveAvgPool2d", "Flatten", "Flatten", "Linear"]
     with pytest.raises(ValueError, match="no PyTorch twin for convnet stage Scale"):
-        bench_train.twin_layers(model.network, model.params)
+        torch_twin.twin_layers(model.network, model.params)
 
 
 def twin_parameter_count(layers):
@@ -138,7 +139,7 @@ def twin_parameter_count(layers):
 def test_the_benchmark_twin_follows_the_built_network():
     """The twin of a net with every block type holds every parameter, in convnet's layout."""
     model = ConvNet(EVERY_TYPE, input_dim=(3, 8, 8), num_classes=3, seed=0)
-    twin = bench_train.twin_layers(model.network, model.params)
+    twin = torch_twin.twin_layers(model.network, model.params)
     assert twin_parameter_count(twin) == model.num_parameters()
     names = [name for name, _ in twin]
     assert names[:13] == ["Conv2d", "Conv2d", "Conv2d", "ReLU", "BatchNorm2d", "ReLU", "GELU",
