@@ -316,6 +316,18 @@ def test_predict_json_reports_bad_images_and_still_classifies_the_others(trained
     assert top[0]["class"] == model.class_names[top[0]["index"]]
 
 
+def test_predict_tta_takes_the_modes_of_evaluate_and_refuses_others(trained, image_files, capsys):
+    good, _ = image_files
+    assert predict.main([str(trained), str(good["png"]), "--tta", "flip_translate", "--json"]) == predict.EXIT_OK
+    document = json.loads(capsys.readouterr().out)
+    expected = convnet.load_model(trained).predict_proba(sample_test_images(1)[0], tta="flip_translate")[0]
+    assert document["tta"] == "flip_translate"
+    assert document["results"][0]["predictions"][0]["probability"] == pytest.approx(float(expected.max()), rel=1e-5)
+    with pytest.raises(SystemExit) as stopped:
+        predict.main([str(trained), str(good["png"]), "--tta", "mirror"])
+    assert stopped.value.code == 2 and "argument --tta: invalid choice: 'mirror'" in capsys.readouterr().err
+
+
 def test_predict_without_a_model_is_one_line_and_exit_2(tmp_path, image_files, capsys):
     good, _ = image_files
     assert predict.main([str(tmp_path / "nowhere"), str(good["png"])]) == predict.EXIT_NO_MODEL
