@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from convnet.checkpoint import CheckpointError, Inference, MissingInferenceRecord, load_model_state, read_inference
+from convnet.models.base import tta_scores
 
 #: How :func:`load_image` fits an image to the model's input: 'crop' cuts the largest centred
 #: region of the model's aspect ratio, then resizes it; 'stretch' resizes the whole image.
@@ -131,36 +132,37 @@ class TrainedModel:
                              f"got {images.shape}; load_image fits an image file to that size")
         return images
 
-    def logits(self, images, batch_size=256):
-        """Class scores (N, num_classes) in the model's dtype for uint8 images (N, H, W, C)."""
+    def logits(self, images, batch_size=256, tta=None):
+        """Class scores (N, num_classes) in the model's dtype for uint8 images (N, H, W, C).
+
+        ``tta`` (None, 'flip', 'flip_translate'; True means 'flip'): the scores averaged over
+        test-time augmentations of the normalised images by :func:`convnet.models.base.tta_scores`,
+        the rule training's and evaluate's accuracy checks use.
+        """
         from convnet.data import normalize_images
 
         images = self._check_images(images)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if isinstance(tta, bool):  # the older predict_proba(..., tta=True) form
+            tta = "flip" if tta else None
         scores = []
         for start in range(0, len(images), batch_size):
             X = normalize_images(images[start : start + batch_size].transpose(0, 3, 1, 2), self.normalization,
                                  self.model.dtype)
-            scores.append(self.model.loss(X))
+            scores.append(tta_scores(self.model, X, tta))
         if not scores:
             return np.zeros((0, len(self.class_names)), dtype=self.model.dtype)
         return np.concatenate(scores)
 
-    def predict_proba(self, images, batch_size=256, tta=False):
-        """Class probabilities (N, num_classes) for uint8 images (N, H, W, C), rows summing to 1.
+    def predict_proba(self, images, batch_size=256, tta=None):
+        """Class probabilities (N, num_classes) for uint8 images (N, H, W, C), rows summing to 1:
+        the softmax of :meth:`logits` (``tta`` as there: the logits are averaged, then the softmax)."""
+        return softmax(self.logits(images, batch_size, tta))
 
-        ``tta``: average them with those of the horizontally flipped images (test-time augmentation).
-        """
-        probabilities = softmax(self.logits(images, batch_size))
-        if tta:
-            flipped = softmax(self.logits(np.ascontiguousarray(np.asarray(images)[:, :, ::-1, :]), batch_size))
-            probabilities = (probabilities + flipped) / 2
-        return probabilities
-
-    def predict(self, images, batch_size=256, tta=False):
+    def predict(self, images, batch_size=256, tta=None):
         """Predicted class indices (N,) for uint8 images (N, H, W, C)."""
-        return np.argmax(self.predict_proba(images, batch_size, tta), axis=1)
+        return np.argmax(self.logits(images, batch_size, tta), axis=1)
 
 
 def softmax(scores):

@@ -19,6 +19,7 @@ from convnet.checkpoint import CheckpointError
 from convnet.options import ConfigError
 from convnet.data import CorruptDataError, DownloadError
 from convnet.inference import RESIZE_MODES, ImageError, load_image, open_model
+from convnet.models.base import TTA_MODES
 
 EXIT_OK, EXIT_SOME_IMAGES_FAILED, EXIT_NO_MODEL = 0, 1, 2
 
@@ -42,8 +43,10 @@ def parse_args(argv):
     parser.add_argument("target", type=Path, metavar="RUN_DIR|CHECKPOINT")
     parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
     parser.add_argument("--top-k", type=int, default=3, metavar="K", help="classes shown per image (default: 3)")
-    parser.add_argument("--tta", action="store_true",
-                        help="test-time augmentation: average with the horizontally flipped image")
+    parser.add_argument("--tta", nargs="?", const="flip", choices=[mode for mode in TTA_MODES if mode],
+                        help="test-time augmentation, as training's solver.tta and evaluate --tta: the mean logits "
+                             "of the image and its mirror (flip, what a bare --tta means), and of its 1-pixel "
+                             "shifts (flip_translate); the softmax is taken after the average")
     parser.add_argument("--resize", choices=RESIZE_MODES, default="crop",
                         help="fit each image by centre crop then resize (default), or by stretching it")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout instead of text")
@@ -64,8 +67,9 @@ def top_k(probabilities, class_names, k):
     return [{"class": class_names[i], "index": int(i), "probability": float(probabilities[i])} for i in order]
 
 
-def classify(model, paths, k=3, tta=False, resize="crop", batch_size=64):
-    """One result per path, in order: {'image', 'predictions'} or {'image', 'error'}."""
+def classify(model, paths, k=3, tta=None, resize="crop", batch_size=64):
+    """One result per path, in order: {'image', 'predictions'} or {'image', 'error'}.
+    tta: None, 'flip' or 'flip_translate' (see TrainedModel.logits)."""
     height, width, _ = model.input_shape
     results, images, readable = [], [], []
     for path in paths:

@@ -3,6 +3,7 @@ without MPI, then real ``mpiexec -n 2`` runs (skipped without mpi4py; the test e
 it with the mpich wheel): K ranks train the model one process would, stay bit-identical,
 write one run directory, and stop and resume on any number of ranks."""
 
+import functools
 import json
 import os
 import signal
@@ -137,11 +138,30 @@ def model_and_data(dtype, batchnorm=False, dropout=False):
     return model, {"X_train": X[:29], "y_train": y[:29], "X_val": X[29:], "y_val": y[29:]}
 
 
-def make_solver(dtype, batchnorm=False, communicator=None, dropout=False):
-    model, data = model_and_data(dtype, batchnorm, dropout)
+def recipe_like_model_and_data(dtype):
+    """model_and_data's images through a net of the fast recipe's parts whose result does not depend
+    on the number of ranks (no batch norm): whitening, GELU, dirac init, floor pooling, a scaled head
+    without bias, label smoothing."""
+    _, data = model_and_data(dtype)
+    model = ConvNet([{"type": "whiten", "size": 2, "bias_epochs": 2}, "gelu",  # -> (24, 7, 7)
+                     {"type": "conv_relu", "filters": 6, "init": "dirac"}, {"type": "pool", "floor": True},  # -> 3x3
+                     {"type": "pool", "size": 3}], input_dim=(3, 8, 8), num_classes=3, head_bias=False,
+                    head_scale=0.5, label_smoothing=0.2, reg=1e-3, dtype=dtype, seed=2)
+    return model, data
+
+
+RECIPE_TRAINING = {
+    "groups": [{"params": "conv1.b", "frozen": True}, {"params": "fc_out.*", "lr_multiplier": 2.0}],
+    "lookahead": {"every": 2, "decay": 0.9, "power": 1},
+    "augment": functools.partial(augment_batch, crop_padding=1, pad_mode="reflect", flip="alternating", seed=3),
+}
+
+
+def make_solver(dtype, batchnorm=False, communicator=None, dropout=False, recipe=False):
+    model, data = recipe_like_model_and_data(dtype) if recipe else model_and_data(dtype, batchnorm, dropout)
+    training = RECIPE_TRAINING if recipe else {"augment": augment_batch}
     return Solver(model, data, update_rule="sgd_momentum", optim_config={"learning_rate": 0.05}, batch_size=7,
-                  num_epochs=3, num_train_samples=10, seed=4, verbose=False, augment=augment_batch,
-                  communicator=communicator)
+                  num_epochs=3, num_train_samples=10, seed=4, verbose=False, communicator=communicator, **training)
 
 
 SOLVER_SCRIPT = """
@@ -153,7 +173,7 @@ from test_distributed import make_solver
 
 comm = communicator("mpi")
 dtype, kind, out = np.dtype(sys.argv[1]), sys.argv[2], sys.argv[3]
-solver = make_solver(dtype, kind == "bn", comm, dropout=kind == "dropout").train()
+solver = make_solver(dtype, kind == "bn", comm, dropout=kind == "dropout", recipe=kind == "recipe").train()
 states = comm.comm.gather(solver.model.state())
 if comm.is_root:
     arrays = {{f"rank{{rank}}/{{key}}": value for rank, state in enumerate(states) for key, value in state.items()}}
@@ -189,11 +209,13 @@ def run_solver_on_two_ranks(tmp_path, dtype, kind="plain"):
 
 @needs_mpi
 @pytest.mark.parametrize("dtype, rtol, kind", [(np.float64, 1e-10, "plain"), (np.float32, 1e-4, "plain"),
-                                               (np.float64, 1e-10, "dropout")])
+                                               (np.float64, 1e-10, "dropout"), (np.float64, 1e-10, "recipe")])
 def test_two_ranks_train_the_model_one_process_trains_with_the_same_global_batch(tmp_path, dtype, rtol, kind):
-    """Dropout too: each rank keeps its rows of the masks of the whole batch."""
+    """Dropout too: each rank keeps its rows of the masks of the whole batch. And the recipe's parts
+    without batch norm: frozen groups, a whitening bias frozen after epoch 2, lookahead, label smoothing,
+    the alternating flip with reflect crops (every rank augments the whole batch, then keeps its rows)."""
     saved = run_solver_on_two_ranks(tmp_path, dtype, kind)
-    one = make_solver(dtype, dropout=kind == "dropout").train()
+    one = make_solver(dtype, dropout=kind == "dropout", recipe=kind == "recipe").train()
     assert len(saved["loss"]) == len(one.loss_history) == 15  # 5 batches (the last of 1 image) for 3 epochs
     np.testing.assert_allclose(saved["loss"], one.loss_history, rtol=rtol)
     for key, value in one.model.state().items():

@@ -14,7 +14,9 @@ import convnet
 from convnet import evaluate, experiment, inference, predict, train
 from convnet.checkpoint import CheckpointError, load_arrays_and_meta, load_weights, read_inference, save_arrays
 from convnet.config import load_config
-from convnet.data import TRAIN_BATCHES, load_sample, normalization_stats
+from convnet.data import TRAIN_BATCHES, load_sample, normalization_stats, normalize_images
+from convnet.inference import softmax
+from convnet.models.base import tta_scores
 
 from runs import only_run_dir, write_config
 
@@ -186,12 +188,30 @@ def test_load_model_predicts_what_the_run_measured(trained):
     np.testing.assert_allclose(from_file, probabilities[:5], rtol=1e-5, atol=1e-7)
 
 
-def test_tta_averages_the_image_and_its_mirror(trained):
+def test_tta_averages_the_logits_of_the_image_and_its_mirror_as_training_does(trained):
+    """The one rule (models.base.tta_scores): logits averaged, then the softmax. (The run's
+    per-channel normalisation commutes with the mirror, so raw mirrored images give the same.)"""
+    model = convnet.load_model(trained)
+    model.model.params["fc_out.W"] *= 30  # sharper scores, so that averaging probabilities differs
+    images, _ = sample_test_images(8)
+    mean_logits = (model.logits(images) + model.logits(np.ascontiguousarray(images[:, :, ::-1]))) / 2
+    for tta in ("flip", True):  # True: the older boolean form
+        np.testing.assert_allclose(model.logits(images, tta=tta), mean_logits, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(model.predict_proba(images, tta=tta), softmax(mean_logits), rtol=1e-5, atol=1e-7)
+    mean_probabilities = (model.predict_proba(images) + model.predict_proba(images[:, :, ::-1])) / 2
+    assert np.abs(model.predict_proba(images, tta="flip") - mean_probabilities).max() > 1e-4  # float32 noise: 1e-7
+    assert not np.allclose(model.predict_proba(images, tta="flip"), model.predict_proba(images))
+
+
+def test_tta_flip_translate_is_the_rule_of_the_accuracy_checks(trained):
     model = convnet.load_model(trained)
     images, _ = sample_test_images(8)
-    expected = (model.predict_proba(images) + model.predict_proba(images[:, :, ::-1])) / 2
-    np.testing.assert_allclose(model.predict_proba(images, tta=True), expected, rtol=1e-6)
-    assert not np.allclose(model.predict_proba(images, tta=True), model.predict_proba(images))
+    X = normalize_images(images.transpose(0, 3, 1, 2), model.normalization, model.model.dtype)
+    expected = tta_scores(model.model, X, "flip_translate")
+    np.testing.assert_allclose(model.logits(images, batch_size=3, tta="flip_translate"), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(expected, tta_scores(model.model, X, "flip"))
+    with pytest.raises(ValueError, match="tta must be one of .*got 'mirror'"):
+        model.predict(images, tta="mirror")
 
 
 @pytest.mark.parametrize("images, error, message", [
@@ -281,7 +301,7 @@ def test_predict_json_reports_bad_images_and_still_classifies_the_others(trained
     captured = capsys.readouterr()
     document = json.loads(captured.out)
     results = document["results"]
-    assert [r["image"] for r in results] == [str(p) for p in paths] and document["tta"] is True
+    assert [r["image"] for r in results] == [str(p) for p in paths] and document["tta"] == "flip"
     assert [("predictions" in r) for r in results] == [True, False, False, False, False, True, True]
     errors = {name: results[1 + i]["error"] for i, name in enumerate(bad)}
     assert "not an image file" in errors["not an image"] and "empty (0 bytes)" in errors["empty"]
@@ -289,11 +309,23 @@ def test_predict_json_reports_bad_images_and_still_classifies_the_others(trained
     assert all(str(bad[name]) in errors[name] for name in bad)
     assert captured.err.count("error: ") == 4 and "Traceback" not in captured.err
     model = convnet.load_model(trained)
-    expected = model.predict_proba(sample_test_images(1)[0], tta=True)[0]
+    expected = model.predict_proba(sample_test_images(1)[0], tta="flip")[0]
     top = results[0]["predictions"]
     assert len(top) == 3 and top[0]["index"] == int(np.argmax(expected))
     assert top[0]["probability"] == pytest.approx(float(expected.max()), rel=1e-5)
     assert top[0]["class"] == model.class_names[top[0]["index"]]
+
+
+def test_predict_tta_takes_the_modes_of_evaluate_and_refuses_others(trained, image_files, capsys):
+    good, _ = image_files
+    assert predict.main([str(trained), str(good["png"]), "--tta", "flip_translate", "--json"]) == predict.EXIT_OK
+    document = json.loads(capsys.readouterr().out)
+    expected = convnet.load_model(trained).predict_proba(sample_test_images(1)[0], tta="flip_translate")[0]
+    assert document["tta"] == "flip_translate"
+    assert document["results"][0]["predictions"][0]["probability"] == pytest.approx(float(expected.max()), rel=1e-5)
+    with pytest.raises(SystemExit) as stopped:
+        predict.main([str(trained), str(good["png"]), "--tta", "mirror"])
+    assert stopped.value.code == 2 and "argument --tta: invalid choice: 'mirror'" in capsys.readouterr().err
 
 
 def test_predict_without_a_model_is_one_line_and_exit_2(tmp_path, image_files, capsys):
