@@ -143,18 +143,45 @@ def test_conv_backward_can_be_called_twice_with_one_cache(rng):
         np.testing.assert_array_equal(a, e)
 
 
-def test_conv_chunked_workspace_gives_the_same_result(rng, monkeypatch):
-    """A tiny workspace forces one image per chunk; results must not change."""
-    x = rng.standard_normal((5, 3, 8, 8))
-    w = rng.standard_normal((4, 3, 3, 3))
-    b = rng.standard_normal(4)
-    dout = rng.standard_normal((5, 4, 8, 8))
-    conv_param = {"stride": 1, "pad": 1}
-    whole = conv_both_ways(x, w, b, conv_param, dout, "contiguous")[0]
-    monkeypatch.setattr(cl, "CONV_WORKSPACE_BYTES", 1)
-    assert len(cl._image_chunks(5, 3 * 9 * 64 * 8)) == 5
-    chunked = conv_both_ways(x, w, b, conv_param, dout, "contiguous")[0]
-    assert_all_agree(conv_shapes((5, 4, 8, 8), x, w), chunked, whole, np.float64)
+@HYPOTHESIS
+@given(case=conv_cases(), dtype=st.sampled_from(DTYPES), tile_bytes=st.sampled_from([1, 200, 10**6]),
+       seed=st.integers(0, 2**32 - 1))
+def test_conv_tiles_of_any_size_match_naive(case, dtype, tile_bytes, seed):
+    """Tiles of one output row (tile_bytes 1), of a few rows, or of the whole image agree."""
+    x_shape, w_shape, conv_param, out_shape = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    dout = rng.standard_normal(out_shape).astype(dtype)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cl, "CONV_TILE_BYTES", tile_bytes)
+        fast, reference = conv_both_ways(x, w, b, conv_param, dout, "contiguous")
+    assert_all_agree(conv_shapes(out_shape, x, w), fast, reference, dtype)
+
+
+@pytest.mark.parametrize("tile_bytes, rows", [(1, 1), (3 * 9 * 8 * 8 * 3, 3), (10**9, 8)])
+def test_conv_tile_rows_follow_the_tile_budget(tile_bytes, rows, monkeypatch):
+    monkeypatch.setattr(cl, "CONV_TILE_BYTES", tile_bytes)
+    x, w = np.zeros((5, 3, 8, 8)), np.zeros((4, 3, 3, 3))
+    assert cl._tile_rows(x, w, 8, 8) == rows
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("compute_dx, compute_dw", [(False, True), (True, False), (False, False)])
+def test_conv_backward_skips_what_it_is_told(rng, dtype, compute_dx, compute_dw):
+    """compute_dx=False -> dx None, compute_dw=False -> dw None; what is computed is unchanged."""
+    x = rng.standard_normal((3, 2, 7, 5)).astype(dtype)
+    w, b = rng.standard_normal((4, 2, 3, 3)).astype(dtype), rng.standard_normal(4).astype(dtype)
+    dout = rng.standard_normal((3, 4, 4, 3)).astype(dtype)
+    _, cache = cl.conv_forward(x, w, b, {"stride": 2, "pad": 1})
+    full = cl.conv_backward(dout, cache)
+    part = cl.conv_backward(dout, cache, compute_dx=compute_dx, compute_dw=compute_dw)
+    for name, computed, expected, wanted in zip(["dx", "dw", "db"], part, full, [compute_dx, compute_dw, True]):
+        if wanted:
+            np.testing.assert_array_equal(computed, expected, err_msg=name)
+        else:
+            assert computed is None, f"{name} should be None"
 
 
 # ---------------------------------------------------------------------------
@@ -424,7 +451,7 @@ def kernel_definitions():
 
 def test_the_kernel_sources_are_found():
     names = {name for _, name, _ in kernel_definitions()}
-    assert {"im2col", "col2im", "max_pool_forward", "batchnorm_backward", "groupnorm_backward"} <= names
+    assert {"conv_forward_tiled", "conv_backward_tiled", "max_pool_forward", "batchnorm_backward", "groupnorm_backward"} <= names
 
 
 @pytest.mark.parametrize("source, name, arguments", [pytest.param(*d, id=d[1]) for d in kernel_definitions()])
