@@ -46,6 +46,13 @@ from convnet.threads import get_num_threads, single_threaded_blas
 #: unfolds this much at a time and multiplies it while it is still in the core's L2 cache.
 CONV_TILE_BYTES = 512 * 2**10
 
+#: The backward pass sums dw over groups of images, each into a partial (C*HH*WW, F) array
+#: of its own, which the threads take as they become free. Up to this many groups per
+#: thread (more balance the load when another process slows one core down), within
+#: CONV_PARTIALS_BYTES for all the partial arrays together.
+CONV_GROUPS_PER_THREAD = 4
+CONV_PARTIALS_BYTES = 8 * 2**20
+
 
 # ---------------------------------------------------------------------------
 # caches: what each backward pass needs from its forward pass. They are tuples
@@ -274,6 +281,14 @@ def _tile_rows(x, w, out_h, out_w):
     return max(1, min(out_h, CONV_TILE_BYTES // row_bytes))
 
 
+def _image_groups(n_images, partial_bytes, threads):
+    """How many groups of images the backward pass sums dw over: CONV_GROUPS_PER_THREAD per
+    thread, fewer if their partial sums would exceed CONV_PARTIALS_BYTES, at least one per
+    thread, at most one per image."""
+    wanted = min(CONV_GROUPS_PER_THREAD * threads, CONV_PARTIALS_BYTES // partial_bytes)
+    return max(1, min(n_images, max(threads, wanted)))
+
+
 def _tile_workspace(x, w, tile_rows, out_w, threads):
     """One tile's columns per thread: (threads, C*HH*WW * tile_rows * OW)."""
     return _workspace.take("cols", (threads, w[0].size * tile_rows * out_w), x.dtype)
@@ -319,9 +334,10 @@ def conv_backward(dout, cache, compute_dx=True, compute_dw=True):
     threads = get_num_threads()
     tile_rows = _tile_rows(x, w, out_h, out_w)
     workspace = _tile_workspace(x, w, tile_rows, out_w, threads)
-    # Each thread sums its own share of dw (transposed, (K, F)) and db; they are added up below.
-    dw_parts = np.empty((threads, w_rows.shape[1], F) if compute_dw else (threads, 1, 1), dtype=x.dtype)
-    db_parts = np.empty((threads, F), dtype=x.dtype)
+    # Each group of images sums its share of dw (transposed, (K, F)) and db; added up below, in order.
+    groups = _image_groups(N, w.size * x.itemsize, threads)
+    dw_parts = np.empty((groups, w_rows.shape[1], F) if compute_dw else (groups, 1, 1), dtype=x.dtype)
+    db_parts = np.empty((groups, F), dtype=x.dtype)
     dx = np.empty_like(x) if compute_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
     with single_threaded_blas():
         _conv_kernels.conv_backward_tiled(x, w_rows, dout, HH, WW, pad, stride, tile_rows, compute_dx, compute_dw,

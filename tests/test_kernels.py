@@ -167,6 +167,28 @@ def test_conv_tile_rows_follow_the_tile_budget(tile_bytes, rows, monkeypatch):
     assert cl._tile_rows(x, w, 8, 8) == rows
 
 
+@pytest.mark.parametrize("groups_per_thread", [1, 2, 4, 100])
+def test_conv_backward_agrees_for_any_grouping_of_the_images(rng, groups_per_thread, monkeypatch):
+    """dw and db are summed over groups of images (one to seven here); every grouping agrees."""
+    monkeypatch.setattr(cl, "CONV_GROUPS_PER_THREAD", groups_per_thread)
+    x, w, b = rng.standard_normal((7, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    dout = rng.standard_normal((7, 4, 6, 6))
+    fast, reference = conv_both_ways(x, w, b, {"stride": 1, "pad": 1}, dout, "contiguous")
+    assert_all_agree(conv_shapes((7, 4, 6, 6), x, w), fast, reference, np.float64)
+
+
+@pytest.mark.parametrize("n_images, partial_bytes, threads, groups", [
+    (128, 1000, 2, 8),  # CONV_GROUPS_PER_THREAD per thread
+    (5, 1000, 2, 5),  # at most one per image
+    (128, 3 * 2**20, 2, 2),  # the partial sums' budget allows 2 groups (at least one per thread)
+    (128, 2**30, 1, 1),
+])
+def test_conv_image_groups(n_images, partial_bytes, threads, groups, monkeypatch):
+    monkeypatch.setattr(cl, "CONV_GROUPS_PER_THREAD", 4)
+    monkeypatch.setattr(cl, "CONV_PARTIALS_BYTES", 8 * 2**20)
+    assert cl._image_groups(n_images, partial_bytes, threads) == groups
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("compute_dx, compute_dw", [(False, True), (True, False), (False, False)])
 def test_conv_backward_skips_what_it_is_told(rng, dtype, compute_dx, compute_dw):

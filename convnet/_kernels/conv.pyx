@@ -142,7 +142,7 @@ def conv_forward_tiled(
     cdef real b
     with nogil, parallel(num_threads=num_threads):
         cols = &workspace[threadid(), 0]
-        for n in prange(N, schedule="static"):
+        for n in prange(N, schedule="dynamic"):
             for tile in range((out_h + tile_rows - 1) // tile_rows):
                 oh0 = tile * tile_rows
                 oh1 = oh0 + tile_rows if oh0 + tile_rows < out_h else out_h
@@ -176,16 +176,21 @@ def conv_backward_tiled(
 ):
     """Gradients of conv_forward_tiled, tile by tile.
 
-    dw_parts (num_threads, K, F) (dw transposed) and db_parts (num_threads, F) receive each thread's
-    partial sums (overwritten; the caller adds them up); dx (N, C, H, W) is overwritten
-    when compute_dx (otherwise it may be any array and is left alone); the weight
-    gradient is skipped unless compute_dw. workspace: as in conv_forward_tiled.
+    The images are cut into P = dw_parts.shape[0] consecutive groups; group g sums its
+    share of the weight and bias gradients into dw_parts[g] (K, F) (dw transposed) and
+    db_parts[g] (F,) (overwritten; the caller adds them up in order). Threads take groups
+    as they become free, so a thread slowed by another process gets fewer of them, and
+    the sums do not depend on which thread took which group: results are reproducible
+    bit for bit. dx (N, C, H, W) is overwritten when compute_dx (otherwise it may be any
+    array and is left alone); the weight gradient is skipped unless compute_dw (then
+    dw_parts may be any (P, ...) array). workspace: as in conv_forward_tiled.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = w_rows.shape[0], K = w_rows.shape[1]
     cdef Py_ssize_t out_h = dout.shape[2], out_w = dout.shape[3]
     cdef int plane = out_h * out_w
-    cdef Py_ssize_t n, tile, oh0, oh1, f, p, t
+    cdef Py_ssize_t groups = dw_parts.shape[0]
+    cdef Py_ssize_t g, n, tile, oh0, oh1, f, p
     cdef int width
     cdef real* cols
     cdef real* dw
@@ -193,33 +198,33 @@ def conv_backward_tiled(
     cdef const real* src
     cdef real total
     with nogil, parallel(num_threads=num_threads):
-        t = threadid()
-        cols = &workspace[t, 0]
-        dw = &dw_parts[t, 0, 0]
-        db = &db_parts[t, 0]
-        if compute_dw:  # otherwise dw_parts may be smaller than (num_threads, K, F)
-            memset(dw, 0, K * F * sizeof(real))
-        memset(db, 0, F * sizeof(real))
-        for n in prange(N, schedule="static"):
-            for f in range(F):
-                src = &dout[n, f, 0, 0]
-                total = 0
-                for p in range(plane):
-                    total = total + src[p]
-                db[f] += total
-            if compute_dx:
-                memset(&dx[n, 0, 0, 0], 0, C * H * W * sizeof(real))
-            for tile in range((out_h + tile_rows - 1) // tile_rows):
-                oh0 = tile * tile_rows
-                oh1 = oh0 + tile_rows if oh0 + tile_rows < out_h else out_h
-                width = (oh1 - oh0) * out_w
-                src = &dout[n, 0, oh0, 0]  # dout[n, :, tile]: (F, width), row stride OH*OW
-                if compute_dw:
-                    unfold_tile(&x[n, 0, 0, 0], C, H, W, field_h, field_w, pad, stride, oh0, oh1, out_w, cols)
-                    # dw.T (K, F) += cols (K, width) @ dout tile.T (width, F): in this orientation
-                    # BLAS ran the thin products of few-filter layers up to 1.9x faster
-                    gemm("T", "N", F, K, width, src, plane, cols, width, 1, dw, F)
+        cols = &workspace[threadid(), 0]
+        for g in prange(groups, schedule="dynamic"):
+            dw = &dw_parts[g, 0, 0]
+            db = &db_parts[g, 0]
+            if compute_dw:
+                memset(dw, 0, K * F * sizeof(real))
+            memset(db, 0, F * sizeof(real))
+            for n in range(g * N // groups, (g + 1) * N // groups):
+                for f in range(F):
+                    src = &dout[n, f, 0, 0]
+                    total = 0
+                    for p in range(plane):
+                        total = total + src[p]
+                    db[f] = db[f] + total
                 if compute_dx:
-                    # d(columns) (K, width) = w_rows.T (K, F) @ dout tile (F, width), into the columns' buffer
-                    gemm("N", "T", width, K, F, src, plane, &w_rows[0, 0], K, 0, cols, width)
-                    fold_tile(cols, C, H, W, field_h, field_w, pad, stride, oh0, oh1, out_w, &dx[n, 0, 0, 0])
+                    memset(&dx[n, 0, 0, 0], 0, C * H * W * sizeof(real))
+                for tile in range((out_h + tile_rows - 1) // tile_rows):
+                    oh0 = tile * tile_rows
+                    oh1 = oh0 + tile_rows if oh0 + tile_rows < out_h else out_h
+                    width = (oh1 - oh0) * out_w
+                    src = &dout[n, 0, oh0, 0]  # dout[n, :, tile]: (F, width), row stride OH*OW
+                    if compute_dw:
+                        unfold_tile(&x[n, 0, 0, 0], C, H, W, field_h, field_w, pad, stride, oh0, oh1, out_w, cols)
+                        # dw.T (K, F) += cols (K, width) @ dout tile.T (width, F): in this orientation
+                        # BLAS ran the thin products of few-filter layers up to 1.9x faster
+                        gemm("T", "N", F, K, width, src, plane, cols, width, 1, dw, F)
+                    if compute_dx:
+                        # d(columns) (K, width) = w_rows.T (K, F) @ dout tile (F, width), into the columns' buffer
+                        gemm("N", "T", width, K, F, src, plane, &w_rows[0, 0], K, 0, cols, width)
+                        fold_tile(cols, C, H, W, field_h, field_w, pad, stride, oh0, oh1, out_w, &dx[n, 0, 0, 0])
