@@ -19,7 +19,7 @@ The callers (convnet.conv_layers) validate every shape first; nothing here check
 """
 
 from cython.parallel cimport parallel, prange, threadid
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from convnet._kernels.floats cimport real
@@ -77,9 +77,8 @@ cdef void unfold_tile(const real* image, Py_ssize_t C, Py_ssize_t H, Py_ssize_t 
                         src = image + (c * H + ih) * W
                         for ow in range(ow_lo):
                             dst[ow] = 0
-                        if stride == 1:
-                            for ow in range(ow_lo, ow_hi):
-                                dst[ow] = src[ow + offset]
+                        if stride == 1:  # the common case: one contiguous run
+                            memcpy(dst + ow_lo, src + ow_lo + offset, (ow_hi - ow_lo) * sizeof(real))
                         else:
                             for ow in range(ow_lo, ow_hi):
                                 dst[ow] = src[ow * stride + offset]
