@@ -45,6 +45,8 @@ from convnet.threads import get_num_threads, single_threaded_blas
 #: Upper bound (bytes) on one tile of im2col columns in the fast convolution: each thread
 #: unfolds this much at a time and multiplies it while it is still in the core's L2 cache.
 CONV_TILE_BYTES = 512 * 2**10
+#: Small images are tiled several at a time, enough for at least this many GEMM columns.
+CONV_MIN_TILE_WIDTH = 256
 
 #: The backward pass sums dw over groups of images, each into a partial (C*HH*WW, F) array
 #: of its own, which the threads take as they become free. Up to this many groups per
@@ -274,11 +276,30 @@ def clear_workspace():
     _workspace.buffers.clear()
 
 
-def _tile_rows(x, w, out_h, out_w):
-    """Output rows per tile: as many as keep a tile's columns (C*HH*WW, rows*OW) within
-    CONV_TILE_BYTES (at least one row)."""
+def _tiling(x, w, out_h, out_w):
+    """(tile_rows, tile_images) of the fast convolution's tiles.
+
+    An image whose columns (C*HH*WW, OH*OW) exceed CONV_TILE_BYTES is cut into tiles of as
+    many output rows as fit (at least one). Smaller images are taken whole, as many side
+    by side as fit, and at least enough for CONV_MIN_TILE_WIDTH columns: a GEMM over a
+    few columns only (a 7x7 image has 49) runs far below the peak.
+    """
     row_bytes = w[0].size * out_w * x.itemsize
-    return max(1, min(out_h, CONV_TILE_BYTES // row_bytes))
+    if row_bytes * out_h > CONV_TILE_BYTES:
+        return max(1, min(out_h, CONV_TILE_BYTES // row_bytes)), 1
+    plane = out_h * out_w
+    images = max(CONV_TILE_BYTES // (row_bytes * out_h), -(-CONV_MIN_TILE_WIDTH // plane))
+    return out_h, max(1, min(x.shape[0], images))
+
+
+def _tile_buffers(x, w, tiling, out_w, threads):
+    """Each thread's columns (threads, C*HH*WW * width) and, for tiles of several images, GEMM
+    result (threads, F * width), width = the columns of one tile; views of the workspace."""
+    tile_rows, tile_images = tiling
+    width = tile_images * tile_rows * out_w
+    cols = _workspace.take("cols", (threads, w[0].size * width), x.dtype)
+    products = _workspace.take("products", (threads, w.shape[0] * width if tile_images > 1 else 1), x.dtype)
+    return cols, products
 
 
 def _image_groups(n_images, partial_bytes, threads):
@@ -289,17 +310,13 @@ def _image_groups(n_images, partial_bytes, threads):
     return max(1, min(n_images, max(threads, wanted)))
 
 
-def _tile_workspace(x, w, tile_rows, out_w, threads):
-    """One tile's columns per thread: (threads, C*HH*WW * tile_rows * OW)."""
-    return _workspace.take("cols", (threads, w[0].size * tile_rows * out_w), x.dtype)
-
-
 def conv_forward(x, w, b, conv_param):
     """Convolution on the fast path; same contract and results as :func:`conv_forward_naive`.
 
-    Each thread takes whole images and cuts each into tiles of output rows; per tile it
-    unfolds the windows (im2col) into a workspace of at most CONV_TILE_BYTES and runs one
-    single-threaded GEMM with w (F, C*HH*WW) straight into out, then adds the bias.
+    The threads take tiles (output rows of one image, or a few small images: _tiling) as
+    they become free; per tile a thread unfolds the windows (im2col) into its workspace,
+    which stays in its L2 cache, and runs one single-threaded GEMM with w (F, C*HH*WW)
+    into out, then adds the bias.
     """
     x, w, b, stride, pad, out_h, out_w = _conv_geometry(x, w, b, conv_param)
     x = np.ascontiguousarray(x)
@@ -308,10 +325,10 @@ def conv_forward(x, w, b, conv_param):
     b = np.ascontiguousarray(b)
     out = np.empty((x.shape[0], F, out_h, out_w), dtype=x.dtype)
     threads = get_num_threads()
-    tile_rows = _tile_rows(x, w, out_h, out_w)
-    workspace = _tile_workspace(x, w, tile_rows, out_w, threads)
+    tiling = _tiling(x, w, out_h, out_w)
+    cols, products = _tile_buffers(x, w, tiling, out_w, threads)
     with single_threaded_blas():
-        _conv_kernels.conv_forward_tiled(x, w_rows, b, HH, WW, pad, stride, tile_rows, workspace, out, threads)
+        _conv_kernels.conv_forward_tiled(x, w_rows, b, HH, WW, pad, stride, *tiling, cols, products, out, threads)
     return out, ConvCache(x, w, b, stride, pad)
 
 
@@ -332,16 +349,16 @@ def conv_backward(dout, cache, compute_dx=True, compute_dw=True):
     dout = np.ascontiguousarray(_check_dout(dout, (N, F, out_h, out_w), x.dtype))
     w_rows = np.ascontiguousarray(w.reshape(F, -1))
     threads = get_num_threads()
-    tile_rows = _tile_rows(x, w, out_h, out_w)
-    workspace = _tile_workspace(x, w, tile_rows, out_w, threads)
+    tiling = _tiling(x, w, out_h, out_w)
+    cols, products = _tile_buffers(x, w, tiling, out_w, threads)
     # Each group of images sums its share of dw (transposed, (K, F)) and db; added up below, in order.
     groups = _image_groups(N, w.size * x.itemsize, threads)
     dw_parts = np.empty((groups, w_rows.shape[1], F) if compute_dw else (groups, 1, 1), dtype=x.dtype)
     db_parts = np.empty((groups, F), dtype=x.dtype)
     dx = np.empty_like(x) if compute_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
     with single_threaded_blas():
-        _conv_kernels.conv_backward_tiled(x, w_rows, dout, HH, WW, pad, stride, tile_rows, compute_dx, compute_dw,
-                                          workspace, dw_parts, db_parts, dx, threads)
+        _conv_kernels.conv_backward_tiled(x, w_rows, dout, HH, WW, pad, stride, *tiling, compute_dx, compute_dw,
+                                          cols, products, dw_parts, db_parts, dx, threads)
     dw = np.ascontiguousarray(dw_parts.sum(axis=0).T).reshape(w.shape) if compute_dw else None
     return dx if compute_dx else None, dw, db_parts.sum(axis=0)
 

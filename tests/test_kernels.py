@@ -144,10 +144,12 @@ def test_conv_backward_can_be_called_twice_with_one_cache(rng):
 
 
 @HYPOTHESIS
-@given(case=conv_cases(), dtype=st.sampled_from(DTYPES), tile_bytes=st.sampled_from([1, 200, 10**6]),
+@given(case=conv_cases(), dtype=st.sampled_from(DTYPES),
+       budget=st.sampled_from([(1, 0), (200, 0), (10**6, 0), (200, 256), (10**6, 256)]),
        seed=st.integers(0, 2**32 - 1))
-def test_conv_tiles_of_any_size_match_naive(case, dtype, tile_bytes, seed):
-    """Tiles of one output row (tile_bytes 1), of a few rows, or of the whole image agree."""
+def test_conv_tiles_of_any_size_match_naive(case, dtype, budget, seed):
+    """Tiles of one output row (tile bytes 1), of a few rows, of one whole image or of several agree."""
+    tile_bytes, min_width = budget
     x_shape, w_shape, conv_param, out_shape = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(x_shape).astype(dtype)
@@ -156,15 +158,23 @@ def test_conv_tiles_of_any_size_match_naive(case, dtype, tile_bytes, seed):
     dout = rng.standard_normal(out_shape).astype(dtype)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cl, "CONV_TILE_BYTES", tile_bytes)
+        patch.setattr(cl, "CONV_MIN_TILE_WIDTH", min_width)
         fast, reference = conv_both_ways(x, w, b, conv_param, dout, "contiguous")
     assert_all_agree(conv_shapes(out_shape, x, w), fast, reference, dtype)
 
 
-@pytest.mark.parametrize("tile_bytes, rows", [(1, 1), (3 * 9 * 8 * 8 * 3, 3), (10**9, 8)])
-def test_conv_tile_rows_follow_the_tile_budget(tile_bytes, rows, monkeypatch):
+@pytest.mark.parametrize("tile_bytes, min_width, tiling", [
+    (1, 0, (1, 1)),  # one output row at a time
+    (27 * 8 * 8 * 3, 0, (3, 1)),  # 3 rows of 27 x 8 float64 columns
+    (27 * 64 * 8 * 2, 0, (8, 2)),  # two whole images
+    (27 * 64 * 8 * 2, 256, (8, 4)),  # enough images for 256 columns
+    (10**9, 0, (8, 5)),  # never more images than the batch
+])
+def test_conv_tiling_follows_the_budget(tile_bytes, min_width, tiling, monkeypatch):
     monkeypatch.setattr(cl, "CONV_TILE_BYTES", tile_bytes)
+    monkeypatch.setattr(cl, "CONV_MIN_TILE_WIDTH", min_width)
     x, w = np.zeros((5, 3, 8, 8)), np.zeros((4, 3, 3, 3))
-    assert cl._tile_rows(x, w, 8, 8) == rows
+    assert cl._tiling(x, w, 8, 8) == tiling
 
 
 @pytest.mark.parametrize("groups_per_thread", [1, 2, 4, 100])

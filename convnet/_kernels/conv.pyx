@@ -57,18 +57,20 @@ cdef inline void gemm(const char* transa, const char* transb, int m, int n, int 
 
 
 cdef void unfold_tile(const real* image, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, int field_h, int field_w,
-                      int pad, int stride, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t out_w,
+                      int pad, int stride, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t out_w, Py_ssize_t ld,
                       real* cols) noexcept nogil:
-    """cols (C*HH*WW, (oh1 - oh0)*OW) <- the windows of output rows [oh0, oh1) of one image (C, H, W)."""
+    """cols[k, :(oh1 - oh0)*OW] (rows ld apart) <- the windows of output rows [oh0, oh1) of one image (C, H, W)."""
     cdef Py_ssize_t c, i, j, oh, ow, ih, ow_lo, ow_hi, offset
     cdef const real* src
-    cdef real* dst = cols
+    cdef real* dst
+    cdef real* row = cols
     for c in range(C):
         for i in range(field_h):
             for j in range(field_w):
                 offset = j - pad  # input column = ow * stride + offset
                 ow_lo = first_inside(out_w, offset, stride)
                 ow_hi = end_inside(W, out_w, offset, stride)
+                dst = row
                 for oh in range(oh0, oh1):
                     ih = oh * stride - pad + i
                     if ih < 0 or ih >= H:
@@ -85,14 +87,16 @@ cdef void unfold_tile(const real* image, Py_ssize_t C, Py_ssize_t H, Py_ssize_t 
                         for ow in range(ow_hi, out_w):
                             dst[ow] = 0
                     dst += out_w
+                row += ld
 
 
 cdef void fold_tile(const real* cols, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, int field_h, int field_w,
-                    int pad, int stride, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t out_w,
+                    int pad, int stride, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t out_w, Py_ssize_t ld,
                     real* image) noexcept nogil:
     """image (C, H, W) += the columns of output rows [oh0, oh1) folded back (the adjoint of unfold_tile)."""
     cdef Py_ssize_t c, i, j, oh, ow, ih, ow_lo, ow_hi, offset
-    cdef const real* src = cols
+    cdef const real* src
+    cdef const real* row = cols
     cdef real* dst
     for c in range(C):
         for i in range(field_h):
@@ -100,6 +104,7 @@ cdef void fold_tile(const real* cols, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, 
                 offset = j - pad
                 ow_lo = first_inside(out_w, offset, stride)
                 ow_hi = end_inside(W, out_w, offset, stride)
+                src = row
                 for oh in range(oh0, oh1):
                     ih = oh * stride - pad + i
                     if ih >= 0 and ih < H:
@@ -111,6 +116,7 @@ cdef void fold_tile(const real* cols, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, 
                             for ow in range(ow_lo, ow_hi):
                                 dst[ow * stride + offset] += src[ow]
                     src += out_w
+                row += ld
 
 
 def conv_forward_tiled(
@@ -122,38 +128,62 @@ def conv_forward_tiled(
     int pad,
     int stride,
     int tile_rows,
+    int tile_images,
     real[:, ::1] workspace,
+    real[:, ::1] products,
     real[:, :, :, ::1] out,
     int num_threads,
 ):
     """out (N, F, OH, OW) = conv(x, w) + bias, tile by tile.
 
-    workspace: (num_threads, K * tile_rows * OW), one slice of columns per thread.
+    A tile is tile_rows output rows of one image (tile_images 1) or, for small images,
+    tile_images whole images (tile_rows OH) side by side. workspace (num_threads,
+    K * width) holds each thread's columns and products (num_threads, F * width) its
+    GEMM result for a tile of several images, width = tile_images * tile_rows * OW.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = w_rows.shape[0], K = w_rows.shape[1]
     cdef Py_ssize_t out_h = out.shape[2], out_w = out.shape[3]
     cdef int plane = out_h * out_w
-    cdef Py_ssize_t n, tile, oh0, oh1, f, p
+    cdef Py_ssize_t task, n0, n1, i, tile, oh0, oh1, f, p, part
     cdef int width
     cdef real* cols
+    cdef real* product
     cdef real* dst
+    cdef const real* src
     cdef real b
     with nogil, parallel(num_threads=num_threads):
         cols = &workspace[threadid(), 0]
-        for n in prange(N, schedule="dynamic"):
+        product = &products[threadid(), 0]
+        for task in prange((N + tile_images - 1) // tile_images, schedule="dynamic"):
+            n0 = task * tile_images
+            n1 = n0 + tile_images if n0 + tile_images < N else N
             for tile in range((out_h + tile_rows - 1) // tile_rows):
                 oh0 = tile * tile_rows
                 oh1 = oh0 + tile_rows if oh0 + tile_rows < out_h else out_h
-                width = (oh1 - oh0) * out_w
-                unfold_tile(&x[n, 0, 0, 0], C, H, W, field_h, field_w, pad, stride, oh0, oh1, out_w, cols)
-                # out[n, :, tile] (F, width; row stride OH*OW) = w_rows (F, K) @ cols (K, width)
-                dst = &out[n, 0, oh0, 0]
-                gemm("N", "N", width, F, K, cols, width, &w_rows[0, 0], K, 0, dst, plane)
-                for f in range(F):  # the bias, while the tile is still in cache
-                    b = bias[f]
-                    for p in range(width):
-                        dst[f * plane + p] += b
+                part = (oh1 - oh0) * out_w  # one image's share of the tile's columns
+                width = (n1 - n0) * part
+                for i in range(n1 - n0):
+                    unfold_tile(&x[n0 + i, 0, 0, 0], C, H, W, field_h, field_w, pad, stride, oh0, oh1, out_w,
+                                width, cols + i * part)
+                if n1 - n0 == 1:
+                    # out[n, :, tile] (F, width; row stride OH*OW) = w_rows (F, K) @ cols (K, width)
+                    dst = &out[n0, 0, oh0, 0]
+                    gemm("N", "N", width, F, K, cols, width, &w_rows[0, 0], K, 0, dst, plane)
+                    for f in range(F):  # the bias, while the tile is still in cache
+                        b = bias[f]
+                        for p in range(width):
+                            dst[f * plane + p] += b
+                else:
+                    # product (F, width) = w_rows @ cols, then each image's (F, OH*OW) share to out, plus the bias
+                    gemm("N", "N", width, F, K, cols, width, &w_rows[0, 0], K, 0, product, width)
+                    for i in range(n1 - n0):
+                        for f in range(F):
+                            b = bias[f]
+                            src = product + f * width + i * part
+                            dst = &out[n0 + i, f, 0, 0]
+                            for p in range(part):
+                                dst[p] = src[p] + b
 
 
 def conv_backward_tiled(
@@ -165,15 +195,17 @@ def conv_backward_tiled(
     int pad,
     int stride,
     int tile_rows,
+    int tile_images,
     bint compute_dx,
     bint compute_dw,
     real[:, ::1] workspace,
+    real[:, ::1] products,
     real[:, :, ::1] dw_parts,
     real[:, ::1] db_parts,
     real[:, :, :, ::1] dx,
     int num_threads,
 ):
-    """Gradients of conv_forward_tiled, tile by tile.
+    """Gradients of conv_forward_tiled, over the same tiles.
 
     The images are cut into P = dw_parts.shape[0] consecutive groups; group g sums its
     share of the weight and bias gradients into dw_parts[g] (K, F) (dw transposed) and
@@ -182,29 +214,33 @@ def conv_backward_tiled(
     the sums do not depend on which thread took which group: results are reproducible
     bit for bit. dx (N, C, H, W) is overwritten when compute_dx (otherwise it may be any
     array and is left alone); the weight gradient is skipped unless compute_dw (then
-    dw_parts may be any (P, ...) array). workspace: as in conv_forward_tiled.
+    dw_parts may be any (P, ...) array). workspace, products: as in conv_forward_tiled
+    (products receives a tile's dout, gathered, when the tile has several images).
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int F = w_rows.shape[0], K = w_rows.shape[1]
     cdef Py_ssize_t out_h = dout.shape[2], out_w = dout.shape[3]
     cdef int plane = out_h * out_w
     cdef Py_ssize_t groups = dw_parts.shape[0]
-    cdef Py_ssize_t g, n, tile, oh0, oh1, f, p
-    cdef int width
+    cdef Py_ssize_t g, n, n0, n1, group_end, i, tile, oh0, oh1, f, p, part
+    cdef int width, ld
     cdef real* cols
+    cdef real* gathered
     cdef real* dw
     cdef real* db
     cdef const real* src
     cdef real total
     with nogil, parallel(num_threads=num_threads):
         cols = &workspace[threadid(), 0]
+        gathered = &products[threadid(), 0]
         for g in prange(groups, schedule="dynamic"):
             dw = &dw_parts[g, 0, 0]
             db = &db_parts[g, 0]
             if compute_dw:
                 memset(dw, 0, K * F * sizeof(real))
             memset(db, 0, F * sizeof(real))
-            for n in range(g * N // groups, (g + 1) * N // groups):
+            group_end = (g + 1) * N // groups
+            for n in range(g * N // groups, group_end):
                 for f in range(F):
                     src = &dout[n, f, 0, 0]
                     total = 0
@@ -213,17 +249,34 @@ def conv_backward_tiled(
                     db[f] = db[f] + total
                 if compute_dx:
                     memset(&dx[n, 0, 0, 0], 0, C * H * W * sizeof(real))
+            n0 = g * N // groups
+            while n0 < group_end:
+                n1 = n0 + tile_images if n0 + tile_images < group_end else group_end
                 for tile in range((out_h + tile_rows - 1) // tile_rows):
                     oh0 = tile * tile_rows
                     oh1 = oh0 + tile_rows if oh0 + tile_rows < out_h else out_h
-                    width = (oh1 - oh0) * out_w
-                    src = &dout[n, 0, oh0, 0]  # dout[n, :, tile]: (F, width), row stride OH*OW
+                    part = (oh1 - oh0) * out_w
+                    width = (n1 - n0) * part
+                    if n1 - n0 == 1:
+                        src = &dout[n0, 0, oh0, 0]  # dout[n, :, tile]: (F, width), row stride OH*OW
+                        ld = plane
+                    else:  # the tile's dout side by side, as the columns: (F, width)
+                        for i in range(n1 - n0):
+                            for f in range(F):
+                                memcpy(gathered + f * width + i * part, &dout[n0 + i, f, 0, 0], part * sizeof(real))
+                        src = gathered
+                        ld = width
                     if compute_dw:
-                        unfold_tile(&x[n, 0, 0, 0], C, H, W, field_h, field_w, pad, stride, oh0, oh1, out_w, cols)
+                        for i in range(n1 - n0):
+                            unfold_tile(&x[n0 + i, 0, 0, 0], C, H, W, field_h, field_w, pad, stride, oh0, oh1,
+                                        out_w, width, cols + i * part)
                         # dw.T (K, F) += cols (K, width) @ dout tile.T (width, F): in this orientation
                         # BLAS ran the thin products of few-filter layers up to 1.9x faster
-                        gemm("T", "N", F, K, width, src, plane, cols, width, 1, dw, F)
+                        gemm("T", "N", F, K, width, src, ld, cols, width, 1, dw, F)
                     if compute_dx:
                         # d(columns) (K, width) = w_rows.T (K, F) @ dout tile (F, width), into the columns' buffer
-                        gemm("N", "T", width, K, F, src, plane, &w_rows[0, 0], K, 0, cols, width)
-                        fold_tile(cols, C, H, W, field_h, field_w, pad, stride, oh0, oh1, out_w, &dx[n, 0, 0, 0])
+                        gemm("N", "T", width, K, F, src, ld, &w_rows[0, 0], K, 0, cols, width)
+                        for i in range(n1 - n0):
+                            fold_tile(cols + i * part, C, H, W, field_h, field_w, pad, stride, oh0, oh1, out_w,
+                                      width, &dx[n0 + i, 0, 0, 0])
+                n0 = n1
