@@ -13,7 +13,7 @@ import os as _os
 #:
 #: - OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep at once instead of spinning. On a
 #:   busy machine (more runnable threads than cores) a spinning thread takes the core from
-#:   the one it waits for: a training step ran 1.4-1.9x slower without it
+#:   the one it waits for: a training step ran 1.4-2.3x slower without it
 #:   (docs/performance.md). Read when the OpenMP runtime loads, i.e. when the kernels are
 #:   imported below; numpy does not load it, so importing numpy first changes nothing.
 #:
