@@ -89,16 +89,19 @@ def conv_both_ways(x, w, b, conv_param, dout, layout):
     return fast, (ref_out,) + cl.conv_backward_naive(dout64, ref_cache)
 
 
+def conv_arrays(case, dtype, seed):
+    """Random x, w, b and dout of ``dtype`` for a conv_cases() case."""
+    x_shape, w_shape, _, out_shape = case
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape).astype(dtype) for shape in (x_shape, w_shape, w_shape[:1], out_shape)]
+
+
 @HYPOTHESIS
 @given(case=conv_cases(), dtype=st.sampled_from(DTYPES), layout=st.sampled_from(LAYOUTS),
        seed=st.integers(0, 2**32 - 1))
 def test_conv_fast_matches_naive(case, dtype, layout, seed):
-    x_shape, w_shape, conv_param, out_shape = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(x_shape).astype(dtype)
-    w = rng.standard_normal(w_shape).astype(dtype)
-    b = rng.standard_normal(w_shape[0]).astype(dtype)
-    dout = rng.standard_normal(out_shape).astype(dtype)
+    _, _, conv_param, out_shape = case
+    x, w, b, dout = conv_arrays(case, dtype, seed)
     fast, reference = conv_both_ways(x, w, b, conv_param, dout, layout)
     assert_all_agree(conv_shapes(out_shape, x, w), fast, reference, dtype)
 
@@ -150,12 +153,8 @@ def test_conv_backward_can_be_called_twice_with_one_cache(rng):
 def test_conv_tiles_of_any_size_match_naive(case, dtype, budget, seed):
     """Tiles of one output row (tile bytes 1), of a few rows, of one whole image or of several agree."""
     tile_bytes, min_width = budget
-    x_shape, w_shape, conv_param, out_shape = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(x_shape).astype(dtype)
-    w = rng.standard_normal(w_shape).astype(dtype)
-    b = rng.standard_normal(w_shape[0]).astype(dtype)
-    dout = rng.standard_normal(out_shape).astype(dtype)
+    _, _, conv_param, out_shape = case
+    x, w, b, dout = conv_arrays(case, dtype, seed)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cl, "CONV_TILE_BYTES", tile_bytes)
         patch.setattr(cl, "CONV_MIN_TILE_WIDTH", min_width)
