@@ -215,6 +215,26 @@ def test_conv_backward_skips_what_it_is_told(rng, dtype, compute_dx, compute_dw)
             assert computed is None, f"{name} should be None"
 
 
+def test_conv_from_two_python_threads_at_once(rng):
+    """Each Python thread has its own workspace; concurrent calls give the serial results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = [[rng.standard_normal(shape).astype(np.float32) for shape in ((6, 4, 9, 9), (5, 4, 3, 3), (5,), (6, 5, 9, 9))]
+             for _ in range(4)]
+
+    def run(case):
+        x, w, b, dout = case
+        out, cache = cl.conv_forward(x, w, b, {"stride": 1, "pad": 1})
+        return (out, *cl.conv_backward(dout, cache))
+
+    serial = [run(case) for case in cases]
+    with ThreadPoolExecutor(2) as pool:
+        concurrent = list(pool.map(run, cases * 3))
+    for got, expected in zip(concurrent, serial * 3):
+        for a, e in zip(got, expected):
+            np.testing.assert_array_equal(a, e)
+
+
 # ---------------------------------------------------------------------------
 # max pooling
 # ---------------------------------------------------------------------------
@@ -504,3 +524,4 @@ def test_the_fused_float_type_is_declared_once_in_a_pxd():
     for name, text in sources.items():
         if name.endswith(".pyx") and re.search(r"\breal\b", text):
             assert "from convnet._kernels.floats cimport real" in text, f"{name} must cimport real from floats.pxd"
+

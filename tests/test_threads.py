@@ -192,3 +192,14 @@ def test_single_threaded_blas_holds_every_blas_at_one_and_restores(restore_threa
             raise RuntimeError("inside")
     assert _blas_counts() == before
 
+
+
+def test_single_threaded_blas_restores_only_when_the_last_caller_leaves(restore_threads):
+    """Two Python threads convolving at once: the first to leave must not give BLAS its threads back."""
+    convnet.set_num_threads(2)
+    before = _blas_counts()
+    with threads.single_threaded_blas():
+        with threads.single_threaded_blas():  # as a second Python thread would
+            pass
+        assert set(_blas_counts().values()) == {1}
+    assert _blas_counts() == before
