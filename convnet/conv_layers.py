@@ -47,6 +47,10 @@ from convnet.threads import get_num_threads, single_threaded_blas
 CONV_TILE_BYTES = 512 * 2**10
 #: Small images are tiled several at a time, enough for at least this many GEMM columns.
 CONV_MIN_TILE_WIDTH = 256
+#: Thin products (few filters times few rows of columns) get tiles of about this many
+#: multiply-adds (F * C*HH*WW * tile columns), if that leaves CONV_THIN_MIN_WIDTH columns.
+CONV_THIN_GEMM_SIZE = 10**6
+CONV_THIN_MIN_WIDTH = 64
 
 #: The backward pass sums dw over groups of images, each into a partial (C*HH*WW, F) array
 #: of its own, which the threads take as they become free. Up to this many groups per
@@ -279,17 +283,25 @@ def clear_workspace():
 def _tiling(x, w, out_h, out_w):
     """(tile_rows, tile_images) of the fast convolution's tiles.
 
-    An image whose columns (C*HH*WW, OH*OW) exceed CONV_TILE_BYTES is cut into tiles of as
-    many output rows as fit (at least one). Smaller images are taken whole, as many side
-    by side as fit, and at least enough for CONV_MIN_TILE_WIDTH columns: a GEMM over a
-    few columns only (a 7x7 image has 49) runs far below the peak.
+    Thin products (F * C*HH*WW <= CONV_THIN_GEMM_SIZE / CONV_THIN_MIN_WIDTH) get tiles of
+    about CONV_THIN_GEMM_SIZE / (F * C*HH*WW) columns: BLAS ran them 1.2-1.5x faster than
+    larger tiles (docs/performance.md). Otherwise, an image whose columns (C*HH*WW, OH*OW)
+    exceed CONV_TILE_BYTES is cut into tiles of as many output rows as fit (at least one),
+    and smaller images are taken whole, as many side by side as fit and at least enough
+    for CONV_MIN_TILE_WIDTH columns: a GEMM over a few columns only (a 7x7 image has 49)
+    runs far below the peak.
     """
-    row_bytes = w[0].size * out_w * x.itemsize
-    if row_bytes * out_h > CONV_TILE_BYTES:
-        return max(1, min(out_h, CONV_TILE_BYTES // row_bytes)), 1
-    plane = out_h * out_w
-    images = max(CONV_TILE_BYTES // (row_bytes * out_h), -(-CONV_MIN_TILE_WIDTH // plane))
-    return out_h, max(1, min(x.shape[0], images))
+    rows, plane = w[0].size, out_h * out_w
+    product = w.shape[0] * rows  # multiply-adds per column of the tile
+    if product * CONV_THIN_MIN_WIDTH <= CONV_THIN_GEMM_SIZE:
+        width = CONV_THIN_GEMM_SIZE // product
+    elif rows * plane * x.itemsize > CONV_TILE_BYTES:
+        width = CONV_TILE_BYTES // (rows * x.itemsize)
+    else:
+        width = max(CONV_TILE_BYTES // (rows * x.itemsize), CONV_MIN_TILE_WIDTH)
+    if width < plane:
+        return max(1, min(out_h, width // out_w)), 1
+    return out_h, max(1, min(x.shape[0], width // plane))
 
 
 def _tile_buffers(x, w, tiling, out_w, threads):

@@ -148,16 +148,20 @@ def test_conv_backward_can_be_called_twice_with_one_cache(rng):
 
 @HYPOTHESIS
 @given(case=conv_cases(), dtype=st.sampled_from(DTYPES),
-       budget=st.sampled_from([(1, 0), (200, 0), (10**6, 0), (200, 256), (10**6, 256)]),
+       budget=st.sampled_from([(1, 0, 0), (200, 0, 0), (10**6, 0, 0), (200, 256, 0), (10**6, 256, 0),
+                               (1, 0, 50), (1, 0, 500), (1, 0, 10**6)]),
        seed=st.integers(0, 2**32 - 1))
 def test_conv_tiles_of_any_size_match_naive(case, dtype, budget, seed):
-    """Tiles of one output row (tile bytes 1), of a few rows, of one whole image or of several agree."""
-    tile_bytes, min_width = budget
+    """Tiles of one output row (tile bytes 1), of a few rows, of one whole image or of several agree,
+    and so do the thin-product tiles (thin size > 0: tiles of about thin size / (F*C*HH*WW) columns)."""
+    tile_bytes, min_width, thin_size = budget
     _, _, conv_param, out_shape = case
     x, w, b, dout = conv_arrays(case, dtype, seed)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cl, "CONV_TILE_BYTES", tile_bytes)
         patch.setattr(cl, "CONV_MIN_TILE_WIDTH", min_width)
+        patch.setattr(cl, "CONV_THIN_GEMM_SIZE", thin_size)
+        patch.setattr(cl, "CONV_THIN_MIN_WIDTH", 1)
         fast, reference = conv_both_ways(x, w, b, conv_param, dout, "contiguous")
     assert_all_agree(conv_shapes(out_shape, x, w), fast, reference, dtype)
 
@@ -172,8 +176,25 @@ def test_conv_tiles_of_any_size_match_naive(case, dtype, budget, seed):
 def test_conv_tiling_follows_the_budget(tile_bytes, min_width, tiling, monkeypatch):
     monkeypatch.setattr(cl, "CONV_TILE_BYTES", tile_bytes)
     monkeypatch.setattr(cl, "CONV_MIN_TILE_WIDTH", min_width)
+    monkeypatch.setattr(cl, "CONV_THIN_GEMM_SIZE", 0)  # no thin-product tiles
     x, w = np.zeros((5, 3, 8, 8)), np.zeros((4, 3, 3, 3))
     assert cl._tiling(x, w, 8, 8) == tiling
+
+
+@pytest.mark.parametrize("filters, channels, out_size, tiling", [
+    (32, 32, 32, (3, 1)),  # 32 x 288 multiply-adds per column: 108 columns, 3 rows of 32
+    (32, 3, 32, (32, 1)),  # 32 x 27: 1157 columns, one whole 32x32 image
+    (32, 3, 8, (8, 18)),  # the same at 8x8: 18 whole images
+    (64, 64, 16, (14, 1)),  # 64 x 576: too wide for thin tiles, so CONV_TILE_BYTES: 14 rows of 16
+])
+def test_conv_thin_products_get_tiles_of_about_a_million_multiply_adds(filters, channels, out_size, tiling,
+                                                                        monkeypatch):
+    monkeypatch.setattr(cl, "CONV_THIN_GEMM_SIZE", 10**6)
+    monkeypatch.setattr(cl, "CONV_THIN_MIN_WIDTH", 64)
+    monkeypatch.setattr(cl, "CONV_TILE_BYTES", 512 * 2**10)
+    x = np.zeros((128, channels, out_size, out_size), np.float32)
+    w = np.zeros((filters, channels, 3, 3), np.float32)
+    assert cl._tiling(x, w, out_size, out_size) == tiling
 
 
 @pytest.mark.parametrize("groups_per_thread", [1, 2, 4, 100])
