@@ -48,7 +48,8 @@ CONV_TILE_BYTES = 512 * 2**10
 #: Small images are tiled several at a time, enough for at least this many GEMM columns.
 CONV_MIN_TILE_WIDTH = 256
 #: Thin products (few filters times few rows of columns) get tiles of about this many
-#: multiply-adds (F * C*HH*WW * tile columns), if that leaves CONV_THIN_MIN_WIDTH columns.
+#: multiply-adds (F * C*HH*WW * tile columns), if that leaves CONV_THIN_MIN_WIDTH columns:
+#: OpenBLAS multiplies products up to 10**6 multiply-adds without packing them first.
 CONV_THIN_GEMM_SIZE = 10**6
 CONV_THIN_MIN_WIDTH = 64
 
