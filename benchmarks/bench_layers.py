@@ -10,9 +10,7 @@ the convnet and torch workers alternate over --rounds rounds so that slow drifts
 machine reach both. Separate processes matter: idle OpenMP and OpenBLAS worker threads
 spin for a while after each call, and two libraries sharing one process (and 2 cores)
 slow each other down by up to 2x, which would make any ratio meaningless. Every library
-runs with its own defaults: the convnet and reference workers start with
-convnet.ENVIRONMENT_DEFAULTS (the thread-waiting settings convnet makes for itself on
-import), the torch worker without them.
+runs with its own defaults (convnet's are the ones it sets on import).
 
 Conv rates are GFLOP/s (forward 2*N*F*OH*OW*C*HH*WW flops; fwd+bwd computes dx and dw
 too, 3x the forward). Pool and batchnorm rates are GB/s of the least traffic possible
@@ -31,15 +29,21 @@ import numpy as np
 import timing  # before convnet: it records the environment the workers start from
 
 CONV_SHAPES = [(64, 3, 32, 32, 32), (64, 32, 32, 32, 64), (64, 64, 16, 16, 128), (64, 128, 8, 8, 256)]
+#: The first convolution of each block of the airbench recipe's network (its 64, 256 and 256
+#: filters at 31, 15 and 7 pixels), on a chunk of 128 of its 1024-image batches.
+AIRBENCH_CONV_SHAPES = [(128, 24, 31, 31, 64), (128, 64, 15, 15, 256), (128, 256, 7, 7, 256)]
 POOL_SHAPES = [(64, 32, 32, 32), (64, 128, 16, 16)]
 BN_SHAPES = [(64, 32, 32, 32), (64, 128, 16, 16), (128, 64, 32, 32)]
-SHAPES = {"conv": CONV_SHAPES, "pool": POOL_SHAPES, "bn": BN_SHAPES}
-TITLES = {"conv": "conv 3x3/1 pad 1", "pool": "max pool 2x2/2", "bn": "spatial batchnorm train"}
+SHAPES = {"conv": CONV_SHAPES, "airbench": AIRBENCH_CONV_SHAPES, "pool": POOL_SHAPES, "bn": BN_SHAPES}
+TITLES = {"conv": "conv 3x3/1 pad 1", "airbench": "conv 3x3/1 pad 1 (airbench)", "pool": "max pool 2x2/2",
+          "bn": "spatial batchnorm train"}
+#: Kinds timed as convolutions.
+CONV_KINDS = ("conv", "airbench")
 PHASES = ("fwd", "fwd+bwd")
 
 
 def describe(kind, shape):
-    if kind == "conv":
+    if kind in CONV_KINDS:
         N, C, H, W, F = shape
         return f"N{N} C{C} {H}x{W} F{F}"
     N, C, H, W = shape
@@ -48,7 +52,7 @@ def describe(kind, shape):
 
 def work(kind, shape, dtype, phase):
     """Flops (conv) or least bytes moved (pool, batchnorm) of one call."""
-    if kind == "conv":
+    if kind in CONV_KINDS:
         N, C, H, W, F = shape
         flops = 2.0 * N * F * H * W * C * 9
         return flops if phase == "fwd" else 3 * flops
@@ -65,7 +69,7 @@ def work(kind, shape, dtype, phase):
 
 def make_inputs(kind, shape, dtype):
     rng = np.random.default_rng(0)
-    if kind == "conv":
+    if kind in CONV_KINDS:
         N, C, H, W, F = shape
         return {
             "x": rng.standard_normal((N, C, H, W)).astype(dtype),
@@ -87,7 +91,7 @@ def convnet_callables(kind, a, reference):
     """{phase: callable} for convnet's fast layers, or its numpy references."""
     from convnet import conv_layers as cl
 
-    if kind == "conv":
+    if kind in CONV_KINDS:
         param = {"stride": 1, "pad": 1}
         fwd, bwd = (cl.conv_forward_naive, cl.conv_backward_naive) if reference else (cl.conv_forward, cl.conv_backward)
         forward = lambda: fwd(a["x"], a["w"], a["b"], param)  # noqa: E731
@@ -115,7 +119,7 @@ def torch_callables(kind, a):
 
     x = torch.from_numpy(a["x"].copy()).requires_grad_()
     dout = torch.from_numpy(a["dout"])
-    if kind == "conv":
+    if kind in CONV_KINDS:
         w = torch.from_numpy(a["w"].copy()).requires_grad_()
         b = torch.from_numpy(a["b"].copy()).requires_grad_()
         layer = lambda: tf.conv2d(x, w, b, stride=1, padding=1)  # noqa: E731
@@ -153,7 +157,7 @@ def run_worker(args):
                 else:
                     fns = convnet_callables(kind, a, reference=impl == "reference")
                 # The naive convolution takes seconds per call: time it fewer times.
-                repeats = max(1, args.repeats // 5) if impl == "reference" and kind == "conv" else args.repeats
+                repeats = max(1, args.repeats // 5) if impl == "reference" and kind in CONV_KINDS else args.repeats
                 for phase in PHASES:
                     times = timing.time_calls(fns[phase], repeats, warmup=1 if impl == "reference" else 2)
                     print(json.dumps({"key": [kind, list(shape), dtype, phase], "times": times}), flush=True)
@@ -168,8 +172,7 @@ def run_worker(args):
 def run_worker_process(impl, args, repeats):
     """{key: [seconds]} from one worker process timing ``impl``."""
     records = timing.run_worker(__file__, ["--worker", impl, "--dtype", args.dtype, "--layers", args.layers,
-                                           "--repeats", str(repeats), "--threads", str(args.threads)],
-                                timing.env_defaults_for(impl))
+                                           "--repeats", str(repeats), "--threads", str(args.threads)])
     return {tuple(json.dumps(k) for k in record["key"]): record["times"] for record in records}
 
 
@@ -199,7 +202,8 @@ def conv_peak_memory(shape=(256, 64, 32, 32, 64), dtype=np.float32):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dtype", default="float32,float64", help="comma-separated dtypes (default: both)")
-    parser.add_argument("--layers", default="conv,pool,bn", help="comma-separated subset of conv,pool,bn")
+    parser.add_argument("--layers", default="conv,airbench,pool,bn",
+                        help="comma-separated subset of conv,airbench,pool,bn (airbench: the recipe's conv shapes)")
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per measurement, over all rounds")
     parser.add_argument("--rounds", type=int, default=2, help="alternating worker rounds for convnet and torch")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for every library")
@@ -232,7 +236,7 @@ def main(argv=None):
         kind, shape, dtype, phase = (json.loads(k) for k in key)
         fast = statistics.median(times)
         amount = work(kind, tuple(shape), dtype, phase)
-        unit = "GFLOP/s" if kind == "conv" else "GB/s"
+        unit = "GFLOP/s" if kind in CONV_KINDS else "GB/s"
         cells = [TITLES[kind], describe(kind, shape), dtype, phase, f"{fast * 1e3:.2f}", f"{amount / fast / 1e9:.1f} {unit}"]
         if "reference" in results:
             ref = statistics.median(results["reference"][key])

@@ -19,14 +19,20 @@ convnet.optim for every parameter (what Solver does); for PyTorch, zero_grad, fo
 cross_entropy, backward, optimizer.step. Every step trains on the same fixed random
 batch; 3 warm-up steps precede the timed ones.
 
-Each implementation is timed in a worker process of its own, and the convnet and
-torch workers alternate over --rounds rounds so that slow drifts of the machine reach
-both (see benchmarks/timing.py for why processes). Every library runs with its own
-defaults (convnet's workers start with convnet.ENVIRONMENT_DEFAULTS, the thread-waiting
-settings convnet makes for itself on import; the torch worker without them). Reported: the
-median milliseconds per step, images/s, and convnet's images/s divided by PyTorch's
-(the project's target is at least 0.7). --profile adds where convnet's step time goes,
-per block type, forward and backward apart.
+Each implementation is timed in a worker process of its own, and the workers alternate
+over --rounds rounds so that slow drifts of the machine reach all of them (see
+benchmarks/timing.py for why processes). Every library runs with its own defaults
+(convnet's are the ones it sets on import). Reported: the median milliseconds per step,
+images/s, and convnet's images/s divided by PyTorch's. Measured in the same run:
+
+* the machine's float32 GEMM peak (numpy's 2048x2048 matmul at --threads threads), and
+  each library's effective GFLOP/s in the step as a fraction of it (the step's flops are
+  3x the forward flops of its convolutions and affine layers);
+* --import-order (default on): convnet's step when convnet is imported before numpy, next
+  to the ordinary worker, which imports numpy first; the two must run at the same speed;
+* --scaling (default on): both libraries with 1 thread, for the speed-up 1 -> --threads.
+
+--profile adds where convnet's step time goes, per block type, forward and backward apart.
 """
 
 import argparse
@@ -150,6 +156,21 @@ class ConvnetTrainer:
                 self.model.params[name], self.configs[name] = self.rule(w, grads[name], self.configs[name])
 
 
+def step_flops(model, batch_size):
+    """Flops of one training step: 3x the forward flops (the forward product, and the two
+    products of its backward pass) of every convolution and affine layer."""
+    from convnet.models import blocks
+
+    forward = 0
+    for block in leaf_blocks(model.network):
+        if isinstance(block, blocks.Conv):
+            filters, channels, height, width = model.params[block.w].shape
+            forward += 2 * batch_size * int(np.prod(block.out_shape)) * channels * height * width
+        elif isinstance(block, blocks.Affine):
+            forward += 2 * batch_size * model.params[block.w].size
+    return 3 * forward
+
+
 class TorchTrainer:
     """One training step of the torch twin."""
 
@@ -210,9 +231,24 @@ def convnet_worker(args):
     times = timing.time_calls(lambda: trainer.step(X, y), args.repeats, WARMUP_STEPS)
     blas = [f"{lib['internal_api']} {lib['version']}" for lib in threadpool_info() if lib["user_api"] == "blas"]
     emit(info={"convnet": convnet.__version__, "numpy": np.__version__, "blas": ", ".join(blas) or "unknown",
-               "blas_threads_sleep": convnet.blas_threads_sleep,
-               "parameters": model.num_parameters(), "network": describe_spec(model.spec, count_classes(model))})
+               "parameters": model.num_parameters(), "network": describe_spec(model.spec, count_classes(model)),
+               "flops": step_flops(model, args.batch_size)})
     emit(times=times)
+
+
+#: The matrix size of the GEMM-peak measurement (float32, square).
+PEAK_SIZE = 2048
+
+
+def peak_worker(args):
+    """Emit the seconds of args.repeats numpy float32 PEAK_SIZE x PEAK_SIZE products at args.threads threads."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((PEAK_SIZE, PEAK_SIZE)).astype(np.float32) for _ in range(2))
+    out = np.empty_like(a)
+    with threadpool_limits(args.threads, user_api="blas"):
+        emit(times=timing.time_calls(lambda: np.matmul(a, b, out=out), args.repeats, 2))
 
 
 def torch_worker(args):
@@ -348,8 +384,8 @@ def describe_spec(spec, classes):
 # ---------------------------------------------------------------------------
 
 
-def worker_arguments(args, worker, repeats):
-    arguments = ["--worker", worker, "--repeats", str(repeats), "--threads", str(args.threads),
+def worker_arguments(args, worker, repeats, threads=None):
+    arguments = ["--worker", worker, "--repeats", str(repeats), "--threads", str(threads or args.threads),
                  "--batch-size", str(args.batch_size), "--optimizer", args.optimizer]
     arguments += ["--config", args.config] if args.config else []
     arguments += ["--learning-rate", repr(args.learning_rate)] if args.learning_rate is not None else []
@@ -371,33 +407,77 @@ def run_check(args):
     return ok
 
 
-def measure(args, implementations):
-    """({implementation: [seconds per step]}, convnet's info), alternating workers round by round."""
+#: What the timing workers run: {label: (worker, 1 thread instead of --threads, convnet imported first)}.
+RUNS = {
+    "convnet": ("convnet", False, False),
+    "torch": ("torch", False, False),
+    "convnet, imported before numpy": ("convnet", False, True),
+    "convnet, 1 thread": ("convnet", True, False),
+    "torch, 1 thread": ("torch", True, False),
+    "GEMM peak": ("peak", False, False),
+}
+
+
+def runs_for(args, torch_version):
+    """The RUNS labels this invocation times, in order."""
+    labels = ["convnet"] + (["torch"] if torch_version else [])
+    labels += ["convnet, imported before numpy"] if args.import_order else []
+    if args.scaling and args.threads > 1:
+        labels += ["convnet, 1 thread"] + (["torch, 1 thread"] if torch_version else [])
+    return labels + ["GEMM peak"]
+
+
+def measure(args, labels):
+    """({label: [seconds per step]}, convnet's info), alternating workers round by round."""
     times, info = defaultdict(list), {}
     per_round = max(1, args.repeats // args.rounds)
     for _ in range(args.rounds):
-        for impl in implementations:
-            arguments = worker_arguments(args, impl, per_round)
-            for record in timing.run_worker(__file__, arguments, timing.env_defaults_for(impl)):
+        for label in labels:
+            worker, one_thread, convnet_first = RUNS[label]
+            arguments = worker_arguments(args, worker, per_round, 1 if one_thread else None)
+            for record in timing.run_worker(__file__, arguments, convnet_first=convnet_first):
                 info.update(record.get("info", {}))
-                times[impl] += record.get("times", [])
+                times[label] += record.get("times", [])
     return times, info
 
 
 def print_table(times, batch_size):
+    """The steps' table; each convnet row's ratio is to torch at the same thread count."""
+    steps = {label: t for label, t in times.items() if label != "GEMM peak"}
     print("| implementation | ms / step (median) | min - max ms | images/s | convnet / torch images/s |")
     print("|---|---|---|---|---|")
-    rate = {impl: batch_size / statistics.median(t) for impl, t in times.items()}
-    for impl, t in times.items():
-        ratio = f"{rate['convnet'] / rate['torch']:.2f}" if "torch" in rate else "-"
-        print(f"| {impl} | {statistics.median(t) * 1e3:.1f} | {min(t) * 1e3:.1f} - {max(t) * 1e3:.1f} "
-              f"| {rate[impl]:.1f} | {ratio if impl == 'convnet' else ''} |")
+    rate = {label: batch_size / statistics.median(t) for label, t in steps.items()}
+    for label, t in steps.items():
+        twin = "torch, 1 thread" if label.endswith("1 thread") else "torch"
+        ratio = f"{rate[label] / rate[twin]:.2f}" if label.startswith("convnet") and twin in rate else ""
+        print(f"| {label} | {statistics.median(t) * 1e3:.1f} | {min(t) * 1e3:.1f} - {max(t) * 1e3:.1f} "
+              f"| {rate[label]:.1f} | {ratio} |")
+
+
+def print_targets(times, info, args):
+    """The GEMM peak, each library's fraction of it, the import-order check and the thread scaling."""
+    step = {label: statistics.median(t) for label, t in times.items() if label != "GEMM peak"}
+    peak = 2.0 * PEAK_SIZE**3 / statistics.median(times["GEMM peak"]) / 1e9
+    flops = info["flops"]
+    print(f"\nfloat32 GEMM peak (numpy {PEAK_SIZE}x{PEAK_SIZE} matmul, {args.threads} threads): {peak:.1f} GFLOP/s; "
+          f"the step: {flops / 1e9:.1f} GFLOP (3x the forward flops of its convolutions and affine layers)")
+    for label in ("convnet", "torch"):
+        if label in step:
+            rate = flops / step[label] / 1e9
+            print(f"  {label}: {rate:.1f} GFLOP/s, {100 * rate / peak:.0f}% of the peak")
+    if "convnet, imported before numpy" in step:
+        print(f"import order: step time imported before numpy / after numpy: "
+              f"{step['convnet, imported before numpy'] / step['convnet']:.2f}")
+    for label in ("convnet", "torch"):
+        if f"{label}, 1 thread" in step and label in step:
+            print(f"thread scaling 1 -> {args.threads} threads: {label} {step[f'{label}, 1 thread'] / step[label]:.2f}x")
+    print("targets: convnet / torch images/s >= 1.0; >= 60% of the GEMM peak; import order 1.00 within noise; "
+          "thread scaling >= 1.7x")
 
 
 def print_profile(args):
     """Run the profile worker and print the time per block type, then per block."""
-    record = timing.run_worker(__file__, worker_arguments(args, "profile", args.repeats),
-                               timing.env_defaults_for("convnet"))[0]["profile"]
+    record = timing.run_worker(__file__, worker_arguments(args, "profile", args.repeats))[0]["profile"]
     steps = record["steps"]
     total = sum(steps)
     per_step = lambda seconds: seconds / len(steps) * 1e3  # noqa: E731  mean ms per step
@@ -435,11 +515,11 @@ def machine_line(info, torch_version, args):
     except (OSError, StopIteration):
         pass
     return (f"convnet {info.get('convnet')}, numpy {info.get('numpy')} ({info.get('blas')}), "
-            f"torch {torch_version or 'not measured'}; threads {args.threads} of {os.cpu_count()} cores ({cpu})"
-            f"{'' if info.get('blas_threads_sleep', True) else '; OPENBLAS_THREAD_TIMEOUT not in effect'}")
+            f"torch {torch_version or 'not measured'}; threads {args.threads} of {os.cpu_count()} cores ({cpu})")
 
 
-WORKERS = {"convnet": convnet_worker, "torch": torch_worker, "check": check_worker, "profile": profile_worker}
+WORKERS = {"convnet": convnet_worker, "torch": torch_worker, "check": check_worker, "profile": profile_worker,
+           "peak": peak_worker}
 
 
 def main(argv=None):
@@ -455,6 +535,10 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both libraries")
     parser.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                         help="first verify the torch twin is the same network (default on; needs torch)")
+    parser.add_argument("--import-order", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time convnet imported before numpy (default on)")
+    parser.add_argument("--scaling", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time both libraries with 1 thread (default on)")
     parser.add_argument("--profile", action="store_true", help="also show where convnet's step time goes")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
@@ -471,13 +555,13 @@ def main(argv=None):
             return 1
     elif args.check:
         print("check skipped: no PyTorch to compare with")
-    times, info = measure(args, ["convnet"] + (["torch"] if torch_version else []))
+    times, info = measure(args, runs_for(args, torch_version))
     print(f"\n{machine_line(info, torch_version, args)}")
     print(f"network: {info['network']} ({info['parameters']:,} parameters), batch {args.batch_size} float32, "
           f"{args.optimizer} lr {learning_rate(args):g}; {args.repeats} timed steps per implementation "
           f"over {args.rounds} rounds (median)\n")
     print_table(times, args.batch_size)
-    print("\ntarget: convnet / torch images/s >= 0.7")
+    print_targets(times, info, args)
     if args.profile:
         print_profile(args)
     print(f"\ncommand: {command}")

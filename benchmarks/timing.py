@@ -5,9 +5,10 @@ Why worker processes: idle OpenMP and OpenBLAS threads spin for a while after ea
 call, and two libraries sharing one process (and a few cores) slow each other down by
 up to 2x, which would make any ratio meaningless. So each implementation runs in a
 process of its own, started from the environment this benchmark was started with:
-importing convnet sets OMP_WAIT_POLICY=PASSIVE and OPENBLAS_THREAD_TIMEOUT in ``os.environ``
-(for convnet's own sake), and a PyTorch worker that inherited them would no longer run
-with PyTorch's defaults. Import this module before convnet.
+importing convnet sets OMP_WAIT_POLICY=PASSIVE in ``os.environ`` (for convnet's own sake),
+and a PyTorch worker that inherited it would no longer run with PyTorch's defaults.
+Import this module before convnet. A convnet worker sets its defaults itself, on import,
+like any user's program; nothing is passed to it.
 
 A worker prints one JSON object per line on stdout; :func:`run_worker` returns them.
 """
@@ -34,31 +35,24 @@ def time_calls(fn, repeats, warmup):
     return times
 
 
-def run_worker(script, arguments, env_defaults=None):
+def run_worker(script, arguments, convnet_first=False):
     """Run ``python script *arguments`` in the start environment; return its JSON lines as dicts.
 
-    ``env_defaults`` are added to that environment where it lacks them: a convnet worker
-    gets convnet.ENVIRONMENT_DEFAULTS, some of which must be in place before numpy loads,
-    and the worker script imports numpy before convnet. A failing worker raises
+    ``convnet_first``: import convnet before the script runs (and so before numpy), to
+    check that the import order does not change convnet's speed. A failing worker raises
     RuntimeError with the end of its stderr.
     """
-    command = [sys.executable, os.path.abspath(script), *arguments]
-    env = {**(env_defaults or {}), **START_ENV}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    script = os.path.abspath(script)
+    if convnet_first:
+        launch = (f"import sys, runpy, convnet; sys.argv = {[script, *arguments]!r}; "
+                  f"sys.path.insert(0, {os.path.dirname(script)!r}); runpy.run_path(sys.argv[0], run_name='__main__')")
+        command = [sys.executable, "-c", launch]
+    else:
+        command = [sys.executable, script, *arguments]
+    result = subprocess.run(command, capture_output=True, text=True, env=START_ENV, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"worker {' '.join(arguments)} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-
-
-def env_defaults_for(implementation):
-    """The ``env_defaults`` of run_worker for a worker timing ``implementation``: none for
-    "torch", which keeps PyTorch's defaults; otherwise the settings convnet makes for itself
-    on import (convnet.ENVIRONMENT_DEFAULTS), for convnet and its numpy references."""
-    if implementation == "torch":
-        return {}
-    import convnet
-
-    return convnet.ENVIRONMENT_DEFAULTS
 
 
 def torch_version():

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from convnet._kernels import batchnorm as _batchnorm_kernels
-from convnet._kernels import im2col as _im2col_kernels
+from convnet._kernels import conv as _conv_kernels
 from convnet._kernels import pooling as _pooling_kernels
 from convnet.checks import (
     as_float_array,
@@ -42,11 +42,25 @@ from convnet.layers import (
     running_stats,
     update_running_stats,
 )
-from convnet.threads import get_num_threads
+from convnet.threads import get_num_threads, single_threaded_blas
 
-#: Upper bound (bytes) on the im2col buffer of the fast convolution: the batch is
-#: processed in chunks of images small enough to keep the columns under it.
-CONV_WORKSPACE_BYTES = 64 * 2**20
+#: Upper bound (bytes) on one tile of im2col columns in the fast convolution: each thread
+#: unfolds this much at a time and multiplies it while it is still in the core's L2 cache.
+CONV_TILE_BYTES = 512 * 2**10
+#: Small images are tiled several at a time, enough for at least this many GEMM columns.
+CONV_MIN_TILE_WIDTH = 256
+#: Thin products (few filters times few rows of columns) get tiles of about this many
+#: multiply-adds (F * C*HH*WW * tile columns), if that leaves CONV_THIN_MIN_WIDTH columns:
+#: OpenBLAS multiplies products up to 10**6 multiply-adds without packing them first.
+CONV_THIN_GEMM_SIZE = 10**6
+CONV_THIN_MIN_WIDTH = 64
+
+#: The backward pass sums dw over groups of images, each into a partial (C*HH*WW, F) array
+#: of its own, which the threads take as they become free. Up to this many groups per
+#: thread (more balance the load when another process slows one core down), within
+#: CONV_PARTIALS_BYTES for all the partial arrays together.
+CONV_GROUPS_PER_THREAD = 4
+CONV_PARTIALS_BYTES = 8 * 2**20
 
 
 # ---------------------------------------------------------------------------
@@ -248,15 +262,14 @@ def conv_backward_naive(dout, cache):
 
 
 # ---------------------------------------------------------------------------
-# convolution: fast (im2col kernel + one BLAS GEMM per chunk of images)
+# convolution: fast (per-thread tiles of im2col + single-threaded GEMM)
 # ---------------------------------------------------------------------------
 
 
 class _Workspace(threading.local):
     """Scratch buffers reused from call to call (one set per Python thread).
 
-    Allocating the tens of MB of columns afresh on every call costs a page fault per
-    4 KB page, which measured as a large share of a convolution's time.
+    Allocating the columns afresh on every call costs a page fault per 4 KB page.
     """
 
     def __init__(self):
@@ -276,53 +289,82 @@ _workspace = _Workspace()
 
 
 def clear_workspace():
-    """Free the fast convolution's scratch buffers (at most about 2 * CONV_WORKSPACE_BYTES per dtype)."""
+    """Free the fast convolution's scratch buffers (about threads * CONV_TILE_BYTES per dtype)."""
     _workspace.buffers.clear()
 
 
-def _image_chunks(n_images, bytes_per_image):
-    """Split range(n_images) into (start, stop) chunks of at most CONV_WORKSPACE_BYTES each."""
-    per_chunk = max(1, min(n_images, CONV_WORKSPACE_BYTES // max(1, bytes_per_image)))
-    return [(start, min(start + per_chunk, n_images)) for start in range(0, n_images, per_chunk)]
+def _tiling(x, w, out_h, out_w):
+    """(tile_rows, tile_images) of the fast convolution's tiles.
+
+    Thin products (F * C*HH*WW <= CONV_THIN_GEMM_SIZE / CONV_THIN_MIN_WIDTH) get tiles of
+    about CONV_THIN_GEMM_SIZE / (F * C*HH*WW) columns: BLAS ran them 1.2-1.5x faster than
+    larger tiles (docs/performance.md). Otherwise, an image whose columns (C*HH*WW, OH*OW)
+    exceed CONV_TILE_BYTES is cut into tiles of as many output rows as fit (at least one),
+    and smaller images are taken whole, as many side by side as fit and at least enough
+    for CONV_MIN_TILE_WIDTH columns: a GEMM over a few columns only (a 7x7 image has 49)
+    runs far below the peak.
+    """
+    rows, plane = w[0].size, out_h * out_w
+    product = w.shape[0] * rows  # multiply-adds per column of the tile
+    if product * CONV_THIN_MIN_WIDTH <= CONV_THIN_GEMM_SIZE:
+        width = CONV_THIN_GEMM_SIZE // product
+    elif rows * plane * x.itemsize > CONV_TILE_BYTES:
+        width = CONV_TILE_BYTES // (rows * x.itemsize)
+    else:
+        width = max(CONV_TILE_BYTES // (rows * x.itemsize), CONV_MIN_TILE_WIDTH)
+    if width < plane:
+        return max(1, min(out_h, width // out_w)), 1
+    return out_h, max(1, min(x.shape[0], width // plane))
 
 
-def _gemm_chunks(x, w, plane):
-    """Chunks of images whose columns (C*HH*WW rows) and GEMM result (F rows) fit the workspace."""
-    rows = w[0].size
-    return _image_chunks(x.shape[0], max(rows, w.shape[0]) * plane * x.itemsize)
+def _tile_buffers(x, w, tiling, out_w, threads):
+    """Each thread's columns (threads, C*HH*WW * width) and, for tiles of several images, GEMM
+    result (threads, F * width), width = the columns of one tile; views of the workspace."""
+    tile_rows, tile_images = tiling
+    width = tile_images * tile_rows * out_w
+    cols = _workspace.take("cols", (threads, w[0].size * width), x.dtype)
+    products = _workspace.take("products", (threads, w.shape[0] * width if tile_images > 1 else 1), x.dtype)
+    return cols, products
+
+
+def _image_groups(n_images, partial_bytes, threads):
+    """How many groups of images the backward pass sums dw over: CONV_GROUPS_PER_THREAD per
+    thread, fewer if their partial sums would exceed CONV_PARTIALS_BYTES, at least one per
+    thread, at most one per image."""
+    wanted = min(CONV_GROUPS_PER_THREAD * threads, CONV_PARTIALS_BYTES // partial_bytes)
+    return max(1, min(n_images, max(threads, wanted)))
 
 
 def conv_forward(x, w, b, conv_param):
     """Convolution on the fast path; same contract and results as :func:`conv_forward_naive`.
 
-    Per chunk of images: im2col (C*HH*WW, n*OH*OW), one BLAS GEMM with w (F, C*HH*WW),
-    then the bias is added while moving F back next to the spatial axes.
-    Workspace is bounded by CONV_WORKSPACE_BYTES whatever N is.
+    The threads take tiles (output rows of one image, or a few small images: _tiling) as
+    they become free; per tile a thread unfolds the windows (im2col) into its workspace,
+    which stays in its L2 cache, and runs one single-threaded GEMM with w (F, C*HH*WW)
+    into out, then adds the bias.
     """
     x, w, b, stride, pad, out_h, out_w = _conv_geometry(x, w, b, conv_param)
     x = np.ascontiguousarray(x)
     F, _, HH, WW = w.shape
     w_rows = np.ascontiguousarray(w.reshape(F, -1))
     b = np.ascontiguousarray(b)
-    rows, plane = w_rows.shape[1], out_h * out_w
     out = np.empty((x.shape[0], F, out_h, out_w), dtype=x.dtype)
     threads = get_num_threads()
-    for start, stop in _gemm_chunks(x, w, plane):
-        n = stop - start
-        cols = _workspace.take("cols", (rows, n * plane), x.dtype)
-        _im2col_kernels.im2col(x[start:stop], HH, WW, pad, stride, out_h, out_w, cols, threads)
-        product = np.matmul(w_rows, cols, out=_workspace.take("rows", (F, n * plane), x.dtype))
-        _im2col_kernels.rows_to_images(product, b, out[start:stop].reshape(n, F, plane), threads)
+    tiling = _tiling(x, w, out_h, out_w)
+    cols, products = _tile_buffers(x, w, tiling, out_w, threads)
+    with single_threaded_blas():
+        _conv_kernels.conv_forward_tiled(x, w_rows, b, HH, WW, pad, stride, *tiling, cols, products, out, threads)
     return out, ConvCache(x, w, b, stride, pad)
 
 
 def conv_backward(dout, cache, compute_dx=True, compute_dw=True):
     """Backward pass of :func:`conv_forward`: returns dx (N, C, H, W), dw (F, C, HH, WW), db (F,).
 
-    The columns are rebuilt chunk by chunk rather than kept from the forward pass,
-    which bounds memory at the cost of one more im2col. ``compute_dx=False`` skips dx
-    (returned as None): a network's first layer never needs it, and it costs a third
-    of the work. ``compute_dw=False`` skips dw (None) for frozen filters: no im2col, no GEMM.
+    The columns are rebuilt tile by tile rather than kept from the forward pass, which
+    bounds memory at the cost of one more im2col (cheap: the tile stays in cache).
+    ``compute_dx=False`` skips dx (returned as None): a network's first layer never
+    needs it. ``compute_dw=False`` skips dw (returned as None): a frozen layer's weights
+    need no gradient. db is always computed.
     """
     x, w, b, stride, pad = cache
     N, C, H, W = x.shape
@@ -330,30 +372,20 @@ def conv_backward(dout, cache, compute_dx=True, compute_dw=True):
     out_h = (H + 2 * pad - HH) // stride + 1
     out_w = (W + 2 * pad - WW) // stride + 1
     dout = np.ascontiguousarray(_check_dout(dout, (N, F, out_h, out_w), x.dtype))
-    w_rows = w.reshape(F, -1)
-    rows, plane = w_rows.shape[1], out_h * out_w
-    dx = np.empty_like(x) if compute_dx else None
-    # dw is accumulated transposed: cols @ dout_rows.T ran ~20% faster in OpenBLAS than
-    # dout_rows @ cols.T for the few-filter layers, where it matters most.
-    dw_cols = np.zeros((rows, F), dtype=x.dtype) if compute_dw else None
-    dw_chunk = np.empty((rows, F), dtype=x.dtype) if compute_dw else None
-    db = np.zeros(F, dtype=x.dtype)
+    w_rows = np.ascontiguousarray(w.reshape(F, -1))
     threads = get_num_threads()
-    for start, stop in _gemm_chunks(x, w, plane):
-        n = stop - start
-        dout_rows = _workspace.take("rows", (F, n * plane), x.dtype)
-        _im2col_kernels.images_to_rows(dout[start:stop].reshape(n, F, plane), dout_rows, threads)
-        db += dout_rows.sum(axis=1)
-        cols = _workspace.take("cols", (rows, n * plane), x.dtype)
-        if compute_dw:
-            _im2col_kernels.im2col(x[start:stop], HH, WW, pad, stride, out_h, out_w, cols, threads)
-            dw_cols += np.matmul(cols, dout_rows.T, out=dw_chunk)
-        if compute_dx:
-            # The columns are no longer needed: their buffer receives d(columns).
-            np.matmul(w_rows.T, dout_rows, out=cols)
-            _im2col_kernels.col2im(cols, HH, WW, pad, stride, out_h, out_w, dx[start:stop], threads)
-    dw = np.ascontiguousarray(dw_cols.T).reshape(w.shape) if compute_dw else None
-    return dx, dw, db
+    tiling = _tiling(x, w, out_h, out_w)
+    cols, products = _tile_buffers(x, w, tiling, out_w, threads)
+    # Each group of images sums its share of dw (transposed, (K, F)) and db; added up below, in order.
+    groups = _image_groups(N, w.size * x.itemsize, threads)
+    dw_parts = np.empty((groups, w_rows.shape[1], F) if compute_dw else (groups, 1, 1), dtype=x.dtype)
+    db_parts = np.empty((groups, F), dtype=x.dtype)
+    dx = np.empty_like(x) if compute_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
+    with single_threaded_blas():
+        _conv_kernels.conv_backward_tiled(x, w_rows, dout, HH, WW, pad, stride, *tiling, compute_dx, compute_dw,
+                                          cols, products, dw_parts, db_parts, dx, threads)
+    dw = np.ascontiguousarray(dw_parts.sum(axis=0).T).reshape(w.shape) if compute_dw else None
+    return dx if compute_dx else None, dw, db_parts.sum(axis=0)
 
 
 conv_forward_fast = conv_forward

@@ -14,13 +14,17 @@ it holds whichever Python thread calls them. The default is
 :func:`set_num_threads` overrides the default for the kernels and BLAS alike.
 """
 
+import contextlib
+import functools
 import math
 import os
+import threading
 from pathlib import Path
 
 import numpy  # noqa: F401  - loads BLAS, so that the cap below reaches it
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
+from convnet._kernels import conv as _conv  # noqa: F401  - loads the BLAS the conv kernels call (scipy's)
 from convnet._kernels import threads as _omp
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -142,6 +146,42 @@ def default_num_threads(processes=1):
 
 def _limit_blas(n):
     threadpool_limits(limits=n, user_api="blas")
+
+
+@functools.cache
+def _blas_libraries():
+    """threadpoolctl's controllers of every BLAS library loaded (numpy's, scipy's; found once)."""
+    return [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+
+
+_single_threaded = {"depth": 0, "before": []}  # how many callers are inside single_threaded_blas()
+_single_threaded_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Within the block, every BLAS library runs each call on the calling thread alone.
+
+    For kernels that call BLAS from threads of their own (convnet._kernels.conv): a BLAS
+    that started its own threads there would make the cores wait on each other. The
+    thread counts in force before are restored when the last of the Python threads inside
+    such a block leaves it (the setting is global to each library).
+    """
+    with _single_threaded_lock:
+        if _single_threaded["depth"] == 0:
+            libraries = _blas_libraries()
+            _single_threaded["before"] = [lib.get_num_threads() for lib in libraries]
+            for lib in libraries:
+                lib.set_num_threads(1)
+        _single_threaded["depth"] += 1
+    try:
+        yield
+    finally:
+        with _single_threaded_lock:
+            _single_threaded["depth"] -= 1
+            if _single_threaded["depth"] == 0:
+                for lib, count in zip(_blas_libraries(), _single_threaded["before"]):
+                    lib.set_num_threads(count)
 
 
 def set_num_threads(n):

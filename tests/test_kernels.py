@@ -89,16 +89,19 @@ def conv_both_ways(x, w, b, conv_param, dout, layout):
     return fast, (ref_out,) + cl.conv_backward_naive(dout64, ref_cache)
 
 
+def conv_arrays(case, dtype, seed):
+    """Random x, w, b and dout of ``dtype`` for a conv_cases() case."""
+    x_shape, w_shape, _, out_shape = case
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape).astype(dtype) for shape in (x_shape, w_shape, w_shape[:1], out_shape)]
+
+
 @HYPOTHESIS
 @given(case=conv_cases(), dtype=st.sampled_from(DTYPES), layout=st.sampled_from(LAYOUTS),
        seed=st.integers(0, 2**32 - 1))
 def test_conv_fast_matches_naive(case, dtype, layout, seed):
-    x_shape, w_shape, conv_param, out_shape = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(x_shape).astype(dtype)
-    w = rng.standard_normal(w_shape).astype(dtype)
-    b = rng.standard_normal(w_shape[0]).astype(dtype)
-    dout = rng.standard_normal(out_shape).astype(dtype)
+    _, _, conv_param, out_shape = case
+    x, w, b, dout = conv_arrays(case, dtype, seed)
     fast, reference = conv_both_ways(x, w, b, conv_param, dout, layout)
     assert_all_agree(conv_shapes(out_shape, x, w), fast, reference, dtype)
 
@@ -143,18 +146,114 @@ def test_conv_backward_can_be_called_twice_with_one_cache(rng):
         np.testing.assert_array_equal(a, e)
 
 
-def test_conv_chunked_workspace_gives_the_same_result(rng, monkeypatch):
-    """A tiny workspace forces one image per chunk; results must not change."""
-    x = rng.standard_normal((5, 3, 8, 8))
-    w = rng.standard_normal((4, 3, 3, 3))
-    b = rng.standard_normal(4)
-    dout = rng.standard_normal((5, 4, 8, 8))
-    conv_param = {"stride": 1, "pad": 1}
-    whole = conv_both_ways(x, w, b, conv_param, dout, "contiguous")[0]
-    monkeypatch.setattr(cl, "CONV_WORKSPACE_BYTES", 1)
-    assert len(cl._image_chunks(5, 3 * 9 * 64 * 8)) == 5
-    chunked = conv_both_ways(x, w, b, conv_param, dout, "contiguous")[0]
-    assert_all_agree(conv_shapes((5, 4, 8, 8), x, w), chunked, whole, np.float64)
+@HYPOTHESIS
+@given(case=conv_cases(), dtype=st.sampled_from(DTYPES),
+       budget=st.sampled_from([(1, 0, 0), (200, 0, 0), (10**6, 0, 0), (200, 256, 0), (10**6, 256, 0),
+                               (1, 0, 50), (1, 0, 500), (1, 0, 10**6)]),
+       seed=st.integers(0, 2**32 - 1))
+def test_conv_tiles_of_any_size_match_naive(case, dtype, budget, seed):
+    """Tiles of one output row (tile bytes 1), of a few rows, of one whole image or of several agree,
+    and so do the thin-product tiles (thin size > 0: tiles of about thin size / (F*C*HH*WW) columns)."""
+    tile_bytes, min_width, thin_size = budget
+    _, _, conv_param, out_shape = case
+    x, w, b, dout = conv_arrays(case, dtype, seed)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cl, "CONV_TILE_BYTES", tile_bytes)
+        patch.setattr(cl, "CONV_MIN_TILE_WIDTH", min_width)
+        patch.setattr(cl, "CONV_THIN_GEMM_SIZE", thin_size)
+        patch.setattr(cl, "CONV_THIN_MIN_WIDTH", 1)
+        fast, reference = conv_both_ways(x, w, b, conv_param, dout, "contiguous")
+    assert_all_agree(conv_shapes(out_shape, x, w), fast, reference, dtype)
+
+
+@pytest.mark.parametrize("tile_bytes, min_width, tiling", [
+    (1, 0, (1, 1)),  # one output row at a time
+    (27 * 8 * 8 * 3, 0, (3, 1)),  # 3 rows of 27 x 8 float64 columns
+    (27 * 64 * 8 * 2, 0, (8, 2)),  # two whole images
+    (27 * 64 * 8 * 2, 256, (8, 4)),  # enough images for 256 columns
+    (10**9, 0, (8, 5)),  # never more images than the batch
+])
+def test_conv_tiling_follows_the_budget(tile_bytes, min_width, tiling, monkeypatch):
+    monkeypatch.setattr(cl, "CONV_TILE_BYTES", tile_bytes)
+    monkeypatch.setattr(cl, "CONV_MIN_TILE_WIDTH", min_width)
+    monkeypatch.setattr(cl, "CONV_THIN_GEMM_SIZE", 0)  # no thin-product tiles
+    x, w = np.zeros((5, 3, 8, 8)), np.zeros((4, 3, 3, 3))
+    assert cl._tiling(x, w, 8, 8) == tiling
+
+
+@pytest.mark.parametrize("filters, channels, out_size, tiling", [
+    (32, 32, 32, (3, 1)),  # 32 x 288 multiply-adds per column: 108 columns, 3 rows of 32
+    (32, 3, 32, (32, 1)),  # 32 x 27: 1157 columns, one whole 32x32 image
+    (32, 3, 8, (8, 18)),  # the same at 8x8: 18 whole images
+    (64, 64, 16, (14, 1)),  # 64 x 576: too wide for thin tiles, so CONV_TILE_BYTES: 14 rows of 16
+])
+def test_conv_thin_products_get_tiles_of_about_a_million_multiply_adds(filters, channels, out_size, tiling,
+                                                                        monkeypatch):
+    monkeypatch.setattr(cl, "CONV_THIN_GEMM_SIZE", 10**6)
+    monkeypatch.setattr(cl, "CONV_THIN_MIN_WIDTH", 64)
+    monkeypatch.setattr(cl, "CONV_TILE_BYTES", 512 * 2**10)
+    x = np.zeros((128, channels, out_size, out_size), np.float32)
+    w = np.zeros((filters, channels, 3, 3), np.float32)
+    assert cl._tiling(x, w, out_size, out_size) == tiling
+
+
+@pytest.mark.parametrize("groups_per_thread", [1, 2, 4, 100])
+def test_conv_backward_agrees_for_any_grouping_of_the_images(rng, groups_per_thread, monkeypatch):
+    """dw and db are summed over groups of images (one to seven here); every grouping agrees."""
+    monkeypatch.setattr(cl, "CONV_GROUPS_PER_THREAD", groups_per_thread)
+    x, w, b = rng.standard_normal((7, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    dout = rng.standard_normal((7, 4, 6, 6))
+    fast, reference = conv_both_ways(x, w, b, {"stride": 1, "pad": 1}, dout, "contiguous")
+    assert_all_agree(conv_shapes((7, 4, 6, 6), x, w), fast, reference, np.float64)
+
+
+@pytest.mark.parametrize("n_images, partial_bytes, threads, groups", [
+    (128, 1000, 2, 8),  # CONV_GROUPS_PER_THREAD per thread
+    (5, 1000, 2, 5),  # at most one per image
+    (128, 3 * 2**20, 2, 2),  # the partial sums' budget allows 2 groups (at least one per thread)
+    (128, 2**30, 1, 1),
+])
+def test_conv_image_groups(n_images, partial_bytes, threads, groups, monkeypatch):
+    monkeypatch.setattr(cl, "CONV_GROUPS_PER_THREAD", 4)
+    monkeypatch.setattr(cl, "CONV_PARTIALS_BYTES", 8 * 2**20)
+    assert cl._image_groups(n_images, partial_bytes, threads) == groups
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("compute_dx, compute_dw", [(False, True), (True, False), (False, False)])
+def test_conv_backward_skips_what_it_is_told(rng, dtype, compute_dx, compute_dw):
+    """compute_dx=False -> dx None, compute_dw=False -> dw None; what is computed is unchanged."""
+    x = rng.standard_normal((3, 2, 7, 5)).astype(dtype)
+    w, b = rng.standard_normal((4, 2, 3, 3)).astype(dtype), rng.standard_normal(4).astype(dtype)
+    dout = rng.standard_normal((3, 4, 4, 3)).astype(dtype)
+    _, cache = cl.conv_forward(x, w, b, {"stride": 2, "pad": 1})
+    full = cl.conv_backward(dout, cache)
+    part = cl.conv_backward(dout, cache, compute_dx=compute_dx, compute_dw=compute_dw)
+    for name, computed, expected, wanted in zip(["dx", "dw", "db"], part, full, [compute_dx, compute_dw, True]):
+        if wanted:
+            np.testing.assert_array_equal(computed, expected, err_msg=name)
+        else:
+            assert computed is None, f"{name} should be None"
+
+
+def test_conv_from_two_python_threads_at_once(rng):
+    """Each Python thread has its own workspace; concurrent calls give the serial results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = [[rng.standard_normal(shape).astype(np.float32) for shape in ((6, 4, 9, 9), (5, 4, 3, 3), (5,), (6, 5, 9, 9))]
+             for _ in range(4)]
+
+    def run(case):
+        x, w, b, dout = case
+        out, cache = cl.conv_forward(x, w, b, {"stride": 1, "pad": 1})
+        return (out, *cl.conv_backward(dout, cache))
+
+    serial = [run(case) for case in cases]
+    with ThreadPoolExecutor(2) as pool:
+        concurrent = list(pool.map(run, cases * 3))
+    for got, expected in zip(concurrent, serial * 3):
+        for a, e in zip(got, expected):
+            np.testing.assert_array_equal(a, e)
 
 
 # ---------------------------------------------------------------------------
@@ -533,7 +632,7 @@ def kernel_definitions():
 
 def test_the_kernel_sources_are_found():
     names = {name for _, name, _ in kernel_definitions()}
-    assert {"im2col", "col2im", "max_pool_forward", "batchnorm_backward", "groupnorm_backward"} <= names
+    assert {"conv_forward_tiled", "conv_backward_tiled", "max_pool_forward", "batchnorm_backward", "groupnorm_backward"} <= names
 
 
 @pytest.mark.parametrize("source, name, arguments", [pytest.param(*d, id=d[1]) for d in kernel_definitions()])
@@ -555,3 +654,4 @@ def test_the_fused_float_type_is_declared_once_in_a_pxd():
     for name, text in sources.items():
         if name.endswith(".pyx") and re.search(r"\breal\b", text):
             assert "from convnet._kernels.floats cimport real" in text, f"{name} must cimport real from floats.pxd"
+

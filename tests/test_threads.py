@@ -172,3 +172,34 @@ def restore_threads():
     before = convnet.get_num_threads()
     yield
     convnet.set_num_threads(before)
+
+
+def _blas_counts():
+    from threadpoolctl import threadpool_info
+
+    return {p["filepath"]: p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+
+def test_single_threaded_blas_holds_every_blas_at_one_and_restores(restore_threads):
+    convnet.set_num_threads(2)
+    before = _blas_counts()
+    assert before and set(before.values()) == {2}
+    with threads.single_threaded_blas():
+        assert set(_blas_counts().values()) == {1}
+    assert _blas_counts() == before
+    with pytest.raises(RuntimeError, match="inside"):
+        with threads.single_threaded_blas():
+            raise RuntimeError("inside")
+    assert _blas_counts() == before
+
+
+
+def test_single_threaded_blas_restores_only_when_the_last_caller_leaves(restore_threads):
+    """Two Python threads convolving at once: the first to leave must not give BLAS its threads back."""
+    convnet.set_num_threads(2)
+    before = _blas_counts()
+    with threads.single_threaded_blas():
+        with threads.single_threaded_blas():  # as a second Python thread would
+            pass
+        assert set(_blas_counts().values()) == {1}
+    assert _blas_counts() == before
