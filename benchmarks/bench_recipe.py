@@ -156,6 +156,11 @@ def conv_flops_per_image(raw):
 # ---------------------------------------------------------------------------
 
 
+def exact_count(data_config, available):
+    """How many pixel-exact test images both sides score: the first data.num_test, at most all of them."""
+    return available if data_config["num_test"] is None else min(data_config["num_test"], available)
+
+
 def load_data(raw, data_root, exact_dir):
     """(splits of convnet.data.prepare_splits, X_exact, y_exact normalised like the training set)."""
     from convnet import data as cifar
@@ -167,7 +172,7 @@ def load_data(raw, data_root, exact_dir):
                                   num_validation=d["num_validation"], num_test=d["num_test"],
                                   normalization=d["normalization"], source=batches)
     X_exact, y_exact = cifar.load_batch(Path(exact_dir) / cifar.TEST_BATCH)
-    count = len(X_exact) if d["num_test"] is None else d["num_test"]  # as convnet.evaluate reads them
+    count = exact_count(d, len(X_exact))
     return splits, cifar.normalize_images(X_exact[:count], splits), y_exact[:count]
 
 
@@ -481,23 +486,21 @@ def run_convnet(args, overrides, out_dir):
 
 
 def evaluate_exact(run_dir, summary, exact_dir):
-    """(accuracy, images, note) of the run's reported state on the pixel-exact test images, with the
-    run's test-time augmentation when convnet.evaluate offers it."""
-    import inspect
-
-    from convnet import evaluate
-
+    """(accuracy, images, note) of the run's reported state on the pixel-exact test images (as many as
+    exact_count gives), with the run's test-time augmentation (convnet.inference: evaluate --tta's rule)."""
+    from convnet import inference
     from convnet.config import read_yaml
+    from convnet import data as cifar
 
     weights = summary.get("checkpoint") or run_dir  # the file holding the reported state
-    tta = (read_yaml(Path(run_dir) / "config.yaml").get("solver") or {}).get("tta")
-    kwargs, note = {}, None
-    if "tta" in inspect.signature(evaluate.evaluate).parameters:
-        kwargs["tta"] = tta
-    elif tta:
-        note = f"convnet.evaluate has no tta argument yet: evaluated without {tta}"
-    report, _ = evaluate.evaluate(weights, "test", data_root=exact_dir, **kwargs)
-    return report["accuracy"], report["images"], note
+    config = read_yaml(Path(run_dir) / "config.yaml")
+    tta = config["solver"]["tta"]
+    X, y = cifar.load_batch(Path(exact_dir) / cifar.TEST_BATCH)
+    count = exact_count(config["data"], len(X))
+    X, y = X[:count], y[:count]
+    model = inference.load_model(weights)
+    predictions = model.predict(X.transpose(0, 2, 3, 1), tta=tta)  # (N, H, W, C) uint8, as predict takes
+    return float(np.mean(predictions == y)), len(y), None
 
 
 # ---------------------------------------------------------------------------
