@@ -21,10 +21,6 @@ import os as _os
 #: convnet's OpenMP threads (convnet.threads.single_threaded_blas).
 ENVIRONMENT_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
 
-#: Kept for code that reports it (convnet.tune): always True now, since convnet's speed no
-#: longer depends on OPENBLAS_THREAD_TIMEOUT being read before numpy loads.
-blas_threads_sleep = True
-
 for _name, _value in ENVIRONMENT_DEFAULTS.items():
     _os.environ.setdefault(_name, _value)
 
@@ -50,5 +46,5 @@ malloc_tuned = _os.environ.get("CONVNET_MALLOC_TUNING") == "1" and _tune_malloc(
 
 from convnet.inference import load_model  # noqa: E402
 
-__all__ = ["ENVIRONMENT_DEFAULTS", "__version__", "blas_threads_sleep", "get_num_threads", "load_model",
+__all__ = ["ENVIRONMENT_DEFAULTS", "__version__", "get_num_threads", "load_model",
            "set_num_threads"]

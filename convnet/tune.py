@@ -216,8 +216,7 @@ class TuneReport:
         elif event == "checkpoint" and info["reason"] == "epoch" and self._epoch is not None:
             metrics = {"epoch": self._epoch["epoch"], "val_acc": self._epoch["val_acc"],
                        "train_acc": self._epoch["train_acc"], "loss": self._epoch["loss"],
-                       "run_dir": str(self.run_dir), "threads": convnet.get_num_threads(),
-                       "blas_threads_sleep": convnet.blas_threads_sleep, **self.extra}
+                       "run_dir": str(self.run_dir), "threads": convnet.get_num_threads(), **self.extra}
             self.report(metrics, self._stage())
             self._epoch = None
 
