@@ -17,6 +17,7 @@ import pytest
 
 from convnet import distributed, experiment, threads, train
 from convnet.augment import augment_batch
+from convnet.callbacks import Lookahead
 from convnet.checkpoint import load_arrays, load_arrays_and_meta
 from convnet.distributed import DistributedError, Launch, Local, communicator, detect_launch, shard_bounds
 from convnet.models import ConvNet
@@ -118,6 +119,29 @@ def test_the_local_communicator_leaves_the_solver_as_it_was():
     for name, value in expected_grads.items():
         np.testing.assert_array_equal(grads[name], value)
     assert Local().stop_after_step(True) and not Local().any(False)
+
+
+class PlusOne(Local):
+    """A communicator whose mean over the ranks adds 1: it shows which arrays are averaged."""
+
+    def mean(self, array):
+        return array + 1
+
+
+def test_running_statistics_are_averaged_in_the_model_and_the_lookahead_average_but_not_parameters():
+    solver = make_solver(np.float64, batchnorm=True)
+    solver.lookahead = Lookahead(every=2)
+    solver.lookahead("start", solver, {})
+    solver.step()  # creates the running statistics; the lookahead adds them at its update
+    solver.lookahead.update(solver.model, 0.5)
+    before, average = solver.model.state(), {key: value.copy() for key, value in solver.lookahead.average.items()}
+    assert any(key.startswith("bn/") for key in before) and average.keys() == before.keys()
+    PlusOne().average_running_statistics(solver.model, solver.lookahead)
+    after = solver.model.state()
+    for key in before:
+        shift = 1 if key.startswith("bn/") else 0
+        np.testing.assert_array_equal(after[key], before[key] + shift, err_msg=key)
+        np.testing.assert_array_equal(solver.lookahead.average[key], average[key] + shift, err_msg=key)
 
 
 # ----------------------------------------------------------------------
