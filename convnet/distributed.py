@@ -18,7 +18,8 @@ shard, and one in-place Allreduce over one preallocated flat buffer sums
 over the ranks. The model's loss is a mean over its images plus a regularisation term the
 same on every rank, so the sum equals the loss and gradients of the whole global batch:
 K ranks train the model one process would, up to the order of floating-point additions
-(dropout included: :class:`RowsOfTheBatch`; batch norm's per-step statistics stay per rank).
+(dropout included: :class:`RowsOfTheBatch`; batch norm's per-step statistics stay per rank,
+its running statistics are averaged at the end of an epoch and at a stop).
 The buffer also carries, per parameter, whether a rank had a gradient for it (a frozen one
 has none) and the ranks' stop flags (Ctrl-C, SIGTERM), so every rank sees the same global
 loss (divergence is decided together) and stops after the same step.
