@@ -233,6 +233,14 @@ class Lookahead:
             if step >= total:
                 self.update(solver.model, 1.0)
 
+    def sync(self, communicator):
+        """The average's batch-norm statistics ('bn/...', which differ per rank as the model's do)
+        -> their mean over the ranks (``communicator``: convnet.distributed's); parameters are
+        the same on every rank already."""
+        for key, value in (self.average or {}).items():
+            if key.startswith("bn/"):
+                self.average[key] = communicator.mean(value)
+
     def update(self, model, decay):
         """average += (1 - decay) * (state - average); then the model's state := average (in place)."""
         for key, live in live_model_arrays(model).items():

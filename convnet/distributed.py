@@ -18,7 +18,8 @@ shard, and one in-place Allreduce over one preallocated flat buffer sums
 over the ranks. The model's loss is a mean over its images plus a regularisation term the
 same on every rank, so the sum equals the loss and gradients of the whole global batch:
 K ranks train the model one process would, up to the order of floating-point additions
-(dropout included: :class:`RowsOfTheBatch`; batch norm's per-step statistics stay per rank).
+(dropout included: :class:`RowsOfTheBatch`; batch norm's per-step statistics stay per rank,
+its running statistics are averaged at the end of an epoch and at a stop).
 The buffer also carries, per parameter, whether a rank had a gradient for it (a frozen one
 has none) and the ranks' stop flags (Ctrl-C, SIGTERM), so every rank sees the same global
 loss (divergence is decided together) and stops after the same step.
@@ -122,9 +123,28 @@ class Local:
         """Element-wise sum over the ranks of a float64 vector."""
         return np.asarray(values, dtype=np.float64)
 
-    def end_of_epoch(self, model):
-        """Average the batch-norm running statistics over the ranks and check that their
-        parameters agree (DistributedError otherwise); nothing to do here."""
+    def mean(self, array):
+        """Element-wise mean over the ranks of ``array`` (any shape, its own dtype): ``array`` here."""
+        return array
+
+    def end_of_epoch(self, model, lookahead=None):
+        """Average the batch-norm running statistics over the ranks (:meth:`average_running_statistics`)
+        and check that their parameters agree (DistributedError otherwise); nothing to do here."""
+
+    def average_running_statistics(self, model, lookahead=None):
+        """Each rank's batch-norm running statistics (means over its shards) -> their average: the
+        model's, and those in ``lookahead``'s average (convnet.callbacks.Lookahead) when given.
+
+        The one place where they are averaged: at the end of an epoch and at a stop, so that a
+        checkpoint holds the run's statistics, not rank 0's. The running averages are linear and
+        the same on every rank, so averaging at a stop changes only the order of additions.
+        """
+        for bn_param in getattr(model, "bn_params", None) or []:
+            for key in ("running_mean", "running_var"):
+                if key in bn_param:
+                    bn_param[key] = self.mean(bn_param[key])
+        if lookahead is not None:
+            lookahead.sync(self)
 
 
 class MPI(Local):
@@ -207,20 +227,16 @@ class MPI(Local):
         self.comm.Allreduce(self._mpi.IN_PLACE, values, op=self._mpi.SUM)
         return values
 
-    def end_of_epoch(self, model):
-        self.average_running_statistics(model)
+    def mean(self, array):
+        total = np.array(array, copy=True, order="C")
+        self.comm.Allreduce(self._mpi.IN_PLACE, total, op=self._mpi.SUM)
+        return total / self.size
+
+    def end_of_epoch(self, model, lookahead=None):
+        self.average_running_statistics(model, lookahead)
         self.check_in_sync(model)
         if getattr(model, "rng", None) is not None:  # a rank with an empty shard drew no dropout masks
             model.rng.bit_generator.state = self.comm.bcast(model.rng.bit_generator.state, root=0)
-
-    def average_running_statistics(self, model):
-        """Each rank's batch-norm running statistics (means over its shards) -> their average."""
-        for bn_param in getattr(model, "bn_params", None) or []:
-            for key in ("running_mean", "running_var"):
-                if key in bn_param:
-                    statistic = np.ascontiguousarray(bn_param[key])
-                    self.comm.Allreduce(self._mpi.IN_PLACE, statistic, op=self._mpi.SUM)
-                    bn_param[key] = statistic / self.size
 
     def check_in_sync(self, model):
         """DistributedError when the ranks' parameters differ (compared by per-array sums)."""

@@ -366,7 +366,7 @@ class Solver:
         return self
 
     def _end_of_epoch(self):
-        self.communicator.end_of_epoch(self.model)  # ranks average their batch-norm running statistics
+        self.communicator.end_of_epoch(self.model, self.lookahead)  # ranks average their batch-norm statistics
         # TTA is for the val and test accuracy; the train accuracy follows training progress.
         train_acc = self.check_accuracy(self.X_train, self.y_train, self.num_train_samples, tta=None)
         val_acc = self.check_accuracy(self.X_val, self.y_val, self.num_val_samples) if self.has_validation else None
@@ -463,6 +463,7 @@ class Solver:
 
     def _interrupt(self):
         self._check_parameters()
+        self.communicator.average_running_statistics(self.model, self.lookahead)  # the checkpoint's, not rank 0's
         self.interrupted = True
         self.notify("interrupt", {"epoch": self.progress_epochs, "iteration": self.iteration,
                                   "signal": self.stop_signal.name if self.stop_signal is not None else None})

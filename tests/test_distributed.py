@@ -17,6 +17,7 @@ import pytest
 
 from convnet import distributed, experiment, threads, train
 from convnet.augment import augment_batch
+from convnet.callbacks import Lookahead
 from convnet.checkpoint import load_arrays, load_arrays_and_meta
 from convnet.distributed import DistributedError, Launch, Local, communicator, detect_launch, shard_bounds
 from convnet.models import ConvNet
@@ -118,6 +119,29 @@ def test_the_local_communicator_leaves_the_solver_as_it_was():
     for name, value in expected_grads.items():
         np.testing.assert_array_equal(grads[name], value)
     assert Local().stop_after_step(True) and not Local().any(False)
+
+
+class PlusOne(Local):
+    """A communicator whose mean over the ranks adds 1: it shows which arrays are averaged."""
+
+    def mean(self, array):
+        return array + 1
+
+
+def test_running_statistics_are_averaged_in_the_model_and_the_lookahead_average_but_not_parameters():
+    solver = make_solver(np.float64, batchnorm=True)
+    solver.lookahead = Lookahead(every=2)
+    solver.lookahead("start", solver, {})
+    solver.step()  # creates the running statistics; the lookahead adds them at its update
+    solver.lookahead.update(solver.model, 0.5)
+    before, average = solver.model.state(), {key: value.copy() for key, value in solver.lookahead.average.items()}
+    assert any(key.startswith("bn/") for key in before) and average.keys() == before.keys()
+    PlusOne().average_running_statistics(solver.model, solver.lookahead)
+    after = solver.model.state()
+    for key in before:
+        shift = 1 if key.startswith("bn/") else 0
+        np.testing.assert_array_equal(after[key], before[key] + shift, err_msg=key)
+        np.testing.assert_array_equal(solver.lookahead.average[key], average[key] + shift, err_msg=key)
 
 
 # ----------------------------------------------------------------------
@@ -396,3 +420,68 @@ def test_ranks_that_do_not_start_alike_are_refused_before_the_first_update(tmp_p
     assert result.returncode == 0, result.stderr
     for rank in (0, 1):
         assert f"rank {rank} at iteration 0: the ranks' parameters differ" in result.stdout
+
+
+# Batch norm in float64, on two ranks: 120 images in batches of 32 -> 4 steps an epoch, 8 in all.
+BN = {"model": {"dtype": "float64"}}
+BN_LOOKAHEAD = {**BN, "solver": {"lookahead": {"every": 2, "decay": 0.9, "power": 1}}}
+
+
+def run_state(run_dir):
+    """The final checkpoint's parameters, optimizer state, batch-norm statistics and lookahead average."""
+    arrays = load_arrays(run_dir / "checkpoint.npz")
+    return {key: value for key, value in arrays.items() if key.startswith(("param/", "optim/", "bn/", "lookahead/"))}
+
+
+@pytest.fixture(scope="module")
+def straight_on_two_ranks(tmp_path_factory):
+    """{lookahead?: the uninterrupted 2-rank batch-norm run's final checkpoint}, run once each."""
+    runs = {}
+
+    def run(lookahead):
+        if lookahead not in runs:
+            directory = tmp_path_factory.mktemp("straight_bn")
+            config = write_config(directory, **(BN_LOOKAHEAD if lookahead else BN))
+            result = mpiexec(2, "-m", "convnet.train", config, "--output-dir", directory / "runs", "--quiet")
+            assert result.returncode == 0, result.stderr
+            runs[lookahead] = run_state(only_run_dir(directory / "runs"))
+        return runs[lookahead]
+    return run
+
+
+@needs_mpi
+@pytest.mark.parametrize("lookahead", [False, True], ids=["bn", "bn+lookahead"])
+@pytest.mark.parametrize("signalled_at, resumed_on", [(5, 2), (7, 1)], ids=["mid-epoch", "after-the-last-step"])
+def test_a_batch_norm_run_stopped_on_two_ranks_resumes_to_the_uninterrupted_run(tmp_path, straight_on_two_ranks,
+                                                                               lookahead, signalled_at, resumed_on):
+    """The checkpoint of a stop holds the ranks' averaged batch-norm statistics (the model's and the
+    lookahead average's), not rank 0's. Stopped after step 6 (mid-epoch 2) the 2-rank resume trains on;
+    stopped after step 8, the last, a 1-process resume only evaluates (a step on one process normalises
+    the whole batch, not the ranks' shards, so only then is its result the 2-rank run's).
+
+    Tolerance: averaging the statistics at the stop instead of at the end of the epoch only reorders
+    float64 additions (the running averages are linear and the same on every rank, and train-mode batch
+    norm never reads them), so rtol 1e-10 leaves room for rounding and none for rank 0's own statistics.
+    """
+    output = tmp_path / "runs"
+    script = tmp_path / "interrupt.py"
+    script.write_text(INTERRUPT_SCRIPT)
+    config = write_config(tmp_path, **(BN_LOOKAHEAD if lookahead else BN))
+    stopped = mpiexec(2, script, 1, signalled_at, config, "--output-dir", output, "--no-progress")
+    assert stopped.returncode == train.EXIT_INTERRUPTED, stopped.stderr
+    run_dir = only_run_dir(output)
+    _, meta = load_arrays_and_meta(run_dir / "checkpoint.npz")
+    assert meta["iteration"] == signalled_at + 1
+    resume = ["-m", "convnet.train", "--resume", run_dir, "--no-progress"]
+    resumed = mpiexec(2, *resume) if resumed_on == 2 else subprocess.run(
+        [sys.executable, *map(str, resume)], capture_output=True, text=True, timeout=120, cwd=TESTS.parent)
+    assert resumed.returncode == 0, resumed.stderr
+    state, straight = run_state(run_dir), straight_on_two_ranks(lookahead)
+    assert state.keys() == straight.keys()
+    assert any(key.startswith("bn/") for key in state)
+    assert any(key.startswith("lookahead/bn/") for key in state) == lookahead
+    for key, value in straight.items():
+        np.testing.assert_allclose(state[key], value, rtol=1e-10, atol=1e-13, err_msg=key)
+    if lookahead:  # the last step set the model's state := the average, on every rank alike
+        for key in (key for key in state if key.startswith("bn/")):
+            np.testing.assert_allclose(state[f"lookahead/{key}"], state[key], rtol=1e-10, err_msg=key)
