@@ -105,22 +105,32 @@ def section(raw, key, defaults_key=None):
 
 
 def schedule_function(raw, solver):
-    """lr multiplier as a function of training progress in epochs, as convnet's Solver evaluates it (at the
-    progress before each update: epoch + batch / iterations per epoch): convnet's own schedule when convnet
-    knows the type, else piecewise_linear as the coordination schema defines it."""
-    from convnet.options import ConfigError
+    """lr multiplier as a function of training progress in epochs: convnet's schedule of the config
+    (convnet.schedules), constant without one. The loop evaluates it where convnet's Solver does, at the
+    progress before each update (epoch + batch / iterations per epoch)."""
     from convnet.schedules import make_schedule
 
     schedule = raw.get("schedule")
     if not schedule:
         return lambda epoch: 1.0
-    try:
-        return make_schedule(schedule, 1.0, solver["num_epochs"])
-    except ConfigError:
-        if not (isinstance(schedule, dict) and schedule.get("type") == "piecewise_linear"):
-            raise
-    xs, ys = zip(*schedule["points"])
-    return lambda epoch: float(np.interp(epoch / solver["num_epochs"], xs, ys))
+    return make_schedule(schedule, 1.0, solver["num_epochs"])
+
+
+def training_length(num_images, solver):
+    """(iterations per epoch, updates, epochs) of the run: convnet's rule (convnet.solver.training_length),
+    the last partial batch of an epoch included and the last epoch maybe partial."""
+    from convnet.solver import training_length as convnet_training_length
+
+    per_epoch = math.ceil(num_images / solver["batch_size"])
+    return (per_epoch, *convnet_training_length(solver["num_epochs"], per_epoch))
+
+
+def freeze_plan(twin, settings):
+    """{convnet name: epoch from which it is frozen}: the blocks' own (twin.freeze_after) merged with the
+    groups' (the settings' third field) by convnet's rule (convnet.optim.merge_freeze_epochs)."""
+    from convnet.optim import merge_freeze_epochs
+
+    return merge_freeze_epochs(twin.freeze_after, {n: s[2] for n, s in settings.items() if s[2] is not None})
 
 
 def parameter_settings(names, ndims, raw):
@@ -399,7 +409,7 @@ def torch_worker(args):
         print(f"twin check: {checked}", file=sys.stderr, flush=True)
     net = net.to(memory_format=memory_format)
     settings = parameter_settings(list(params), [p.dim() for p in params.values()], raw)
-    freeze_after = {**twin.freeze_after, **{n: s[2] for n, s in settings.items() if s[2] is not None}}
+    freeze_after = freeze_plan(twin, settings)
     optimizer, base_lr = make_optimizer(params, settings, raw)
     schedule = schedule_function(raw, solver)
     lookahead = Lookahead(net, **{**SCHEMA_DEFAULTS["lookahead"], **solver["lookahead"]}) if solver["lookahead"] else None
@@ -407,10 +417,9 @@ def torch_worker(args):
     augment = Augment(augment_options, len(X_train), generator)
 
     batch = solver["batch_size"]
-    per_epoch = math.ceil(len(X_train) / batch)  # the last partial batch included, as convnet's Solver
-    total = math.ceil(solver["num_epochs"] * per_epoch)
+    per_epoch, total, epochs = training_length(len(X_train), solver)
     step, images, train_seconds, losses = 0, 0, 0.0, []
-    for epoch in range(math.ceil(solver["num_epochs"])):
+    for epoch in range(epochs):
         for name, param in params.items():  # frozen from the start of epoch freeze_after[name]
             param.requires_grad_(epoch < freeze_after.get(name, math.inf))
             param.grad = None

@@ -229,6 +229,14 @@ def plan_parameters(groups, names, where="optim.groups", label="config key"):
     return plans
 
 
+def merge_freeze_epochs(own, grouped):
+    """{parameter name: epoch from which it is frozen}: the model's blocks' own freeze epochs (``own``, e.g.
+    a whitening bias's bias_epochs) with the groups' (``grouped``, ParameterPlan.freeze_after); a parameter
+    in both is frozen from the earlier epoch (a group can freeze earlier, never keep a block's frozen
+    parameter training longer)."""
+    return {**own, **{name: min(epoch, own.get(name, epoch)) for name, epoch in grouped.items()}}
+
+
 def check_freeze_epochs(freeze_after, num_epochs, where="optim.groups", label="config key"):
     """ConfigError if a parameter is frozen from an epoch the run never reaches (>= num_epochs): the
     freezing would have no effect, which is a mistake in the epochs rather than a wish."""

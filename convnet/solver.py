@@ -70,6 +70,16 @@ OPTIONS = {
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def training_length(num_epochs, iterations_per_epoch):
+    """(updates, epochs) of a run of ``num_epochs`` passes at ``iterations_per_epoch`` steps each: updates is
+    ceil(num_epochs * iterations_per_epoch), at least 1; the last of the epochs may be partial.
+
+    The product is rounded to 6 decimals first, so that 1.1 epochs of 50 steps is 55 updates, not 56 (the
+    float product is 55.00000000000001)."""
+    updates = max(1, math.ceil(round(num_epochs * iterations_per_epoch, 6)))
+    return updates, math.ceil(updates / iterations_per_epoch)
+
+
 class TrainingDiverged(RuntimeError):
     """The loss or the parameters became NaN or infinite."""
 
@@ -141,9 +151,7 @@ class Solver:
         self.inference = inference  # written into checkpoints, never read by the loop
         self.communicator = communicator if communicator is not None else Local()
         self.iterations_per_epoch = math.ceil(len(self.X_train) / self.batch_size)
-        # A fractional num_epochs ends inside an epoch; rounded first so that 9.9 * 10 is 99 steps, not 100.
-        self.total_iterations = max(1, math.ceil(round(self.num_epochs * self.iterations_per_epoch, 6)))
-        self.epoch_count = math.ceil(self.total_iterations / self.iterations_per_epoch)  # the last may be partial
+        self.total_iterations, self.epoch_count = training_length(self.num_epochs, self.iterations_per_epoch)
         self.result = arguments["result"]
         self.tta = self._check_tta(arguments["tta"])
         self._plan_parameters(groups)
@@ -173,7 +181,7 @@ class Solver:
         optim.check_freeze_epochs(own, self.num_epochs, "model", label=ARGUMENT)
         grouped = {name: plan.freeze_after for name, plan in self.plans.items() if plan.freeze_after is not None}
         optim.check_freeze_epochs(grouped, self.num_epochs, "groups", label=ARGUMENT)
-        self.freeze_after = {**own, **{name: min(epoch, own.get(name, epoch)) for name, epoch in grouped.items()}}
+        self.freeze_after = optim.merge_freeze_epochs(own, grouped)
         if self.freeze_after or hasattr(self.model, "freeze_after"):
             self.model.freeze_after = dict(self.freeze_after)
         # A group's weight_decay replaces the model's own L2 (model.reg) for its parameters: the gradient,

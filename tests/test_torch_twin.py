@@ -11,6 +11,7 @@ import pytest
 
 from convnet.models import ConvNet
 from convnet.models.conv_net import DEFAULT_LAYERS
+from convnet.solver import Solver
 from test_blocks import EVERY_TYPE
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
@@ -52,11 +53,61 @@ def test_parameter_groups_pick_the_first_matching_glob_and_refuse_a_glob_matchin
         bench_recipe.parameter_settings(names, ndims, raw)
 
 
-def test_the_piecewise_linear_schedule_is_linear_in_the_fraction_of_training():
-    schedule = bench_recipe.schedule_function({"schedule": {"type": "piecewise_linear",
-                                                            "points": [[0.0, 0.2], [0.25, 1.0], [1.0, 0.1]]}},
-                                              {"num_epochs": 4})
-    assert [schedule(e) for e in (0.0, 0.5, 1.0, 4.0)] == pytest.approx([0.2, 0.6, 1.0, 0.1])
+def tiny_data(n=50, side=4):
+    rng = np.random.default_rng(0)
+    return {"X_train": rng.standard_normal((n, 3, side, side)), "y_train": rng.integers(3, size=n)}
+
+
+TINY_LAYERS = [{"type": "whiten", "size": 1, "images": 8, "bias_epochs": 3}, {"type": "conv_bn_relu", "filters": 4},
+               "global_avgpool"]
+
+
+def tiny_convnet(layers=TINY_LAYERS[1:]):
+    return ConvNet(layers, input_dim=(3, 4, 4), num_classes=3, seed=0, dtype=np.float64)
+
+
+@pytest.mark.parametrize("num_epochs, batch_size, expected", [
+    (1.1, 1, (50, 55, 2)), (1, 1, (50, 50, 1)), (0.5, 1, (50, 25, 1)), (2.98, 1, (50, 149, 3)),
+    (9.9, 1, (50, 495, 10)), (0.001, 1, (50, 1, 1)), (1.1, 8, (7, 8, 2)), (3, 8, (7, 21, 3))])
+def test_the_twin_makes_as_many_updates_in_as_many_epochs_as_the_solver(num_epochs, batch_size, expected):
+    """1.1 epochs of 50 steps is 55 updates on both sides (a plain ceil of the float product gives 56)."""
+    solver = Solver(tiny_convnet(), tiny_data(), batch_size=batch_size, num_epochs=num_epochs, verbose=False)
+    twin = bench_recipe.training_length(50, {"batch_size": batch_size, "num_epochs": num_epochs})
+    assert twin == (solver.iterations_per_epoch, solver.total_iterations, solver.epoch_count) == expected
+
+
+@pytest.mark.parametrize("group_epoch, expected", [(5, 3), (1, 1)])
+def test_the_twin_freezes_what_the_solver_freezes_a_block_and_a_group_merged_by_the_earlier_epoch(group_epoch,
+                                                                                                  expected):
+    """The whitening bias has bias_epochs 3 and a group freezes it from ``group_epoch``: both sides freeze it
+    from the earlier of the two; a group's freeze of another parameter and the filter's own 0 are kept."""
+    groups = [{"params": "whiten1.b", "freeze_after_epoch": group_epoch},
+              {"params": "conv1.W", "freeze_after_epoch": 2}]
+    model = tiny_convnet(TINY_LAYERS)
+    solver = Solver(model, tiny_data(), num_epochs=6, groups=groups, verbose=False)
+    twin = torch_twin.ConfigTwin(TINY_LAYERS, (3, 4, 4), num_classes=3)
+    settings = bench_recipe.parameter_settings(list(model.params), [p.ndim for p in model.params.values()],
+                                               {"optim": {"groups": groups}})
+    plan = bench_recipe.freeze_plan(twin, settings)
+    assert plan == solver.freeze_after == {"whiten1.W": 0, "whiten1.b": expected, "conv1.W": 2}
+
+
+@pytest.mark.parametrize("schedule", [None, {"type": "piecewise_linear", "points": [[0.0, 0.2], [0.3, 1.0], [1.0, 0.1]]},
+                                      {"type": "cosine"}])
+def test_the_twins_learning_rate_at_each_update_is_the_solvers(schedule):
+    """1.1 epochs of 50 updates, the second epoch partial: at each update's progress (epoch + batch / 50) the
+    twin's multiplier times the base rate is the learning rate the Solver used."""
+    solver = Solver(tiny_convnet(), tiny_data(), batch_size=1, num_epochs=1.1, optim_config={"learning_rate": 0.01},
+                    schedule=schedule, verbose=False, seed=0)
+    solver.train()
+    config = {"batch_size": 1, "num_epochs": 1.1}
+    multiplier = bench_recipe.schedule_function({"schedule": schedule}, config)
+    per_epoch, total, epochs = bench_recipe.training_length(50, config)
+    twin = [0.01 * multiplier(epoch + b / per_epoch) for epoch in range(epochs)
+            for b in range(min(per_epoch, total - epoch * per_epoch))]
+    assert len(twin) == len(solver.lr_history) == 55
+    assert twin == pytest.approx(solver.lr_history, rel=1e-12)
+    assert schedule is None or len(set(twin)) > 2  # a schedule that moves, so that the positions matter
 
 
 def test_whitening_filters_decorrelate_the_patches():
