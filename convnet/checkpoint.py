@@ -345,7 +345,8 @@ FIELDS = [
 # Written alongside, checked on restore, never put back: what the checkpoint was made for.
 # The seed is here because a resumed run continues the checkpoint's generators: another seed
 # could not take effect, so it is refused rather than recorded in a config it did not shape.
-_UNCHECKED = object()  # the default of an entry added after format 3: an older checkpoint is not checked on it
+_REQUIRED = object()  # the default of an entry every format 3 checkpoint holds
+_UNCHECKED = object()  # the default of one added later, whose value in an older checkpoint is unknown
 
 
 @dataclass(frozen=True)
@@ -353,16 +354,15 @@ class Requirement:
     """One entry of a checkpoint's compatibility metadata: what a resume must keep.
 
     value: solver -> JSON value. key: the config key a refusal names (None: _check_compatible words
-    its own refusal). default: the value of a checkpoint written before the entry existed (_UNCHECKED:
-    unknown, so not checked). why: the reason a change is refused.
+    its own refusal). why: the reason a change is refused. default: the value of an older checkpoint
+    without the entry (_UNCHECKED: unknown, so not checked; _REQUIRED: none may lack it).
     """
 
     name: str
     value: Callable
     key: str = None
     why: str = ""
-    default: object = None
-    required: bool = True  # False: added after format 3, so an older checkpoint may lack it
+    default: object = _REQUIRED
 
 
 def _horizon(solver):
@@ -394,20 +394,20 @@ _COMPATIBILITY = [
     Requirement("update_rule", lambda solver: solver.update_rule_name),
     Requirement("seed", lambda solver: solver.seed),
     Requirement("result", lambda solver: getattr(solver, "result", "best"), "solver.result",
-                "the state it kept as the result was chosen by the first", default="best", required=False),
+                "the state it kept as the result was chosen by the first", default="best"),
     Requirement("lookahead", _lookahead_options, "solver.lookahead",
-                "its average was made with the first's every, decay and ramp", default=_UNCHECKED, required=False),
+                "its average was made with the first's every, decay and ramp", default=_UNCHECKED),
     Requirement("groups", lambda solver: getattr(solver, "groups", []), "optim.groups",
                 "the steps so far gave the parameters the first's learning rates, decays and freezing",
-                default=_UNCHECKED, required=False),
+                default=_UNCHECKED),
     Requirement("schedule", lambda solver: getattr(solver, "schedule_spec", None), "schedule",
-                "the steps so far followed the first's learning rates", default=_UNCHECKED, required=False),
+                "the steps so far followed the first's learning rates", default=_UNCHECKED),
     Requirement("horizon", _horizon, "solver.num_epochs",
                 "the lookahead or the schedule follows the length of the whole run (null: it does not, "
-                "so the run may be extended)", default=_UNCHECKED, required=False),
-    Requirement("selection_tta", _selection_tta,
-                "solver.tta", "the val accuracies that choose the best state were measured with the first "
-                "(null: result 'final' chooses by none)", default=_UNCHECKED, required=False),
+                "so the run may be extended)", default=_UNCHECKED),
+    Requirement("selection_tta", _selection_tta, "solver.tta",
+                "the val accuracies that choose the best state were measured with the first (null: no val "
+                "accuracy chooses it)", default=_UNCHECKED),
 ]
 
 
@@ -458,7 +458,7 @@ def read_checkpoint(path):
                               "(best.npz and model.save files hold weights only; resume from checkpoint.npz)")
     if meta["format"] != FORMAT:
         raise CheckpointError(f"{path} is a format {meta['format']} checkpoint; this convnet reads format {FORMAT}")
-    required = ["arrays", *(entry.name for entry in _COMPATIBILITY if entry.required)]
+    required = ["arrays", *(entry.name for entry in _COMPATIBILITY if entry.default is _REQUIRED)]
     missing = [name for name in required if name not in meta]
     missing += [field.name for field in FIELDS if not field.arrays and field.name not in meta]
     if missing:
