@@ -33,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from convnet.data.splits import STATISTICS
+from convnet.schedules import SCHEDULES
 
 META_KEY = "__meta__"
 FORMAT = 3  # 2: the best state inside checkpoint.npz, every array listed in the metadata; 3: the seed too
@@ -344,15 +345,75 @@ FIELDS = [
 # Written alongside, checked on restore, never put back: what the checkpoint was made for.
 # The seed is here because a resumed run continues the checkpoint's generators: another seed
 # could not take effect, so it is refused rather than recorded in a config it did not shape.
-_COMPATIBILITY = {
-    "num_train": lambda solver: len(solver.X_train),
-    "batch_size": lambda solver: solver.batch_size,
-    "update_rule": lambda solver: solver.update_rule_name,
-    "seed": lambda solver: solver.seed,
-    "result": lambda solver: getattr(solver, "result", "best"),
-}
-# Entries added after format 3 was fixed: an older checkpoint without one was written with this value.
-_COMPATIBILITY_DEFAULTS = {"result": "best"}
+_REQUIRED = object()  # the default of an entry every format 3 checkpoint holds
+_UNCHECKED = object()  # the default of one added later, whose value in an older checkpoint is unknown
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One entry of a checkpoint's compatibility metadata: what a resume must keep.
+
+    value: solver -> JSON value. key: the config key a refusal names (None: _check_compatible words
+    its own refusal). why: the reason a change is refused. default: the value of an older checkpoint
+    without the entry (_UNCHECKED: unknown, so not checked; _REQUIRED: none may lack it).
+    """
+
+    name: str
+    value: Callable
+    key: str = None
+    why: str = ""
+    default: object = _REQUIRED
+
+
+def _horizon(solver):
+    """num_epochs when the trajectory depends on the length of the whole run (a lookahead, whose
+    decay follows step / total_steps, or a schedule of the fraction of training), else None: then a
+    finished run may be extended."""
+    schedule = getattr(solver, "schedule_spec", None) or {"type": "constant"}
+    depends = getattr(solver, "lookahead", None) is not None or SCHEDULES[schedule["type"]].follows_num_epochs
+    return solver.num_epochs if depends else None
+
+
+def _lookahead_options(solver):
+    lookahead = getattr(solver, "lookahead", None)
+    return None if lookahead is None else {"every": lookahead.every, "decay": lookahead.decay,
+                                           "power": lookahead.power}
+
+
+def _selection_tta(solver):
+    """The TTA of the val accuracy that picks the 'best' state, else None. TTA changes no step, but
+    the epochs so far were compared with the first run's, so only a run that keeps its final state
+    (or picks by train accuracy, measured without TTA) may change it."""
+    picks = getattr(solver, "result", "best") == "best" and getattr(solver, "has_validation", True)
+    return getattr(solver, "tta", None) if picks else None
+
+
+_COMPATIBILITY = [
+    Requirement("num_train", lambda solver: len(solver.X_train)),
+    Requirement("batch_size", lambda solver: solver.batch_size),
+    Requirement("update_rule", lambda solver: solver.update_rule_name),
+    Requirement("seed", lambda solver: solver.seed),
+    Requirement("result", lambda solver: getattr(solver, "result", "best"), "solver.result",
+                "the state it kept as the result was chosen by the first", default="best"),
+    Requirement("lookahead", _lookahead_options, "solver.lookahead",
+                "its average was made with the first's every, decay and ramp", default=_UNCHECKED),
+    Requirement("groups", lambda solver: getattr(solver, "groups", []), "optim.groups",
+                "the steps so far gave the parameters the first's learning rates, decays and freezing",
+                default=_UNCHECKED),
+    Requirement("schedule", lambda solver: getattr(solver, "schedule_spec", None), "schedule",
+                "the steps so far followed the first's learning rates", default=_UNCHECKED),
+    Requirement("horizon", _horizon, "solver.num_epochs",
+                "the lookahead or the schedule follows the length of the whole run (null: it does not, "
+                "so the run may be extended)", default=_UNCHECKED),
+    Requirement("selection_tta", _selection_tta, "solver.tta",
+                "the val accuracies that choose the best state were measured with the first (null: no val "
+                "accuracy chooses it)", default=_UNCHECKED),
+]
+
+
+def _plain(value):
+    """``value`` as it reads back from a checkpoint's JSON metadata (tuples as lists)."""
+    return json.loads(json.dumps(value))
 
 
 # The model's state keeps its own 'param/...' and 'bn/...' names, so model.load reads a checkpoint too;
@@ -378,7 +439,7 @@ def _field_arrays(field, arrays):
 
 def solver_checkpoint(solver):
     """(arrays, meta): everything the Solver needs to continue exactly, from :data:`FIELDS`."""
-    arrays, meta = {}, {"format": FORMAT, **{name: value(solver) for name, value in _COMPATIBILITY.items()}}
+    arrays, meta = {}, {"format": FORMAT, **{entry.name: entry.value(solver) for entry in _COMPATIBILITY}}
     for field in FIELDS:
         value = field.get(solver)
         if field.arrays:
@@ -397,7 +458,8 @@ def read_checkpoint(path):
                               "(best.npz and model.save files hold weights only; resume from checkpoint.npz)")
     if meta["format"] != FORMAT:
         raise CheckpointError(f"{path} is a format {meta['format']} checkpoint; this convnet reads format {FORMAT}")
-    missing = [name for name in ("arrays", *_COMPATIBILITY) if name not in meta and name not in _COMPATIBILITY_DEFAULTS]
+    required = ["arrays", *(entry.name for entry in _COMPATIBILITY if entry.default is _REQUIRED)]
+    missing = [name for name in required if name not in meta]
     missing += [field.name for field in FIELDS if not field.arrays and field.name not in meta]
     if missing:
         raise CheckpointError(f"{path} is incomplete: its metadata lacks {', '.join(missing)}")
@@ -423,9 +485,15 @@ def restore_solver(solver, path, contents=None):
     return meta
 
 
+def _shown(value):
+    """A recorded value as a config spells it (null, not None)."""
+    return "null" if value is None else repr(value)
+
+
 def _check_compatible(solver, path, meta):
     """CheckpointError unless the checkpoint was written for this solver's data, batch size,
-    update rule and seed (when it has one), and has not trained past its num_epochs."""
+    update rule and seed (when it has one), with every other entry of _COMPATIBILITY the same,
+    and has not trained past its num_epochs."""
     if meta["num_train"] != len(solver.X_train) or meta["batch_size"] != solver.batch_size:
         raise CheckpointError(
             f"{path} was written for {meta['num_train']} training images in batches of {meta['batch_size']}, "
@@ -437,10 +505,13 @@ def _check_compatible(solver, path, meta):
         raise CheckpointError(f"{path} was written by a run seeded with {meta['seed']}, but this solver's seed is "
                               f"{solver.seed}: a resume continues the checkpoint's random generators, so the seed "
                               "cannot change")
-    result = meta.get("result", _COMPATIBILITY_DEFAULTS["result"])
-    if result != getattr(solver, "result", "best"):
-        raise CheckpointError(f"{path} was written by a run with result {result!r}, but this solver's is "
-                              f"{solver.result!r}: the state it kept as the result was chosen by the first")
+    for entry in _COMPATIBILITY:
+        if entry.key is None:
+            continue
+        recorded, current = meta.get(entry.name, entry.default), _plain(entry.value(solver))
+        if recorded is not _UNCHECKED and recorded != current:
+            raise CheckpointError(f"{path} was written by a run with {entry.key} {_shown(recorded)}, but this "
+                                  f"solver's is {_shown(current)}: {entry.why}")
     total = getattr(solver, "total_iterations", solver.num_epochs * solver.iterations_per_epoch)
     ended_partial = meta["iteration"] != meta["epoch"] * solver.iterations_per_epoch + meta["batch_in_epoch"]
     if ended_partial and meta["iteration"] != total:  # epochs after a partial one would not line up

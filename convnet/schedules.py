@@ -22,13 +22,15 @@ class Schedule(NamedTuple):
 
     problem: (num_epochs, epochs_key, **options) -> (option, reason) for options that do not
     fit together or with the length of training (epochs_key: how the message names num_epochs),
-    else None. None: every combination fits.
+    else None. None: every combination fits. follows_num_epochs: whether the rate at an epoch
+    depends on num_epochs (then a resume cannot change it: convnet.checkpoint).
     """
 
     build: Callable  # (base_lr, num_epochs, **options) -> lr(epoch)
     options: dict
     help: str
     problem: Callable = None
+    follows_num_epochs: bool = True
 
 
 def constant(base_lr):
@@ -111,11 +113,12 @@ def _before_the_end(option, epoch, num_epochs, epochs_key):
 
 
 SCHEDULES = {
-    "constant": Schedule(lambda base_lr, num_epochs: constant(base_lr), {}, "the base learning rate throughout"),
+    "constant": Schedule(lambda base_lr, num_epochs: constant(base_lr), {}, "the base learning rate throughout",
+                         follows_num_epochs=False),
     "exponential": Schedule(
         lambda base_lr, num_epochs, **o: exponential(base_lr, **o),
         {"decay": Option(0.95, float, range="(0, 1]", help="factor applied after each epoch")},
-        "CS231n's lr_decay: base * decay ** completed_epochs"),
+        "CS231n's lr_decay: base * decay ** completed_epochs", follows_num_epochs=False),
     "step": Schedule(
         lambda base_lr, num_epochs, **o: step(base_lr, **o),
         {"step_size": Option(10, int, range="[1, inf)", help="epochs between decays"),
@@ -125,7 +128,8 @@ SCHEDULES = {
         "multiply by gamma every step_size epochs, or at each milestone",
         lambda num_epochs, epochs_key, milestones, **_: (
             ("milestones", f"must be increasing, got {milestones}")
-            if milestones is not None and any(a >= b for a, b in zip(milestones, milestones[1:])) else None)),
+            if milestones is not None and any(a >= b for a, b in zip(milestones, milestones[1:])) else None),
+        follows_num_epochs=False),
     "cosine": Schedule(
         cosine,
         {"warmup_epochs": Option(0.0, float, range="[0, inf)", help="linear warm-up from 0 over this many epochs (fewer than solver.num_epochs)"),

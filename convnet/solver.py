@@ -40,7 +40,7 @@ from convnet.checkpoint import load_model_state, model_state, restore_solver
 from convnet.distributed import Local
 from convnet.models.base import TTA_MODES, predict_labels, regularized_names
 from convnet.options import NONE, ConfigError, Option, check, choose, resolve
-from convnet.schedules import SCHEDULES, make_schedule
+from convnet.schedules import SCHEDULES, make_schedule, resolve_schedule
 
 
 #: How errors name a constructor argument: "Solver argument 'update_rule' must be one of ...".
@@ -133,7 +133,8 @@ class Solver:
         if schedule is None and lr_decay != 1.0:
             decay = check("lr_decay", lr_decay, SCHEDULES["exponential"].options["decay"], label=ARGUMENT)
             schedule = {"type": "exponential", "decay": decay}
-        self.schedule = make_schedule(schedule, self.base_lr, arguments["num_epochs"], label=ARGUMENT,
+        self.schedule_spec = resolve_schedule(schedule, label=ARGUMENT)  # in checkpoints: a resume keeps it
+        self.schedule = make_schedule(self.schedule_spec, self.base_lr, arguments["num_epochs"], label=ARGUMENT,
                                       epochs_key="num_epochs")
         self.batch_size = arguments["batch_size"]
         self.num_epochs = arguments["num_epochs"]

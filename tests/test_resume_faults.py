@@ -19,7 +19,7 @@ from convnet import evaluate, experiment, train
 from convnet.augment import augment_batch
 from convnet.checkpoint import load_arrays, load_arrays_and_meta, save_arrays
 
-from runs import only_run_dir, snapshot, write_config
+from runs import TINY, only_run_dir, snapshot, write_config
 
 
 def ctrl_c_at_augmentation(monkeypatch, call, signum=signal.SIGINT):
@@ -335,6 +335,68 @@ def test_a_resume_refuses_an_override_that_could_not_take_effect_and_rewrites_no
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"error: {run_copy / 'checkpoint.npz'} {message}" in err
     assert snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.groups=[{params: '*', lr_multiplier: 2.0}]", "with optim.groups [], but this solver's is [{"),
+    ("schedule.type=step", "with schedule {'type': 'constant'}, but this solver's is {'type': 'step', "),
+    ("solver.lookahead={}", "with solver.lookahead null, but this solver's is {'every': 5, 'decay': 0.95, "),
+    ("solver.tta=flip", "with solver.tta null, but this solver's is 'flip': the val accuracies that choose"),
+])
+def test_a_resume_refuses_a_changed_training_option_in_one_line_and_rewrites_nothing(run_copy, capsys, override,
+                                                                                      message):
+    before = snapshot(run_copy)
+    assert train.main(["--resume", str(run_copy), "--set", override, "--set", "solver.num_epochs=3",
+                       "--quiet"]) == train.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {run_copy / 'checkpoint.npz'} was written by a run")
+    assert message in err
+    assert snapshot(run_copy) == before
+
+
+@pytest.fixture(scope="module")
+def finished_lookahead(tmp_path_factory):
+    """A finished two-epoch run whose lookahead and cosine schedule follow num_epochs, keeping its final state."""
+    base = tmp_path_factory.mktemp("finished_lookahead")
+    config = write_config(base, schedule={"type": "cosine"},
+                          solver={**TINY["solver"], "lookahead": {"every": 2}, "result": "final"})
+    assert train.main([str(config), "--output-dir", str(base / "runs"), "--quiet"]) == 0
+    return only_run_dir(base / "runs")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("solver.num_epochs=3", "with solver.num_epochs 2, but this solver's is 3: the lookahead or the schedule"),
+    ("solver.lookahead.every=3", "with solver.lookahead {'every': 2, 'decay': 0.95, 'power': 3.0}, but this "
+                                 "solver's is {'every': 3, "),
+    ("schedule.min_lr=0.001", "with schedule {'type': 'cosine', 'warmup_epochs': 0.0, 'min_lr': 0.0}, but"),
+])
+def test_a_run_that_follows_its_length_refuses_a_changed_length_or_lookahead(finished_lookahead, tmp_path, capsys,
+                                                                             override, message):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_lookahead, run_dir)
+    before = snapshot(run_dir)
+    assert train.main(["--resume", str(run_dir), "--set", override, "--quiet"]) == train.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert snapshot(run_dir) == before
+
+
+def test_a_run_that_keeps_its_final_state_may_change_its_tta(finished_lookahead, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_lookahead, run_dir)
+    assert train.main(["--resume", str(run_dir), "--set", "solver.tta=flip", "--quiet"]) == 0
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["solver"]["tta"] == "flip"
+
+
+def test_a_checkpoint_written_before_the_training_options_were_recorded_still_resumes(run_copy):
+    path = run_copy / "checkpoint.npz"
+    arrays, meta = load_arrays_and_meta(path)
+    newer = ("result", "lookahead", "groups", "schedule", "horizon", "selection_tta")
+    assert set(newer) <= set(meta)
+    save_arrays(path, arrays, {key: value for key, value in meta.items() if key not in newer})
+    assert train.main(["--resume", str(run_copy), "--set", "solver.num_epochs=3", "--quiet"]) == 0
+    _, meta = load_arrays_and_meta(path)
+    assert meta["epoch"] == 3 and meta["schedule"] == {"type": "constant"} and meta["horizon"] is None
 
 
 def test_a_resume_takes_a_changed_momentum_and_says_so_in_its_config(run_copy):

@@ -10,7 +10,7 @@ import pytest
 
 from convnet import optim
 from convnet.augment import alternating_flip, augment_batch, random_crop
-from convnet.checkpoint import CheckpointError, load_arrays_and_meta, solver_checkpoint
+from convnet.checkpoint import CheckpointError, load_arrays_and_meta, save_arrays, solver_checkpoint
 from convnet.models import ConvNet
 from convnet.models.base import Model, predict_labels, tta_scores
 from convnet.options import ConfigError
@@ -400,6 +400,13 @@ def test_a_checkpoint_with_and_without_lookahead_do_not_mix(tmp_path):
 
     make(tmp_path / "with", {"every": 3}).train(epochs=1)
     make(tmp_path / "without", None).train(epochs=1)
+    with pytest.raises(CheckpointError, match=r"with solver.lookahead \{'every': 3, .*\}, but this solver's is null"):
+        make(tmp_path / "with", None).load_checkpoint(tmp_path / "with" / "checkpoint.npz")
+    newer = ("result", "lookahead", "groups", "schedule", "horizon", "selection_tta")
+    for name in ("with", "without"):  # as written before the training options were recorded: its arrays tell
+        path = tmp_path / name / "checkpoint.npz"
+        arrays, meta = load_arrays_and_meta(path)
+        save_arrays(path, arrays, {key: value for key, value in meta.items() if key not in newer})
     with pytest.raises(CheckpointError, match="holds a lookahead average, but this solver has no lookahead"):
         make(tmp_path / "with", None).load_checkpoint(tmp_path / "with" / "checkpoint.npz")
     with pytest.raises(CheckpointError, match="holds no lookahead average, but this solver has lookahead"):
