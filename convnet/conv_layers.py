@@ -18,6 +18,7 @@ import numpy as np
 from convnet._kernels import batchnorm as _batchnorm_kernels
 from convnet._kernels import conv as _conv_kernels
 from convnet._kernels import pooling as _pooling_kernels
+from convnet._kernels import winograd as _winograd_kernels
 from convnet.checks import (
     as_float_array,
     as_float_like,
@@ -61,6 +62,13 @@ CONV_THIN_MIN_WIDTH = 64
 #: CONV_PARTIALS_BYTES for all the partial arrays together.
 CONV_GROUPS_PER_THREAD = 4
 CONV_PARTIALS_BYTES = 8 * 2**20
+
+#: 3x3 stride-1 convolutions with at least this many input times output channels run the
+#: forward pass and dx as Winograd F(2x2, 3x3) (2.25x fewer multiplications); on fewer
+#: channels its tile transforms cost more than it saves (docs/performance.md).
+WINOGRAD_MIN_CHANNELS = 64 * 128
+#: Upper bound (bytes) on one thread's transformed tiles (inputs and products) per task.
+WINOGRAD_TASK_BYTES = 2 * 2**20
 
 
 # ---------------------------------------------------------------------------
@@ -348,6 +356,8 @@ def conv_forward(x, w, b, conv_param):
     F, _, HH, WW = w.shape
     w_rows = np.ascontiguousarray(w.reshape(F, -1))
     b = np.ascontiguousarray(b)
+    if _winograd_suits(x, w, stride, pad):
+        return _winograd(x, winograd_filters(w), b, pad, out_h, out_w), ConvCache(x, w, b, stride, pad)
     out = np.empty((x.shape[0], F, out_h, out_w), dtype=x.dtype)
     threads = get_num_threads()
     tiling = _tiling(x, w, out_h, out_w)
@@ -380,12 +390,56 @@ def conv_backward(dout, cache, compute_dx=True, compute_dw=True):
     groups = _image_groups(N, w.size * x.itemsize, threads)
     dw_parts = np.empty((groups, w_rows.shape[1], F) if compute_dw else (groups, 1, 1), dtype=x.dtype)
     db_parts = np.empty((groups, F), dtype=x.dtype)
-    dx = np.empty_like(x) if compute_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
+    dx_by_winograd = compute_dx and _winograd_suits(x, w, stride, pad)
+    tiled_dx = compute_dx and not dx_by_winograd
+    dx = np.empty_like(x) if tiled_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
     with single_threaded_blas():
-        _conv_kernels.conv_backward_tiled(x, w_rows, dout, HH, WW, pad, stride, *tiling, compute_dx, compute_dw,
+        _conv_kernels.conv_backward_tiled(x, w_rows, dout, HH, WW, pad, stride, *tiling, tiled_dx, compute_dw,
                                           cols, products, dw_parts, db_parts, dx, threads)
+    if dx_by_winograd:  # dx is dout convolved with the flipped filters, channels swapped, padding 2 - pad
+        flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        dx = _winograd(dout, winograd_filters(flipped), np.zeros(C, dtype=x.dtype), 2 - pad, H, W)
     dw = np.ascontiguousarray(dw_parts.sum(axis=0).T).reshape(w.shape) if compute_dw else None
     return dx if compute_dx else None, dw, db_parts.sum(axis=0)
+
+
+def _winograd_suits(x, w, stride, pad):
+    """Whether the forward pass and dx of this convolution run as Winograd F(2x2, 3x3)."""
+    F, C, HH, WW = w.shape
+    return (HH, WW, stride) == (3, 3, 1) and pad <= 2 and C * F >= WINOGRAD_MIN_CHANNELS and x.shape[0] > 0
+
+
+def winograd_filters(w):
+    """U (16, F, C): G g G^T for each 3x3 filter g of w (F, C, 3, 3); element e = 4*i + j of the 4x4 result.
+
+    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]] (convnet/_kernels/winograd.pyx).
+    """
+    G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=w.dtype)
+    Gg = np.tensordot(G, w, axes=([1], [2]))  # (4, F, C, 3)
+    GgGt = np.tensordot(Gg, G, axes=([3], [1]))  # (4, F, C, 4)
+    return np.ascontiguousarray(GgGt.transpose(0, 3, 1, 2)).reshape(16, *w.shape[:2])
+
+
+def _winograd(x, filters, bias, pad, out_h, out_w):
+    """conv(x, g) + bias (N, F, out_h, out_w) for the 3x3 filters g whose transforms are filters (16, F, C).
+
+    Tasks are as many tile rows (of 2 output rows) as keep a thread's transformed tiles within
+    WINOGRAD_TASK_BYTES.
+    """
+    N, C = x.shape[:2]
+    F = filters.shape[1]
+    tiles_w = (out_w + 1) // 2
+    row_bytes = 16 * (C + F) * tiles_w * x.itemsize
+    rows = max(1, min(N * ((out_h + 1) // 2), WINOGRAD_TASK_BYTES // row_bytes))
+    threads = get_num_threads()
+    inputs = _workspace.take("winograd inputs", (threads, 16 * C * rows * tiles_w), x.dtype)
+    products = _workspace.take("winograd products", (threads, 16 * F * rows * tiles_w), x.dtype)
+    padded_rows = _workspace.take("winograd rows", (threads, 4 * (2 * tiles_w + 2)), x.dtype)
+    out = np.empty((N, F, out_h, out_w), dtype=x.dtype)
+    with single_threaded_blas():
+        _winograd_kernels.winograd_forward(np.ascontiguousarray(x), filters, np.ascontiguousarray(bias), pad, rows,
+                                           inputs, products, padded_rows, out, threads)
+    return out
 
 
 conv_forward_fast = conv_forward
