@@ -1,7 +1,7 @@
 """Classify image files with a trained model: the top classes and their probabilities.
 
     python -m convnet.predict runs/quickstart/20261126-101500 cat.jpg dog.png
-    python -m convnet.predict runs/quickstart/20261126-101500/best.npz photos/*.jpg --top-k 3 --tta --json
+    python -m convnet.predict runs/quickstart/20261126-101500/best.npz photos/*.jpg --top-k 3 --tta flip --json
 
 Each image is fitted to the model's input by convnet.inference.load_image (centre crop, then
 resize; see --resize). An image that cannot be read gets its own error and the others are
@@ -43,10 +43,10 @@ def parse_args(argv):
     parser.add_argument("target", type=Path, metavar="RUN_DIR|CHECKPOINT")
     parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
     parser.add_argument("--top-k", type=int, default=3, metavar="K", help="classes shown per image (default: 3)")
-    parser.add_argument("--tta", nargs="?", const="flip", choices=[mode for mode in TTA_MODES if mode],
+    parser.add_argument("--tta", choices=[*(mode for mode in TTA_MODES if mode), "none"], default="none",
                         help="test-time augmentation, as training's solver.tta and evaluate --tta: the mean logits "
-                             "of the image and its mirror (flip, what a bare --tta means), and of its 1-pixel "
-                             "shifts (flip_translate); the softmax is taken after the average")
+                             "of the image and its mirror (flip), and of its 1-pixel shifts (flip_translate); the "
+                             "softmax is taken after the average (default: none)")
     parser.add_argument("--resize", choices=RESIZE_MODES, default="crop",
                         help="fit each image by centre crop then resize (default), or by stretching it")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout instead of text")
@@ -88,6 +88,7 @@ def classify(model, paths, k=3, tta=None, resize="crop", batch_size=64):
 
 def main(argv=None):
     args = parse_args(argv)
+    args.tta = None if args.tta == "none" else args.tta
     try:
         model, note = open_model(args.target, args.data_root)
         if note:

@@ -297,7 +297,7 @@ def test_predict_prints_the_top_classes_of_each_image(trained, image_files, caps
 def test_predict_json_reports_bad_images_and_still_classifies_the_others(trained, image_files, capsys):
     good, bad = image_files
     paths = [good["png"], *bad.values(), good["jpeg"], good["bmp"]]
-    assert predict.main([str(trained), *map(str, paths), "--json", "--tta"]) == predict.EXIT_SOME_IMAGES_FAILED
+    assert predict.main([str(trained), *map(str, paths), "--json", "--tta", "flip"]) == predict.EXIT_SOME_IMAGES_FAILED
     captured = capsys.readouterr()
     document = json.loads(captured.out)
     results = document["results"]
@@ -326,6 +326,11 @@ def test_predict_tta_takes_the_modes_of_evaluate_and_refuses_others(trained, ima
     with pytest.raises(SystemExit) as stopped:
         predict.main([str(trained), str(good["png"]), "--tta", "mirror"])
     assert stopped.value.code == 2 and "argument --tta: invalid choice: 'mirror'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:  # the mode is always given: an image is not taken for one
+        predict.main([str(trained), "--tta", str(good["png"]), str(good["png"])])
+    assert stopped.value.code == 2 and "argument --tta: invalid choice" in capsys.readouterr().err
+    assert predict.main([str(trained), str(good["png"]), "--tta", "none", "--json"]) == predict.EXIT_OK
+    assert json.loads(capsys.readouterr().out)["tta"] is None
 
 
 def test_predict_without_a_model_is_one_line_and_exit_2(tmp_path, image_files, capsys):
