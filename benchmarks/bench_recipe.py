@@ -30,7 +30,6 @@ started with (benchmarks/timing.py says why). --threads sets both libraries' thr
 """
 
 import argparse
-import fnmatch
 import json
 import math
 import os
@@ -44,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 import timing  # before convnet: it records the environment the workers start from
-from torch_twin import ConfigTwin, model_head_options
+from torch_twin import ConfigTwin, forward_flops, model_head_options
 
 EXACT_DIR = "/work/shared/data/cifar-10-batches-py"
 #: What the recipe reads that the coordination schema of issue 11 added, and its defaults (used where
@@ -56,7 +55,6 @@ SCHEMA_DEFAULTS = {
     "model": {"reg": 0.0, "label_smoothing": 0.0, "input_dim": [3, 32, 32], "num_classes": 10},
     "solver": {"batch_size": 100, "num_epochs": 10, "lookahead": None, "tta": None, "eval_batch_size": 256},
     "lookahead": {"every": 5, "decay": 0.95, "power": 3},
-    "group": {"lr_multiplier": 1.0, "weight_decay": None, "frozen": False, "freeze_after_epoch": None},
 }
 #: convnet's update rules the PyTorch side has (torch.optim's SGD and Adam, coupled weight decay).
 RULES = ("sgd", "sgd_momentum", "nesterov", "adam")
@@ -68,17 +66,16 @@ RULES = ("sgd", "sgd_momentum", "nesterov", "adam")
 
 
 def read_recipe(path, overrides):
-    """(raw config with the overrides applied, note): validated by convnet when it can, else as written."""
+    """(raw config with the overrides applied, the same validated by convnet); SystemExit if convnet refuses it."""
     from convnet.config import ConfigError, apply_override, read_yaml, validate_config
 
     raw = read_yaml(path)
-    for assignment in overrides:
-        apply_override(raw, assignment)
     try:
-        resolved = validate_config(json.loads(json.dumps(raw)))
-    except ConfigError as exc:  # e.g. keys of features not merged yet: the torch side can still run
-        return raw, None, f"convnet refuses this config ({exc}); the PyTorch side reads it with the schema's defaults"
-    return raw, resolved, None
+        for assignment in overrides:
+            apply_override(raw, assignment)
+        return raw, validate_config(json.loads(json.dumps(raw)))
+    except ConfigError as exc:
+        raise SystemExit(f"{path}: {exc}") from None
 
 
 def compare_with_convnet(raw, resolved):
@@ -134,31 +131,27 @@ def freeze_plan(twin, settings):
 
 
 def parameter_settings(names, ndims, raw):
-    """{convnet name: (lr multiplier, weight decay, freeze epoch or None)} from optim.groups and model.reg:
-    the first group whose glob matches wins; weight decay null is model.reg on weights (ndim >= 2), 0 else."""
+    """{convnet name: (lr multiplier, weight decay, freeze epoch or None)} from optim.groups and model.reg,
+    by convnet.optim's own rule (the first group whose glob matches wins); weight decay null is model.reg
+    on weights (ndim >= 2), 0 else."""
+    from convnet import optim
+    from convnet.config import ConfigError
+
     reg = section(raw, "model")["reg"]
-    groups = [{**SCHEMA_DEFAULTS["group"], **g} for g in (raw.get("optim") or {}).get("groups") or []]
-    for index, group in enumerate(groups):
-        globs = [group["params"]] if isinstance(group["params"], str) else group["params"]
-        group["globs"] = globs
-        for glob in globs:
-            if not any(fnmatch.fnmatchcase(name, glob) for name in names):
-                raise SystemExit(f"optim.groups[{index}].params: {glob!r} matches no parameter "
-                                 f"(they are {', '.join(names)})")
-    settings = {}
-    for name, ndim in zip(names, ndims):
-        group = next((g for g in groups if any(fnmatch.fnmatchcase(name, glob) for glob in g["globs"])),
-                     SCHEMA_DEFAULTS["group"])
-        decay = group["weight_decay"] if group["weight_decay"] is not None else (reg if ndim >= 2 else 0.0)
-        freeze = 0 if group["frozen"] else group["freeze_after_epoch"]
-        settings[name] = (group["lr_multiplier"], decay, freeze)
-    return settings
+    try:
+        plans = optim.plan_parameters(optim.resolve_groups((raw.get("optim") or {}).get("groups")), names)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
+    return {name: (plan.lr_multiplier, (reg if ndim >= 2 else 0.0) if plan.weight_decay is None else plan.weight_decay,
+                   plan.freeze_after)
+            for (name, plan), ndim in zip(plans.items(), ndims)}
 
 
-def conv_flops_per_image(raw):
-    model = section(raw, "model")
-    return sum(ConfigTwin(model["layers"], model["input_dim"], model["num_classes"],
-                          **model_head_options(model)).conv_flops)
+def conv_flops_per_image(resolved):
+    """Forward flops of the convolutions per image (torch_twin.forward_flops) of convnet's model of the config."""
+    from convnet.experiment import build_model
+
+    return forward_flops(build_model(resolved), affine=False)
 
 
 # ---------------------------------------------------------------------------
@@ -564,17 +557,14 @@ def main(argv=None):
         return torch_worker(args) or 0
 
     overrides = list(args.overrides) + ([f"solver.num_epochs={args.epochs:g}"] if args.epochs is not None else [])
-    raw, resolved, note = read_recipe(args.config, overrides)
+    raw, resolved = read_recipe(args.config, overrides)
     if (raw.get("model") or {}).get("type") != "ConvNet":
         raise SystemExit(f"{args.config}: bench_recipe needs a model of type ConvNet (a block list to twin)")
-    if note:
-        print(f"note: {note}")
-    else:
-        difference = compare_with_convnet(raw, resolved)
-        print(f"twin check: {difference or 'the same layers and parameter names as convnet builds'}")
-        if difference and args.only != "convnet":
-            raise SystemExit("the PyTorch twin is not the network convnet builds; not training it")
-    flops = conv_flops_per_image(raw)
+    difference = compare_with_convnet(raw, resolved)
+    print(f"twin check: {difference or 'the same layers and parameter names as convnet builds'}")
+    if difference and args.only != "convnet":
+        raise SystemExit("the PyTorch twin is not the network convnet builds; not training it")
+    flops = conv_flops_per_image(resolved)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     command = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", __file__, *argv])
@@ -584,7 +574,7 @@ def main(argv=None):
     results = {}
     if args.only in (None, "torch"):
         recipe_file = args.out / f"recipe-{stamp}.json"
-        recipe_file.write_text(json.dumps(resolved or raw))  # convnet's defaults filled in where it can
+        recipe_file.write_text(json.dumps(resolved))  # with convnet's defaults filled in
         worker = ["--worker", "--recipe", str(recipe_file), "--threads", str(args.threads), "--exact", args.exact,
                   str(args.config)] + (["--data", args.data] if args.data else []) + \
                  (["--channels-last"] if args.channels_last else ["--no-channels-last"]) + (["--quiet"] if args.quiet else [])
@@ -597,7 +587,7 @@ def main(argv=None):
         gap = 100 * (results["convnet"]["test_acc"] - results["torch"]["test_acc"])
         print(f"\nconvnet - torch test accuracy: {gap:+.2f} points (target: within 0.3)")
     record = {"command": command, "config": str(args.config), "overrides": overrides, "cpu": cpu_line(args.threads),
-              "conv_flops_per_image": flops, "results": results, "note": note}
+              "conv_flops_per_image": flops, "results": results}
     (args.out / f"bench_recipe-{stamp}.json").write_text(json.dumps(record, indent=2))
     (args.out / f"bench_recipe-{stamp}.md").write_text(f"`{command}`\n\n{record['cpu']}\n\n{table(results, flops)}\n")
     print(f"\nrecord: {args.out / f'bench_recipe-{stamp}.json'}\ncommand: {command}")

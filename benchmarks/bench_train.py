@@ -48,7 +48,8 @@ from collections import defaultdict
 import numpy as np
 
 import timing  # before convnet: it records the environment the workers start from
-from torch_twin import build_torch_net, copy_parameters, freeze_frozen, leaf_blocks, pair_parameters, torch_arrays
+from torch_twin import (build_torch_net, copy_parameters, forward_flops, freeze_frozen, leaf_blocks, pair_parameters,
+                        torch_arrays)
 
 #: The model of the cifar10_convnet experiment.
 DEFAULT_LAYERS = [
@@ -159,16 +160,7 @@ class ConvnetTrainer:
 def step_flops(model, batch_size):
     """Flops of one training step: 3x the forward flops (the forward product, and the two
     products of its backward pass) of every convolution and affine layer."""
-    from convnet.models import blocks
-
-    forward = 0
-    for block in leaf_blocks(model.network):
-        if isinstance(block, blocks.Conv):
-            filters, channels, height, width = model.params[block.w].shape
-            forward += 2 * batch_size * int(np.prod(block.out_shape)) * channels * height * width
-        elif isinstance(block, blocks.Affine):
-            forward += 2 * batch_size * model.params[block.w].size
-    return 3 * forward
+    return 3 * batch_size * forward_flops(model)
 
 
 class TorchTrainer:

@@ -34,6 +34,21 @@ def leaf_blocks(block):
     return [block]
 
 
+def forward_flops(model, affine=True):
+    """Flops of one image's forward pass through ``model``'s convolutions (whitening included) and,
+    when ``affine``, its affine layers: 2 per multiply-add. The one count every benchmark uses."""
+    from convnet.models import blocks
+
+    flops = 0
+    for block in leaf_blocks(model.network):
+        if isinstance(block, blocks.Conv):
+            filters, channels, height, width = model.params[block.w].shape
+            flops += 2 * int(np.prod(block.out_shape)) * channels * height * width
+        elif affine and isinstance(block, blocks.Affine):
+            flops += 2 * model.params[block.w].size
+    return flops
+
+
 # ---------------------------------------------------------------------------
 # the PyTorch twin
 # ---------------------------------------------------------------------------
@@ -248,12 +263,11 @@ class ConfigTwin:
     convnet's parameter-creation order (the Conv2d/BatchNorm/Linear modules in order).
     freeze_after: {convnet name: epoch} as the blocks declare it (whitening filter 0, its bias
     bias_epochs, a batch-norm scale with scale: false 0). whiten: [(parameter layer index, eps, images)].
-    conv_flops: forward multiply-adds x 2 of every convolution, per image (whitening included).
     """
 
     def __init__(self, layers, input_dim=(3, 32, 32), num_classes=10, head_bias=True, head_scale=1.0,
                  head_init="small"):
-        self.layers, self.params, self.freeze_after, self.whiten, self.conv_flops = [], [], {}, [], []
+        self.layers, self.params, self.freeze_after, self.whiten = [], [], {}, []
         self._param_layers = 0
         self._counters = {}
         shape = tuple(input_dim)
@@ -283,7 +297,6 @@ class ConfigTwin:
         if bias:
             self._param(f"{name}.b", "bias", "uniform" if init in ("uniform", "dirac") else "zeros")
         self._param_layers += 1
-        self.conv_flops.append(2 * filters * C * size * size * Ho * Wo)
         return filters, Ho, Wo
 
     def _batchnorm(self, out, name, shape, momentum, eps, scale):

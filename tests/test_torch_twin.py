@@ -28,10 +28,12 @@ def test_the_config_twin_is_the_twin_of_the_network_convnet_builds(layers, input
     assert [name for name, *_ in twin.params] == list(model.params)
 
 
-def test_the_config_twin_counts_the_convolution_flops():
-    twin = torch_twin.ConfigTwin([{"type": "conv", "filters": 4, "size": 3}, "pool",
-                                  {"type": "conv_bn_relu", "filters": 8, "size": 1}], (3, 8, 8))
-    assert twin.conv_flops == [2 * 4 * 3 * 9 * 8 * 8, 2 * 8 * 4 * 1 * 4 * 4]
+def test_forward_flops_count_the_convolutions_and_the_head():
+    model = ConvNet([{"type": "conv", "filters": 4, "size": 3}, "pool", {"type": "conv_bn_relu", "filters": 8, "size": 1}],
+                    input_dim=(3, 8, 8), num_classes=3, seed=0)
+    convolutions = 2 * 4 * 3 * 9 * 8 * 8 + 2 * 8 * 4 * 1 * 4 * 4
+    assert torch_twin.forward_flops(model, affine=False) == convolutions
+    assert torch_twin.forward_flops(model) == convolutions + 2 * 8 * 4 * 4 * 3
 
 
 def test_an_unknown_block_or_option_is_refused():
@@ -49,7 +51,7 @@ def test_parameter_groups_pick_the_first_matching_glob_and_refuse_a_glob_matchin
     assert settings == {"conv1.W": (1.0, 0.5, None), "bn1.gamma": (1.0, 0.0, 0), "bn1.beta": (64.0, 0.1, None),
                         "fc_out.W": (1.0, 0.5, None), "fc_out.b": (1.0, 0.0, 0)}
     raw["optim"]["groups"].append({"params": "whiten*"})
-    with pytest.raises(SystemExit, match="'whiten\\*' matches no parameter"):
+    with pytest.raises(SystemExit, match="'whiten\\*', which matches no parameter"):
         bench_recipe.parameter_settings(names, ndims, raw)
 
 
