@@ -65,10 +65,10 @@ CONV_PARTIALS_BYTES = 8 * 2**20
 
 #: 3x3 stride-1 convolutions with at least this many input times output channels run the
 #: forward pass and dx as Winograd F(2x2, 3x3) (2.25x fewer multiplications); on fewer
-#: channels its tile transforms cost more than it saves (docs/performance.md).
-WINOGRAD_MIN_CHANNELS = 64 * 128
+#: channels (a first layer's 3) its tile transforms cost more than it saves (docs/performance.md).
+WINOGRAD_MIN_CHANNELS = 32 * 32
 #: Upper bound (bytes) on one thread's transformed tiles (inputs and products) per task.
-WINOGRAD_TASK_BYTES = 2 * 2**20
+WINOGRAD_TASK_BYTES = 2**20
 
 
 # ---------------------------------------------------------------------------
@@ -434,11 +434,11 @@ def _winograd(x, filters, bias, pad, out_h, out_w):
     threads = get_num_threads()
     inputs = _workspace.take("winograd inputs", (threads, 16 * C * rows * tiles_w), x.dtype)
     products = _workspace.take("winograd products", (threads, 16 * F * rows * tiles_w), x.dtype)
-    padded_rows = _workspace.take("winograd rows", (threads, 4 * (2 * tiles_w + 2)), x.dtype)
+    scratch = _workspace.take("winograd scratch", (threads, 32 * rows * tiles_w), x.dtype)
     out = np.empty((N, F, out_h, out_w), dtype=x.dtype)
     with single_threaded_blas():
         _winograd_kernels.winograd_forward(np.ascontiguousarray(x), filters, np.ascontiguousarray(bias), pad, rows,
-                                           inputs, products, padded_rows, out, threads)
+                                           inputs, products, scratch, out, threads)
     return out
 
 

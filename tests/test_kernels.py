@@ -235,15 +235,17 @@ def test_winograd_outputs_are_the_same_bits_on_one_and_two_threads(rng, restore_
 @pytest.mark.parametrize("x_shape, w_shape, stride, pad, expected", [
     ((128, 256, 7, 7), (256, 256, 3, 3), 1, 1, True),  # the recipe's wide layers
     ((128, 64, 15, 15), (256, 64, 3, 3), 1, 1, True),
-    ((128, 64, 16, 16), (128, 64, 3, 3), 1, 1, True),  # C * F = WINOGRAD_MIN_CHANNELS
-    ((128, 32, 16, 16), (64, 32, 3, 3), 1, 1, False),  # too few channels
+    ((128, 32, 32, 32), (32, 32, 3, 3), 1, 1, True),  # C * F = WINOGRAD_MIN_CHANNELS
+    ((128, 24, 31, 31), (64, 24, 3, 3), 1, 1, True),  # the recipe's first convolution, after whitening
+    ((128, 3, 32, 32), (64, 3, 3, 3), 1, 1, False),  # an RGB input: too few channels
+    ((128, 16, 16, 16), (32, 16, 3, 3), 1, 1, False),
     ((128, 256, 8, 8), (256, 256, 3, 3), 2, 1, False),  # stride 2
     ((128, 256, 8, 8), (256, 256, 5, 5), 1, 2, False),  # 5x5
     ((128, 256, 8, 8), (256, 256, 3, 3), 1, 3, False),  # pad 3: dx would need a negative pad
     ((0, 256, 8, 8), (256, 256, 3, 3), 1, 1, False),  # no images
 ])
 def test_winograd_takes_wide_3x3_stride_1_convolutions(x_shape, w_shape, stride, pad, expected, monkeypatch):
-    monkeypatch.setattr(cl, "WINOGRAD_MIN_CHANNELS", 64 * 128)
+    monkeypatch.setattr(cl, "WINOGRAD_MIN_CHANNELS", 32 * 32)
     assert cl._winograd_suits(np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32), stride, pad) == expected
 
 

@@ -237,7 +237,7 @@ def conv_backward_tiled(
                 if compute_dx:
                     memset(&dx[n, 0, 0, 0], 0, C * H * W * sizeof(real))
             n0 = g * N // groups
-            while n0 < group_end:
+            while n0 < group_end and (compute_dw or compute_dx):
                 n1 = n0 + tile_images if n0 + tile_images < group_end else group_end
                 for tile in range((out_h + tile_rows - 1) // tile_rows):
                     oh0 = tile * tile_rows

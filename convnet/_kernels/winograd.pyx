@@ -29,113 +29,133 @@ from convnet._kernels.blas cimport gemm
 from convnet._kernels.floats cimport real
 
 
+# Elementwise combinations of runs of n values: simple loops that the C compiler vectorises.
+cdef inline void add2(const real* a, const real* b, real* out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t t
+    for t in range(n):
+        out[t] = a[t] + b[t]
+
+
+cdef inline void sub2(const real* a, const real* b, real* out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t t
+    for t in range(n):
+        out[t] = a[t] - b[t]
+
+
+cdef inline void add3(const real* a, const real* b, const real* c, real* out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t t
+    for t in range(n):
+        out[t] = a[t] + b[t] + c[t]
+
+
+cdef inline void sub3(const real* a, const real* b, const real* c, real* out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t t
+    for t in range(n):
+        out[t] = a[t] - b[t] - c[t]
+
+
+cdef void gather_tiles(const real* image, Py_ssize_t H, Py_ssize_t W, int pad, Py_ssize_t y0,
+                       Py_ssize_t tiles_w, Py_ssize_t T, real* d) noexcept nogil:
+    """d[4*i + j, tx] (rows T apart) <- image[y0 + i, 2*tx - pad + j] for one tile row, zero outside the image."""
+    cdef Py_ssize_t i, j, tx, yy, lo, hi
+    cdef const real* src
+    cdef real* dst
+    for i in range(4):
+        yy = y0 + i
+        for j in range(4):
+            dst = d + (4 * i + j) * T
+            if yy < 0 or yy >= H:
+                memset(dst, 0, tiles_w * sizeof(real))
+                continue
+            src = image + yy * W - pad + j  # src[2 * tx] is column 2*tx - pad + j
+            lo = (pad - j + 1) // 2 if pad > j else 0  # the first tile whose column is >= 0
+            hi = (W + pad - j + 1) // 2  # one past the last tile whose column is < W
+            if lo > tiles_w:
+                lo = tiles_w
+            if hi > tiles_w:
+                hi = tiles_w
+            if hi < lo:
+                hi = lo
+            for tx in range(lo):
+                dst[tx] = 0
+            for tx in range(lo, hi):
+                dst[tx] = src[2 * tx]
+            for tx in range(hi, tiles_w):
+                dst[tx] = 0
+
+
 cdef void transform_inputs(const real* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, int pad,
                            Py_ssize_t tiles_h, Py_ssize_t tiles_w, Py_ssize_t r0, Py_ssize_t r1,
-                           real* rows, real* v) noexcept nogil:
+                           real* scratch, real* v) noexcept nogil:
     """v (16, C, T) <- B^T d B of every input tile d of tile rows [r0, r1), T = (r1 - r0) * tiles_w.
 
-    rows (4, 2 * tiles_w + 2) receives the four input rows a tile row reads, zero-padded, so
-    that the transform itself has no edge cases.
+    Channel by channel, the tiles' 16 values are gathered into scratch[:16*T] (d[k, t]), and
+    h = d B (scratch[16*T:32*T]) and B^T h are formed over all T tiles at once.
     """
-    cdef Py_ssize_t T = (r1 - r0) * tiles_w, plane = C * T, width = 2 * tiles_w + 2
-    cdef Py_ssize_t r, n, c, tx, i, k, y0, yy
-    cdef const real* image
-    cdef real* row
-    cdef real* dst
-    cdef real* p0 = rows
-    cdef real* p1 = rows + width
-    cdef real* p2 = rows + 2 * width
-    cdef real* p3 = rows + 3 * width
-    cdef real h00, h01, h02, h03, h10, h11, h12, h13, h20, h21, h22, h23, h30, h31, h32, h33
-    for r in range(r0, r1):
-        n = r // tiles_h
-        y0 = 2 * (r % tiles_h) - pad
-        for c in range(C):
-            image = x + (n * C + c) * H * W
-            for i in range(4):  # the image's columns land at [pad, pad + W) of a padded row
-                row = rows + i * width
-                yy = y0 + i
-                memset(row, 0, width * sizeof(real))
-                if 0 <= yy < H:
-                    memcpy(row + pad, image + yy * W, W * sizeof(real))
-            dst = v + c * T + (r - r0) * tiles_w
-            for tx in range(tiles_w):
-                k = 2 * tx
-                # h = d B, row by row of the tile
-                h00 = p0[k] - p0[k + 2]
-                h01 = p0[k + 1] + p0[k + 2]
-                h02 = p0[k + 2] - p0[k + 1]
-                h03 = p0[k + 1] - p0[k + 3]
-                h10 = p1[k] - p1[k + 2]
-                h11 = p1[k + 1] + p1[k + 2]
-                h12 = p1[k + 2] - p1[k + 1]
-                h13 = p1[k + 1] - p1[k + 3]
-                h20 = p2[k] - p2[k + 2]
-                h21 = p2[k + 1] + p2[k + 2]
-                h22 = p2[k + 2] - p2[k + 1]
-                h23 = p2[k + 1] - p2[k + 3]
-                h30 = p3[k] - p3[k + 2]
-                h31 = p3[k + 1] + p3[k + 2]
-                h32 = p3[k + 2] - p3[k + 1]
-                h33 = p3[k + 1] - p3[k + 3]
-                # V = B^T h; element 4*i + j goes to dst[(4*i + j) * plane + tx]
-                dst[tx] = h00 - h20
-                dst[plane + tx] = h01 - h21
-                dst[2 * plane + tx] = h02 - h22
-                dst[3 * plane + tx] = h03 - h23
-                dst[4 * plane + tx] = h10 + h20
-                dst[5 * plane + tx] = h11 + h21
-                dst[6 * plane + tx] = h12 + h22
-                dst[7 * plane + tx] = h13 + h23
-                dst[8 * plane + tx] = h20 - h10
-                dst[9 * plane + tx] = h21 - h11
-                dst[10 * plane + tx] = h22 - h12
-                dst[11 * plane + tx] = h23 - h13
-                dst[12 * plane + tx] = h10 - h30
-                dst[13 * plane + tx] = h11 - h31
-                dst[14 * plane + tx] = h12 - h32
-                dst[15 * plane + tx] = h13 - h33
+    cdef Py_ssize_t T = (r1 - r0) * tiles_w
+    cdef Py_ssize_t r, n, c, i, j
+    cdef real* d = scratch
+    cdef real* h = scratch + 16 * T
+    cdef real* out
+    for c in range(C):
+        for r in range(r0, r1):
+            n = r // tiles_h
+            gather_tiles(x + (n * C + c) * H * W, H, W, pad, 2 * (r % tiles_h) - pad, tiles_w, T,
+                         d + (r - r0) * tiles_w)
+        for i in range(4):  # h = d B, row i of every tile
+            sub2(d + (4 * i) * T, d + (4 * i + 2) * T, h + (4 * i) * T, T)
+            add2(d + (4 * i + 1) * T, d + (4 * i + 2) * T, h + (4 * i + 1) * T, T)
+            sub2(d + (4 * i + 2) * T, d + (4 * i + 1) * T, h + (4 * i + 2) * T, T)
+            sub2(d + (4 * i + 1) * T, d + (4 * i + 3) * T, h + (4 * i + 3) * T, T)
+        out = v + c * T  # element e of channel c at out[e * C * T]
+        for j in range(4):  # V = B^T h, column j of every tile
+            sub2(h + j * T, h + (8 + j) * T, out + j * C * T, T)
+            add2(h + (4 + j) * T, h + (8 + j) * T, out + (4 + j) * C * T, T)
+            sub2(h + (8 + j) * T, h + (4 + j) * T, out + (8 + j) * C * T, T)
+            sub2(h + (4 + j) * T, h + (12 + j) * T, out + (12 + j) * C * T, T)
 
 
 cdef void transform_outputs(const real* m, const real* bias, Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW,
                             Py_ssize_t tiles_h, Py_ssize_t tiles_w, Py_ssize_t r0, Py_ssize_t r1,
-                            real* rows, real* out) noexcept nogil:
+                            real* scratch, real* out) noexcept nogil:
     """out tiles of tile rows [r0, r1) <- A^T M A + bias, from m (16, F, T).
 
-    rows (at least 2, 2 * tiles_w) receives a tile row's two output rows whole; the OW
-    columns that exist (and the rows that do) are then copied to out.
+    Filter by filter, s = A^T M (scratch[:8*T]) and the four outputs of every tile
+    (scratch[8*T:12*T], y[2*a + b] for out row 2*ty + a, column 2*tx + b) are formed over all T
+    tiles at once, then scattered to out (the rows and columns beyond OH and OW dropped).
     """
-    cdef Py_ssize_t T = (r1 - r0) * tiles_w, plane = F * T, width = 2 * tiles_w
-    cdef Py_ssize_t r, n, f, tx, oy
+    cdef Py_ssize_t T = (r1 - r0) * tiles_w, plane = F * T
+    cdef Py_ssize_t r, n, f, tx, j, t, oy, a, ox
     cdef const real* q
-    cdef real* upper = rows
-    cdef real* lower = rows + width
-    cdef real* dst
-    cdef real b, s0, s1, s2, s3, s4, s5, s6, s7
-    for r in range(r0, r1):
-        n = r // tiles_h
-        oy = 2 * (r % tiles_h)
-        for f in range(F):
-            q = m + f * T + (r - r0) * tiles_w
-            b = bias[f]
-            for tx in range(tiles_w):
-                # s = A^T M, then the two columns of s A
-                s0 = q[tx] + q[4 * plane + tx] + q[8 * plane + tx]
-                s1 = q[plane + tx] + q[5 * plane + tx] + q[9 * plane + tx]
-                s2 = q[2 * plane + tx] + q[6 * plane + tx] + q[10 * plane + tx]
-                s3 = q[3 * plane + tx] + q[7 * plane + tx] + q[11 * plane + tx]
-                s4 = q[4 * plane + tx] - q[8 * plane + tx] - q[12 * plane + tx]
-                s5 = q[5 * plane + tx] - q[9 * plane + tx] - q[13 * plane + tx]
-                s6 = q[6 * plane + tx] - q[10 * plane + tx] - q[14 * plane + tx]
-                s7 = q[7 * plane + tx] - q[11 * plane + tx] - q[15 * plane + tx]
-                upper[2 * tx] = s0 + s1 + s2 + b
-                upper[2 * tx + 1] = s1 - s2 - s3 + b
-                lower[2 * tx] = s4 + s5 + s6 + b
-                lower[2 * tx + 1] = s5 - s6 - s7 + b
-            dst = out + ((n * F + f) * OH + oy) * OW
-            memcpy(dst, upper, OW * sizeof(real))
-            if oy + 1 < OH:
-                memcpy(dst + OW, lower, OW * sizeof(real))
+    cdef real* s = scratch
+    cdef real* y = scratch + 8 * T
+    cdef real* top
+    cdef real* left
+    cdef real* right
+    cdef real b
+    for f in range(F):
+        q = m + f * T  # element e at q[e * plane]
+        for j in range(4):  # s = A^T M
+            add3(q + j * plane, q + (4 + j) * plane, q + (8 + j) * plane, s + j * T, T)
+            sub3(q + (4 + j) * plane, q + (8 + j) * plane, q + (12 + j) * plane, s + (4 + j) * T, T)
+        for a in range(2):  # y = s A
+            add3(s + (4 * a) * T, s + (4 * a + 1) * T, s + (4 * a + 2) * T, y + (2 * a) * T, T)
+            sub3(s + (4 * a + 1) * T, s + (4 * a + 2) * T, s + (4 * a + 3) * T, y + (2 * a + 1) * T, T)
+        b = bias[f]
+        for r in range(r0, r1):
+            n = r // tiles_h
+            oy = 2 * (r % tiles_h)
+            for a in range(2):
+                if oy + a >= OH:
+                    break
+                top = out + ((n * F + f) * OH + oy + a) * OW
+                left = y + (2 * a) * T + (r - r0) * tiles_w
+                right = y + (2 * a + 1) * T + (r - r0) * tiles_w
+                for tx in range(OW // 2):
+                    top[2 * tx] = left[tx] + b
+                    top[2 * tx + 1] = right[tx] + b
+                if OW % 2:
+                    top[OW - 1] = left[OW // 2] + b
 
 
 def winograd_forward(
@@ -146,7 +166,7 @@ def winograd_forward(
     int rows_per_task,
     real[:, ::1] inputs,
     real[:, ::1] products,
-    real[:, ::1] padded_rows,
+    real[:, ::1] scratch,
     real[:, :, :, ::1] out,
     int num_threads,
 ):
@@ -154,7 +174,7 @@ def winograd_forward(
 
     A task is rows_per_task tile rows (the last one fewer); inputs (num_threads, 16*C*T) and
     products (num_threads, 16*F*T) hold each thread's transformed tiles, T = rows_per_task * tiles_w,
-    and padded_rows (num_threads, 4 * (2*tiles_w + 2)) its copies of the input rows a tile row reads.
+    and scratch (num_threads, 32 * T) its intermediate combinations.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t F = filters.shape[1], OH = out.shape[2], OW = out.shape[3]
@@ -164,17 +184,17 @@ def winograd_forward(
     cdef int T
     cdef real* v
     cdef real* m
-    cdef real* scratch
+    cdef real* own
     with nogil, parallel(num_threads=num_threads):
         v = &inputs[threadid(), 0]
         m = &products[threadid(), 0]
-        scratch = &padded_rows[threadid(), 0]
+        own = &scratch[threadid(), 0]
         for task in prange((rows + rows_per_task - 1) // rows_per_task, schedule="dynamic"):
             r0 = task * rows_per_task
             r1 = r0 + rows_per_task if r0 + rows_per_task < rows else rows
             T = (r1 - r0) * tiles_w
-            transform_inputs(&x[0, 0, 0, 0], C, H, W, pad, tiles_h, tiles_w, r0, r1, scratch, v)
+            transform_inputs(&x[0, 0, 0, 0], C, H, W, pad, tiles_h, tiles_w, r0, r1, own, v)
             for e in range(16):
                 # M[e] (F, T) = U[e] (F, C) @ V[e] (C, T); to BLAS, (T, F) = (T, C) @ (C, F)
                 gemm("N", "N", T, F, C, v + e * C * T, T, &filters[e, 0, 0], C, 0, m + e * F * T, T)
-            transform_outputs(m, &bias[0], F, OH, OW, tiles_h, tiles_w, r0, r1, scratch, &out[0, 0, 0, 0])
+            transform_outputs(m, &bias[0], F, OH, OW, tiles_h, tiles_w, r0, r1, own, &out[0, 0, 0, 0])
