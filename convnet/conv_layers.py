@@ -67,6 +67,9 @@ CONV_PARTIALS_BYTES = 8 * 2**20
 #: forward pass and dx as Winograd F(2x2, 3x3) (2.25x fewer multiplications); on fewer
 #: channels (a first layer's 3) its tile transforms cost more than it saves (docs/performance.md).
 WINOGRAD_MIN_CHANNELS = 32 * 32
+#: ... and outputs at least this many pixels high and wide: the 2x2 tiles of a smaller output
+#: waste too much of their work on the rows and columns beyond its edge (3x3 is 16 outputs for 9).
+WINOGRAD_MIN_OUTPUT = 4
 #: Upper bound (bytes) on one thread's transformed tiles (inputs and products) per task.
 WINOGRAD_TASK_BYTES = 2**20
 
@@ -374,7 +377,8 @@ def conv_backward(dout, cache, compute_dx=True, compute_dw=True):
     bounds memory at the cost of one more im2col (cheap: the tile stays in cache).
     ``compute_dx=False`` skips dx (returned as None): a network's first layer never
     needs it. ``compute_dw=False`` skips dw (returned as None): a frozen layer's weights
-    need no gradient. db is always computed.
+    need no gradient. db is always computed. Where the forward pass ran as Winograd
+    (_winograd_suits), so do dx and dw.
     """
     x, w, b, stride, pad = cache
     N, C, H, W = x.shape
@@ -382,6 +386,14 @@ def conv_backward(dout, cache, compute_dx=True, compute_dw=True):
     out_h = (H + 2 * pad - HH) // stride + 1
     out_w = (W + 2 * pad - WW) // stride + 1
     dout = np.ascontiguousarray(_check_dout(dout, (N, F, out_h, out_w), x.dtype))
+    if _winograd_suits(x, w, stride, pad):
+        dx = dw = None
+        if compute_dx:  # dx is dout convolved with the flipped filters, channels swapped, padding 2 - pad
+            flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+            dx = _winograd(dout, winograd_filters(flipped), np.zeros(C, dtype=x.dtype), 2 - pad, H, W)
+        if compute_dw:
+            dw = _winograd_weight_gradient(x, dout, pad)
+        return dx, dw, dout.sum(axis=(0, 2, 3))
     w_rows = np.ascontiguousarray(w.reshape(F, -1))
     threads = get_num_threads()
     tiling = _tiling(x, w, out_h, out_w)
@@ -390,15 +402,10 @@ def conv_backward(dout, cache, compute_dx=True, compute_dw=True):
     groups = _image_groups(N, w.size * x.itemsize, threads)
     dw_parts = np.empty((groups, w_rows.shape[1], F) if compute_dw else (groups, 1, 1), dtype=x.dtype)
     db_parts = np.empty((groups, F), dtype=x.dtype)
-    dx_by_winograd = compute_dx and _winograd_suits(x, w, stride, pad)
-    tiled_dx = compute_dx and not dx_by_winograd
-    dx = np.empty_like(x) if tiled_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
+    dx = np.empty_like(x) if compute_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
     with single_threaded_blas():
-        _conv_kernels.conv_backward_tiled(x, w_rows, dout, HH, WW, pad, stride, *tiling, tiled_dx, compute_dw,
+        _conv_kernels.conv_backward_tiled(x, w_rows, dout, HH, WW, pad, stride, *tiling, compute_dx, compute_dw,
                                           cols, products, dw_parts, db_parts, dx, threads)
-    if dx_by_winograd:  # dx is dout convolved with the flipped filters, channels swapped, padding 2 - pad
-        flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-        dx = _winograd(dout, winograd_filters(flipped), np.zeros(C, dtype=x.dtype), 2 - pad, H, W)
     dw = np.ascontiguousarray(dw_parts.sum(axis=0).T).reshape(w.shape) if compute_dw else None
     return dx if compute_dx else None, dw, db_parts.sum(axis=0)
 
@@ -406,7 +413,9 @@ def conv_backward(dout, cache, compute_dx=True, compute_dw=True):
 def _winograd_suits(x, w, stride, pad):
     """Whether the forward pass and dx of this convolution run as Winograd F(2x2, 3x3)."""
     F, C, HH, WW = w.shape
-    return (HH, WW, stride) == (3, 3, 1) and pad <= 2 and C * F >= WINOGRAD_MIN_CHANNELS and x.shape[0] > 0
+    smaller_side = min(x.shape[2:]) + 2 * pad - 2
+    return ((HH, WW, stride) == (3, 3, 1) and pad <= 2 and C * F >= WINOGRAD_MIN_CHANNELS
+            and smaller_side >= WINOGRAD_MIN_OUTPUT and x.shape[0] > 0)
 
 
 def winograd_filters(w):
@@ -420,26 +429,50 @@ def winograd_filters(w):
     return np.ascontiguousarray(GgGt.transpose(0, 3, 1, 2)).reshape(16, *w.shape[:2])
 
 
-def _winograd(x, filters, bias, pad, out_h, out_w):
-    """conv(x, g) + bias (N, F, out_h, out_w) for the 3x3 filters g whose transforms are filters (16, F, C).
-
-    Tasks are as many tile rows (of 2 output rows) as keep a thread's transformed tiles within
-    WINOGRAD_TASK_BYTES.
-    """
+def _winograd_buffers(x, channels_out, out_h, out_w):
+    """(tile rows per task, inputs, products, scratch): the Winograd kernels' tasks are as many tile
+    rows (of 2 output rows) as keep a thread's transformed tiles within WINOGRAD_TASK_BYTES; the
+    buffers are each thread's share (views of the workspace)."""
     N, C = x.shape[:2]
-    F = filters.shape[1]
     tiles_w = (out_w + 1) // 2
-    row_bytes = 16 * (C + F) * tiles_w * x.itemsize
+    row_bytes = 16 * (C + channels_out) * tiles_w * x.itemsize
     rows = max(1, min(N * ((out_h + 1) // 2), WINOGRAD_TASK_BYTES // row_bytes))
     threads = get_num_threads()
     inputs = _workspace.take("winograd inputs", (threads, 16 * C * rows * tiles_w), x.dtype)
-    products = _workspace.take("winograd products", (threads, 16 * F * rows * tiles_w), x.dtype)
+    products = _workspace.take("winograd products", (threads, 16 * channels_out * rows * tiles_w), x.dtype)
     scratch = _workspace.take("winograd scratch", (threads, 32 * rows * tiles_w), x.dtype)
-    out = np.empty((N, F, out_h, out_w), dtype=x.dtype)
+    return rows, inputs, products, scratch
+
+
+def _winograd(x, filters, bias, pad, out_h, out_w):
+    """conv(x, g) + bias (N, F, out_h, out_w) for the 3x3 filters g whose transforms are filters (16, F, C)."""
+    F = filters.shape[1]
+    rows, inputs, products, scratch = _winograd_buffers(x, F, out_h, out_w)
+    out = np.empty((x.shape[0], F, out_h, out_w), dtype=x.dtype)
     with single_threaded_blas():
         _winograd_kernels.winograd_forward(np.ascontiguousarray(x), filters, np.ascontiguousarray(bias), pad, rows,
-                                           inputs, products, scratch, out, threads)
+                                           inputs, products, scratch, out, get_num_threads())
     return out
+
+
+def _winograd_weight_gradient(x, dout, pad):
+    """dw (F, C, 3, 3) of a convolution that winograd_forward ran, from its input x and dout (N, F, OH, OW).
+
+    Each of a few fixed groups of tasks sums its tiles' products into a partial (16, F, C) array; the
+    partials are added in order (reproducible bit for bit) and A'^T (.) A' turns the sum into dw.
+    """
+    N, C = x.shape[:2]
+    F, out_h, out_w = dout.shape[1:]
+    rows, inputs, products, scratch = _winograd_buffers(x, F, out_h, out_w)
+    threads = get_num_threads()
+    tasks = -(-N * ((out_h + 1) // 2) // rows)
+    parts = np.empty((_image_groups(tasks, 16 * F * C * x.itemsize, threads), 16, F, C), dtype=x.dtype)
+    with single_threaded_blas():
+        _winograd_kernels.winograd_weight_gradient(x, dout, pad, rows, inputs, products, scratch, parts, threads)
+    A = np.array([[1, 1, 1, 0], [0, 1, -1, 0], [0, 1, 1, -1]], dtype=x.dtype)  # A'^T
+    total = parts.sum(axis=0).reshape(4, 4, F, C)
+    dw = np.tensordot(np.tensordot(A, total, axes=([1], [0])), A, axes=([1], [1]))  # (3, F, C, 3)
+    return np.ascontiguousarray(dw.transpose(1, 2, 0, 3))
 
 
 conv_forward_fast = conv_forward

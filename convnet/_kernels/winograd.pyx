@@ -198,3 +198,111 @@ def winograd_forward(
                 # M[e] (F, T) = U[e] (F, C) @ V[e] (C, T); to BLAS, (T, F) = (T, C) @ (C, F)
                 gemm("N", "N", T, F, C, v + e * C * T, T, &filters[e, 0, 0], C, 0, m + e * F * T, T)
             transform_outputs(m, &bias[0], F, OH, OW, tiles_h, tiles_w, r0, r1, own, &out[0, 0, 0, 0])
+
+
+cdef inline void half_add(const real* a, const real* b, real* out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t t
+    for t in range(n):
+        out[t] = (a[t] + b[t]) * 0.5
+
+
+cdef inline void half_sub(const real* a, const real* b, real* out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t t
+    for t in range(n):
+        out[t] = (a[t] - b[t]) * 0.5
+
+
+cdef void transform_gradients(const real* dout, Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW,
+                              Py_ssize_t tiles_h, Py_ssize_t tiles_w, Py_ssize_t r0, Py_ssize_t r1,
+                              real* scratch, real* gh) noexcept nogil:
+    """gh (16, F, T) <- G' g G'^T of every 2x2 output-gradient tile g of tile rows [r0, r1).
+
+    G' = [[1, 0], [1/2, 1/2], [1/2, -1/2], [0, 1]]. Entries beyond OH and OW are zeros. Filter by
+    filter, the tiles' four values go to scratch[:4*T] (g[2*u + v, t]) and G' g, row by row, to
+    scratch[4*T:12*T] (k[4*u + j, t]).
+    """
+    cdef Py_ssize_t T = (r1 - r0) * tiles_w, plane = F * T
+    cdef Py_ssize_t r, n, f, u, v, tx, oy, j, last
+    cdef const real* src
+    cdef real* g = scratch
+    cdef real* k = scratch + 4 * T
+    cdef real* dst
+    cdef real* out
+    for f in range(F):
+        for r in range(r0, r1):
+            n = r // tiles_h
+            oy = 2 * (r % tiles_h)
+            for u in range(2):
+                for v in range(2):
+                    dst = g + (2 * u + v) * T + (r - r0) * tiles_w
+                    if oy + u >= OH:
+                        memset(dst, 0, tiles_w * sizeof(real))
+                        continue
+                    src = dout + ((n * F + f) * OH + oy + u) * OW + v
+                    last = (OW - v + 1) // 2  # the tiles whose column 2*tx + v is inside
+                    for tx in range(last):
+                        dst[tx] = src[2 * tx]
+                    for tx in range(last, tiles_w):
+                        dst[tx] = 0
+        for u in range(2):  # k = G' g along each of the tile's two rows
+            memcpy(k + (4 * u) * T, g + (2 * u) * T, T * sizeof(real))
+            half_add(g + (2 * u) * T, g + (2 * u + 1) * T, k + (4 * u + 1) * T, T)
+            half_sub(g + (2 * u) * T, g + (2 * u + 1) * T, k + (4 * u + 2) * T, T)
+            memcpy(k + (4 * u + 3) * T, g + (2 * u + 1) * T, T * sizeof(real))
+        out = gh + f * T  # element e at out[e * plane]
+        for j in range(4):  # G' k down the columns
+            memcpy(out + j * plane, k + j * T, T * sizeof(real))
+            half_add(k + j * T, k + (4 + j) * T, out + (4 + j) * plane, T)
+            half_sub(k + j * T, k + (4 + j) * T, out + (8 + j) * plane, T)
+            memcpy(out + (12 + j) * plane, k + (4 + j) * T, T * sizeof(real))
+
+
+def winograd_weight_gradient(
+    const real[:, :, :, ::1] x,
+    const real[:, :, :, ::1] dout,
+    int pad,
+    int rows_per_task,
+    real[:, ::1] inputs,
+    real[:, ::1] products,
+    real[:, ::1] scratch,
+    real[:, :, :, ::1] parts,
+    int num_threads,
+):
+    """parts[g] (16, F, C) <- sum over group g's tiles of (G' g G'^T) * (B^T d B), for the weight gradient.
+
+    The same tiles as winograd_forward: d the 4x4 input tile, g the 2x2 tile of dout (N, F, OH, OW)
+    it produced. The tasks (rows_per_task tile rows each) are cut into P = parts.shape[0]
+    consecutive groups; threads take groups as they become free, and each group's sum does not
+    depend on which thread took it. The caller adds the parts up in order and applies
+    A'^T (.) A' (A'^T = [[1, 1, 1, 0], [0, 1, -1, 0], [0, 1, 1, -1]]) to get dw (F, C, 3, 3).
+    inputs, products, scratch: each thread's share, as in winograd_forward (products receives
+    the transformed dout tiles).
+    """
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t F = dout.shape[1], OH = dout.shape[2], OW = dout.shape[3]
+    cdef Py_ssize_t tiles_h = (OH + 1) // 2, tiles_w = (OW + 1) // 2
+    cdef Py_ssize_t rows = N * tiles_h
+    cdef Py_ssize_t tasks = (rows + rows_per_task - 1) // rows_per_task
+    cdef Py_ssize_t groups = parts.shape[0]
+    cdef Py_ssize_t group, task, r0, r1, e
+    cdef int T
+    cdef real* v
+    cdef real* gh
+    cdef real* own
+    cdef real* part
+    with nogil, parallel(num_threads=num_threads):
+        v = &inputs[threadid(), 0]
+        gh = &products[threadid(), 0]
+        own = &scratch[threadid(), 0]
+        for group in prange(groups, schedule="dynamic"):
+            part = &parts[group, 0, 0, 0]
+            memset(part, 0, 16 * F * C * sizeof(real))
+            for task in range(group * tasks // groups, (group + 1) * tasks // groups):
+                r0 = task * rows_per_task
+                r1 = r0 + rows_per_task if r0 + rows_per_task < rows else rows
+                T = (r1 - r0) * tiles_w
+                transform_inputs(&x[0, 0, 0, 0], C, H, W, pad, tiles_h, tiles_w, r0, r1, own, v)
+                transform_gradients(&dout[0, 0, 0, 0], F, OH, OW, tiles_h, tiles_w, r0, r1, own, gh)
+                for e in range(16):
+                    # part[e] (F, C) += gh[e] (F, T) @ v[e].T (T, C); to BLAS, (C, F) += (C, T) @ (T, F)
+                    gemm("T", "N", C, F, T, v + e * C * T, T, gh + e * F * T, T, 1, part + e * F * C, C)
