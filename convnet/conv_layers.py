@@ -352,7 +352,9 @@ def conv_forward(x, w, b, conv_param):
     The threads take tiles (output rows of one image, or a few small images: _tiling) as
     they become free; per tile a thread unfolds the windows (im2col) into its workspace,
     which stays in its L2 cache, and runs one single-threaded GEMM with w (F, C*HH*WW)
-    into out, then adds the bias.
+    into out, then adds the bias. 3x3 stride-1 convolutions with enough channels run as
+    Winograd F(2x2, 3x3) instead (_winograd_suits, convnet/_kernels/winograd.pyx): 2.25x fewer
+    multiplications, results within float rounding of the direct sum.
     """
     x, w, b, stride, pad, out_h, out_w = _conv_geometry(x, w, b, conv_param)
     x = np.ascontiguousarray(x)
