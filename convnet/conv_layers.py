@@ -423,12 +423,16 @@ def _winograd_suits(x, w, stride, pad):
 def winograd_filters(w):
     """U (16, F, C): G g G^T for each 3x3 filter g of w (F, C, 3, 3); element e = 4*i + j of the 4x4 result.
 
-    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]] (convnet/_kernels/winograd.pyx).
+    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]] (convnet/_kernels/winograd.pyx), applied by
+    elementwise sums rather than a BLAS product, whose idle threads would then compete with the kernels'.
     """
-    G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=w.dtype)
-    Gg = np.tensordot(G, w, axes=([1], [2]))  # (4, F, C, 3)
-    GgGt = np.tensordot(Gg, G, axes=([3], [1]))  # (4, F, C, 4)
-    return np.ascontiguousarray(GgGt.transpose(0, 3, 1, 2)).reshape(16, *w.shape[:2])
+    def times_G(t):  # t (..., 3) -> t G^T (..., 4)
+        half = t.dtype.type(0.5)
+        return np.stack([t[..., 0], (t[..., 0] + t[..., 1] + t[..., 2]) * half,
+                         (t[..., 0] - t[..., 1] + t[..., 2]) * half, t[..., 2]], axis=-1)
+
+    U = times_G(times_G(w).swapaxes(-1, -2)).swapaxes(-1, -2)  # (F, C, 4, 4): G g G^T
+    return np.ascontiguousarray(U.transpose(2, 3, 0, 1)).reshape(16, *w.shape[:2])
 
 
 def _winograd_buffers(x, channels_out, out_h, out_w):
@@ -471,10 +475,12 @@ def _winograd_weight_gradient(x, dout, pad):
     parts = np.empty((_image_groups(tasks, 16 * F * C * x.itemsize, threads), 16, F, C), dtype=x.dtype)
     with single_threaded_blas():
         _winograd_kernels.winograd_weight_gradient(x, dout, pad, rows, inputs, products, scratch, parts, threads)
-    A = np.array([[1, 1, 1, 0], [0, 1, -1, 0], [0, 1, 1, -1]], dtype=x.dtype)  # A'^T
+    def times_A(t):  # A'^T t along the first axis, A'^T = [[1, 1, 1, 0], [0, 1, -1, 0], [0, 1, 1, -1]]
+        return np.stack([t[0] + t[1] + t[2], t[1] - t[2], t[1] + t[2] - t[3]])
+
     total = parts.sum(axis=0).reshape(4, 4, F, C)
-    dw = np.tensordot(np.tensordot(A, total, axes=([1], [0])), A, axes=([1], [1]))  # (3, F, C, 3)
-    return np.ascontiguousarray(dw.transpose(1, 2, 0, 3))
+    dw = times_A(times_A(total).swapaxes(0, 1)).swapaxes(0, 1)  # (3, 3, F, C): A'^T total A'
+    return np.ascontiguousarray(dw.transpose(2, 3, 0, 1))
 
 
 conv_forward_fast = conv_forward
