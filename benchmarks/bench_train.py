@@ -262,6 +262,8 @@ def torch_worker(args):
     copy_parameters(model, pair_parameters(model, net))
     X, y = make_batch(args.batch_size, model.input_dim, count_classes(model))
     X, y = torch.from_numpy(X), torch.from_numpy(y)
+    if args.channels_last:  # the layout oneDNN's CPU convolutions are fastest in
+        net, X = net.to(memory_format=torch.channels_last), X.contiguous(memory_format=torch.channels_last)
     trainer = TorchTrainer(net, args.optimizer, learning_rate(args))
     emit(times=timing.time_calls(lambda: trainer.step(X, y), args.repeats, WARMUP_STEPS))
 
@@ -389,6 +391,7 @@ def worker_arguments(args, worker, repeats, threads=None):
     arguments = ["--worker", worker, "--repeats", str(repeats), "--threads", str(threads or args.threads),
                  "--batch-size", str(args.batch_size), "--optimizer", args.optimizer]
     arguments += ["--config", args.config] if args.config else []
+    arguments += ["--channels-last" if args.channels_last else "--no-channels-last"]
     arguments += ["--learning-rate", repr(args.learning_rate)] if args.learning_rate is not None else []
     return arguments
 
@@ -545,6 +548,8 @@ def main(argv=None):
     parser.add_argument("--scaling", action=argparse.BooleanOptionalAction, default=True,
                         help="also time both libraries with 1 thread (default on)")
     parser.add_argument("--profile", action="store_true", help="also show where convnet's step time goes")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                        help="PyTorch in its channels_last memory format (default; its fastest on the CPU)")
     parser.add_argument("--winograd-ab", action="store_true",
                         help="also time convnet with every convolution on im2col + GEMM (no Winograd)")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
@@ -566,7 +571,8 @@ def main(argv=None):
     print(f"\n{machine_line(info, torch_version, args)}")
     print(f"network: {info['network']} ({info['parameters']:,} parameters), batch {args.batch_size} float32, "
           f"{args.optimizer} lr {learning_rate(args):g}; {args.repeats} timed steps per implementation "
-          f"over {args.rounds} rounds (median)\n")
+          f"over {args.rounds} rounds (median); torch in {'channels_last' if args.channels_last else 'contiguous'} "
+          "memory format\n")
     print_table(times, args.batch_size)
     print_targets(times, info, args)
     if args.profile:
