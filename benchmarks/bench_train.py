@@ -211,6 +211,15 @@ def learning_rate(args):
     return LEARNING_RATES[args.optimizer] if args.learning_rate is None else args.learning_rate
 
 
+def convnet_im2col_worker(args):
+    """convnet_worker with every convolution on the im2col + GEMM tiles (no Winograd)."""
+    import_libraries(args, with_torch=False)
+    from convnet import conv_layers
+
+    conv_layers.WINOGRAD_MIN_CHANNELS = float("inf")
+    return convnet_worker(args)
+
+
 def convnet_worker(args):
     """Time args.repeats convnet steps; emit the machine info and the step times."""
     import_libraries(args, with_torch=False)
@@ -253,6 +262,8 @@ def torch_worker(args):
     copy_parameters(model, pair_parameters(model, net))
     X, y = make_batch(args.batch_size, model.input_dim, count_classes(model))
     X, y = torch.from_numpy(X), torch.from_numpy(y)
+    if args.channels_last:  # the layout oneDNN's CPU convolutions are fastest in
+        net, X = net.to(memory_format=torch.channels_last), X.contiguous(memory_format=torch.channels_last)
     trainer = TorchTrainer(net, args.optimizer, learning_rate(args))
     emit(times=timing.time_calls(lambda: trainer.step(X, y), args.repeats, WARMUP_STEPS))
 
@@ -380,6 +391,7 @@ def worker_arguments(args, worker, repeats, threads=None):
     arguments = ["--worker", worker, "--repeats", str(repeats), "--threads", str(threads or args.threads),
                  "--batch-size", str(args.batch_size), "--optimizer", args.optimizer]
     arguments += ["--config", args.config] if args.config else []
+    arguments += ["--channels-last" if args.channels_last else "--no-channels-last"]
     arguments += ["--learning-rate", repr(args.learning_rate)] if args.learning_rate is not None else []
     return arguments
 
@@ -406,6 +418,7 @@ RUNS = {
     "convnet, imported before numpy": ("convnet", False, True),
     "convnet, 1 thread": ("convnet", True, False),
     "torch, 1 thread": ("torch", True, False),
+    "convnet, im2col only": ("convnet_im2col", False, False),
     "GEMM peak": ("peak", False, False),
 }
 
@@ -416,6 +429,7 @@ def runs_for(args, torch_version):
     labels += ["convnet, imported before numpy"] if args.import_order else []
     if args.scaling and args.threads > 1:
         labels += ["convnet, 1 thread"] + (["torch, 1 thread"] if torch_version else [])
+    labels += ["convnet, im2col only"] if args.winograd_ab else []
     return labels + ["GEMM peak"]
 
 
@@ -460,6 +474,8 @@ def print_targets(times, info, args):
     if "convnet, imported before numpy" in step:
         print(f"import order: step time imported before numpy / after numpy: "
               f"{step['convnet, imported before numpy'] / step['convnet']:.2f}")
+    if "convnet, im2col only" in step:
+        print(f"Winograd: step time with im2col only / with Winograd: {step['convnet, im2col only'] / step['convnet']:.2f}")
     for label in ("convnet", "torch"):
         if f"{label}, 1 thread" in step and label in step:
             print(f"thread scaling 1 -> {args.threads} threads: {label} {step[f'{label}, 1 thread'] / step[label]:.2f}x")
@@ -510,8 +526,8 @@ def machine_line(info, torch_version, args):
             f"torch {torch_version or 'not measured'}; threads {args.threads} of {os.cpu_count()} cores ({cpu})")
 
 
-WORKERS = {"convnet": convnet_worker, "torch": torch_worker, "check": check_worker, "profile": profile_worker,
-           "peak": peak_worker}
+WORKERS = {"convnet": convnet_worker, "convnet_im2col": convnet_im2col_worker, "torch": torch_worker,
+           "check": check_worker, "profile": profile_worker, "peak": peak_worker}
 
 
 def main(argv=None):
@@ -532,6 +548,10 @@ def main(argv=None):
     parser.add_argument("--scaling", action=argparse.BooleanOptionalAction, default=True,
                         help="also time both libraries with 1 thread (default on)")
     parser.add_argument("--profile", action="store_true", help="also show where convnet's step time goes")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                        help="PyTorch in its channels_last memory format (default; its fastest on the CPU)")
+    parser.add_argument("--winograd-ab", action="store_true",
+                        help="also time convnet with every convolution on im2col + GEMM (no Winograd)")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -551,7 +571,8 @@ def main(argv=None):
     print(f"\n{machine_line(info, torch_version, args)}")
     print(f"network: {info['network']} ({info['parameters']:,} parameters), batch {args.batch_size} float32, "
           f"{args.optimizer} lr {learning_rate(args):g}; {args.repeats} timed steps per implementation "
-          f"over {args.rounds} rounds (median)\n")
+          f"over {args.rounds} rounds (median); torch in {'channels_last' if args.channels_last else 'contiguous'} "
+          "memory format\n")
     print_table(times, args.batch_size)
     print_targets(times, info, args)
     if args.profile:

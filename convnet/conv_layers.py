@@ -18,6 +18,7 @@ import numpy as np
 from convnet._kernels import batchnorm as _batchnorm_kernels
 from convnet._kernels import conv as _conv_kernels
 from convnet._kernels import pooling as _pooling_kernels
+from convnet._kernels import winograd as _winograd_kernels
 from convnet.checks import (
     as_float_array,
     as_float_like,
@@ -61,6 +62,16 @@ CONV_THIN_MIN_WIDTH = 64
 #: CONV_PARTIALS_BYTES for all the partial arrays together.
 CONV_GROUPS_PER_THREAD = 4
 CONV_PARTIALS_BYTES = 8 * 2**20
+
+#: 3x3 stride-1 convolutions with at least this many input times output channels run the
+#: forward pass and dx as Winograd F(2x2, 3x3) (2.25x fewer multiplications); on fewer
+#: channels (a first layer's 3) its tile transforms cost more than it saves (docs/performance.md).
+WINOGRAD_MIN_CHANNELS = 32 * 32
+#: ... and outputs at least this many pixels high and wide: the 2x2 tiles of a smaller output
+#: waste too much of their work on the rows and columns beyond its edge (3x3 is 16 outputs for 9).
+WINOGRAD_MIN_OUTPUT = 4
+#: Upper bound (bytes) on one thread's transformed tiles (inputs and products) per task.
+WINOGRAD_TASK_BYTES = 2**20
 
 
 # ---------------------------------------------------------------------------
@@ -341,13 +352,17 @@ def conv_forward(x, w, b, conv_param):
     The threads take tiles (output rows of one image, or a few small images: _tiling) as
     they become free; per tile a thread unfolds the windows (im2col) into its workspace,
     which stays in its L2 cache, and runs one single-threaded GEMM with w (F, C*HH*WW)
-    into out, then adds the bias.
+    into out, then adds the bias. 3x3 stride-1 convolutions with enough channels run as
+    Winograd F(2x2, 3x3) instead (_winograd_suits, convnet/_kernels/winograd.pyx): 2.25x fewer
+    multiplications, results within float rounding of the direct sum.
     """
     x, w, b, stride, pad, out_h, out_w = _conv_geometry(x, w, b, conv_param)
     x = np.ascontiguousarray(x)
     F, _, HH, WW = w.shape
     w_rows = np.ascontiguousarray(w.reshape(F, -1))
     b = np.ascontiguousarray(b)
+    if _winograd_suits(x, w, stride, pad):
+        return _winograd(x, winograd_filters(w), b, pad, out_h, out_w), ConvCache(x, w, b, stride, pad)
     out = np.empty((x.shape[0], F, out_h, out_w), dtype=x.dtype)
     threads = get_num_threads()
     tiling = _tiling(x, w, out_h, out_w)
@@ -364,7 +379,8 @@ def conv_backward(dout, cache, compute_dx=True, compute_dw=True):
     bounds memory at the cost of one more im2col (cheap: the tile stays in cache).
     ``compute_dx=False`` skips dx (returned as None): a network's first layer never
     needs it. ``compute_dw=False`` skips dw (returned as None): a frozen layer's weights
-    need no gradient. db is always computed.
+    need no gradient. db is always computed. Where the forward pass ran as Winograd
+    (_winograd_suits), so do dx and dw.
     """
     x, w, b, stride, pad = cache
     N, C, H, W = x.shape
@@ -372,6 +388,14 @@ def conv_backward(dout, cache, compute_dx=True, compute_dw=True):
     out_h = (H + 2 * pad - HH) // stride + 1
     out_w = (W + 2 * pad - WW) // stride + 1
     dout = np.ascontiguousarray(_check_dout(dout, (N, F, out_h, out_w), x.dtype))
+    if _winograd_suits(x, w, stride, pad):
+        dx = dw = None
+        if compute_dx:  # dx is dout convolved with the flipped filters, channels swapped, padding 2 - pad
+            flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+            dx = _winograd(dout, winograd_filters(flipped), np.zeros(C, dtype=x.dtype), 2 - pad, H, W)
+        if compute_dw:
+            dw = _winograd_weight_gradient(x, dout, pad)
+        return dx, dw, dout.sum(axis=(0, 2, 3))
     w_rows = np.ascontiguousarray(w.reshape(F, -1))
     threads = get_num_threads()
     tiling = _tiling(x, w, out_h, out_w)
@@ -386,6 +410,77 @@ def conv_backward(dout, cache, compute_dx=True, compute_dw=True):
                                           cols, products, dw_parts, db_parts, dx, threads)
     dw = np.ascontiguousarray(dw_parts.sum(axis=0).T).reshape(w.shape) if compute_dw else None
     return dx if compute_dx else None, dw, db_parts.sum(axis=0)
+
+
+def _winograd_suits(x, w, stride, pad):
+    """Whether the forward pass and dx of this convolution run as Winograd F(2x2, 3x3)."""
+    F, C, HH, WW = w.shape
+    smaller_side = min(x.shape[2:]) + 2 * pad - 2
+    return ((HH, WW, stride) == (3, 3, 1) and pad <= 2 and C * F >= WINOGRAD_MIN_CHANNELS
+            and smaller_side >= WINOGRAD_MIN_OUTPUT and x.shape[0] > 0)
+
+
+def winograd_filters(w):
+    """U (16, F, C): G g G^T for each 3x3 filter g of w (F, C, 3, 3); element e = 4*i + j of the 4x4 result.
+
+    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]] (convnet/_kernels/winograd.pyx), applied by
+    elementwise sums rather than a BLAS product, whose idle threads would then compete with the kernels'.
+    """
+    def times_G(t):  # t (..., 3) -> t G^T (..., 4)
+        half = t.dtype.type(0.5)
+        return np.stack([t[..., 0], (t[..., 0] + t[..., 1] + t[..., 2]) * half,
+                         (t[..., 0] - t[..., 1] + t[..., 2]) * half, t[..., 2]], axis=-1)
+
+    U = times_G(times_G(w).swapaxes(-1, -2)).swapaxes(-1, -2)  # (F, C, 4, 4): G g G^T
+    return np.ascontiguousarray(U.transpose(2, 3, 0, 1)).reshape(16, *w.shape[:2])
+
+
+def _winograd_buffers(x, channels_out, out_h, out_w):
+    """(tile rows per task, inputs, products, scratch): the Winograd kernels' tasks are as many tile
+    rows (of 2 output rows) as keep a thread's transformed tiles within WINOGRAD_TASK_BYTES; the
+    buffers are each thread's share (views of the workspace)."""
+    N, C = x.shape[:2]
+    tiles_w = (out_w + 1) // 2
+    row_bytes = 16 * (C + channels_out) * tiles_w * x.itemsize
+    rows = max(1, min(N * ((out_h + 1) // 2), WINOGRAD_TASK_BYTES // row_bytes))
+    threads = get_num_threads()
+    inputs = _workspace.take("winograd inputs", (threads, 16 * C * rows * tiles_w), x.dtype)
+    products = _workspace.take("winograd products", (threads, 16 * channels_out * rows * tiles_w), x.dtype)
+    scratch = _workspace.take("winograd scratch", (threads, 32 * rows * tiles_w), x.dtype)
+    return rows, inputs, products, scratch
+
+
+def _winograd(x, filters, bias, pad, out_h, out_w):
+    """conv(x, g) + bias (N, F, out_h, out_w) for the 3x3 filters g whose transforms are filters (16, F, C)."""
+    F = filters.shape[1]
+    rows, inputs, products, scratch = _winograd_buffers(x, F, out_h, out_w)
+    out = np.empty((x.shape[0], F, out_h, out_w), dtype=x.dtype)
+    with single_threaded_blas():
+        _winograd_kernels.winograd_forward(np.ascontiguousarray(x), filters, np.ascontiguousarray(bias), pad, rows,
+                                           inputs, products, scratch, out, get_num_threads())
+    return out
+
+
+def _winograd_weight_gradient(x, dout, pad):
+    """dw (F, C, 3, 3) of a convolution that winograd_forward ran, from its input x and dout (N, F, OH, OW).
+
+    Each of a few fixed groups of tasks sums its tiles' products into a partial (16, F, C) array; the
+    partials are added in order (reproducible bit for bit) and A'^T (.) A' turns the sum into dw.
+    """
+    N, C = x.shape[:2]
+    F, out_h, out_w = dout.shape[1:]
+    rows, inputs, products, scratch = _winograd_buffers(x, F, out_h, out_w)
+    threads = get_num_threads()
+    tasks = -(-N * ((out_h + 1) // 2) // rows)
+    parts = np.empty((_image_groups(tasks, 16 * F * C * x.itemsize, threads), 16, F, C), dtype=x.dtype)
+    with single_threaded_blas():
+        _winograd_kernels.winograd_weight_gradient(x, dout, pad, rows, inputs, products, scratch, parts, threads)
+    def times_A(t):  # A'^T t along the first axis, A'^T = [[1, 1, 1, 0], [0, 1, -1, 0], [0, 1, 1, -1]]
+        return np.stack([t[0] + t[1] + t[2], t[1] - t[2], t[1] + t[2] - t[3]])
+
+    total = parts.sum(axis=0).reshape(4, 4, F, C)
+    dw = times_A(times_A(total).swapaxes(0, 1)).swapaxes(0, 1)  # (3, 3, F, C): A'^T total A'
+    return np.ascontiguousarray(dw.transpose(2, 3, 0, 1))
 
 
 conv_forward_fast = conv_forward

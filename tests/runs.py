@@ -1,6 +1,10 @@
-"""The tiny experiment the command-line tests train, and helpers for its run directories."""
+"""The tiny experiment the command-line tests train, helpers for its run directories, and the one
+comparison of two solvers' training states."""
 
+import numpy as np
 import yaml
+
+from convnet.checkpoint import solver_checkpoint
 
 # Bundled sample, two epochs of four batches, batch norm, augmentation and momentum: small enough
 # to train in about a second, and holding every kind of state a resume must restore.
@@ -35,3 +39,20 @@ def only_run_dir(output):
 def snapshot(directory):
     """{file name: bytes} of a directory, to show that a command changed nothing."""
     return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
+
+
+#: Checkpoint fields that measure time, which two runs never share.
+TIMINGS = ("epoch_seconds", "train_seconds", "epoch_train_seconds")
+
+
+def assert_same_state(actual, expected):
+    """Everything a checkpoint of each solver would hold (parameters, optimizer buffers, batch-norm
+    statistics, random generators, histories, best state...) is equal, timings aside."""
+    arrays_a, meta_a = solver_checkpoint(actual)
+    arrays_b, meta_b = solver_checkpoint(expected)
+    assert sorted(arrays_a) == sorted(arrays_b)
+    for key, value in arrays_b.items():
+        np.testing.assert_array_equal(arrays_a[key], value, err_msg=key)
+    for key in meta_b:
+        if key not in TIMINGS:
+            assert meta_a[key] == meta_b[key], key

@@ -12,6 +12,7 @@ from convnet import optim
 from convnet.augment import augment_batch
 from convnet.models import ConvNet
 from convnet.solver import Solver, TrainingDiverged
+from runs import assert_same_state
 
 
 def small_convnet():
@@ -47,30 +48,6 @@ def make_solver(tmp_path, update_rule=optim.adam, augment=augment_batch, num_epo
     return Solver(small_convnet(), image_data(), update_rule=update_rule, optim_config={"learning_rate": 1e-2},
                   batch_size=8, num_epochs=num_epochs, num_train_samples=10, seed=3, verbose=False, augment=augment,
                   schedule={"type": "cosine", "warmup_epochs": 0.5}, checkpoint_dir=tmp_path)
-
-
-def everything(solver):
-    """Every array and history a resumed run must reproduce."""
-    arrays = dict(solver.model.state())
-    arrays.update({f"optim/{name}/{key}": value for name, config in solver.optim_configs.items()
-                   for key, value in config.items() if isinstance(value, np.ndarray)})
-    arrays.update({f"best/{key}": value for key, value in (solver.best_state or {}).items()})
-    scalars = {"loss_history": solver.loss_history, "lr_history": solver.lr_history,
-               "train_acc_history": solver.train_acc_history, "val_acc_history": solver.val_acc_history,
-               "best_epoch": solver.best_epoch, "iteration": solver.iteration, "epoch": solver.epoch,
-               "optim_scalars": {name: {k: v for k, v in c.items() if not isinstance(v, np.ndarray)}
-                                 for name, c in solver.optim_configs.items()},
-               "solver_rng": solver.rng.bit_generator.state, "model_rng": solver.model.rng.bit_generator.state}
-    return arrays, scalars
-
-
-def assert_same_run(actual, expected):
-    arrays, scalars = everything(actual)
-    expected_arrays, expected_scalars = everything(expected)
-    assert sorted(arrays) == sorted(expected_arrays)
-    for key, value in expected_arrays.items():
-        np.testing.assert_array_equal(arrays[key], value, err_msg=key)
-    assert scalars == expected_scalars
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +90,7 @@ def test_sigint_inside_a_step_or_an_evaluation_resumes_bit_for_bit(tmp_path, str
     assert (resumed.epoch, resumed.iteration) == WHERE[where]
     resumed.train()
     assert not resumed.interrupted
-    assert_same_run(resumed, straight)
+    assert_same_state(resumed, straight)
 
 
 @pytest.mark.parametrize("where, call, stops_at", [
@@ -135,7 +112,7 @@ def test_sigterm_inside_a_step_stops_between_steps_and_resumes_bit_for_bit(tmp_p
     assert (resumed.epoch, resumed.iteration) == stops_at
     resumed.train()
     assert not resumed.interrupted and resumed.stop_signal is None
-    assert_same_run(resumed, straight)
+    assert_same_state(resumed, straight)
 
 
 def test_sigint_during_the_last_evaluation_keeps_that_epoch(tmp_path, straight):

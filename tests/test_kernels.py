@@ -4,6 +4,7 @@ contiguous and non-contiguous inputs, forward and every gradient, 1 and 2 thread
 The references always run in float64; the fast path runs in the dtype under test.
 """
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -164,6 +165,118 @@ def test_conv_tiles_of_any_size_match_naive(case, dtype, budget, seed):
         patch.setattr(cl, "CONV_THIN_MIN_WIDTH", 1)
         fast, reference = conv_both_ways(x, w, b, conv_param, dout, "contiguous")
     assert_all_agree(conv_shapes(out_shape, x, w), fast, reference, dtype)
+
+
+@st.composite
+def winograd_cases(draw):
+    """3x3 stride-1 convolutions with pad 0-2 and odd or even output sizes (Winograd's tiles are 2x2)."""
+    pad = draw(st.integers(0, 2))
+    H, W = draw(st.integers(max(1, 3 - 2 * pad), 9)), draw(st.integers(max(1, 3 - 2 * pad), 9))
+    N, C, F = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    return (N, C, H, W), (F, C, 3, 3), {"stride": 1, "pad": pad}, (N, F, H + 2 * pad - 2, W + 2 * pad - 2)
+
+
+@contextlib.contextmanager
+def winograd_everywhere():
+    """Every 3x3 stride-1 convolution runs as Winograd; yields the list of what it ran:
+    ("conv", N, C in, C out) for a forward pass or dx, ("dw", N, C, F) for a weight gradient."""
+    calls = []
+    convolution, weight_gradient = cl._winograd, cl._winograd_weight_gradient
+
+    def counted_convolution(x, filters, *args):
+        calls.append(("conv", x.shape[0], x.shape[1], filters.shape[1]))
+        return convolution(x, filters, *args)
+
+    def counted_weight_gradient(x, dout, pad):
+        calls.append(("dw", x.shape[0], x.shape[1], dout.shape[1]))
+        return weight_gradient(x, dout, pad)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cl, "WINOGRAD_MIN_CHANNELS", 1)
+        patch.setattr(cl, "WINOGRAD_MIN_OUTPUT", 1)
+        patch.setattr(cl, "_winograd", counted_convolution)
+        patch.setattr(cl, "_winograd_weight_gradient", counted_weight_gradient)
+        yield calls
+
+
+@HYPOTHESIS
+@given(case=winograd_cases(), dtype=st.sampled_from(DTYPES), layout=st.sampled_from(LAYOUTS),
+       task_bytes=st.sampled_from([1, 3000, 10**8]), seed=st.integers(0, 2**32 - 1))
+def test_winograd_matches_naive(case, dtype, layout, task_bytes, seed):
+    """Tasks of one tile row, of a few rows or of every image at once (and so one or several groups of
+    tasks for dw): forward, dx, dw and db agree."""
+    x_shape, w_shape, conv_param, out_shape = case
+    x, w, b, dout = conv_arrays(case, dtype, seed)
+    with winograd_everywhere() as calls, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cl, "WINOGRAD_TASK_BYTES", task_bytes)
+        fast, reference = conv_both_ways(x, w, b, conv_param, dout, layout)
+    assert_all_agree(conv_shapes(out_shape, x, w), fast, reference, dtype)
+    N, C, _, _ = x_shape
+    F = w_shape[0]
+    assert calls == [("conv", N, C, F), ("conv", N, F, C), ("dw", N, C, F)], "forward, dx and dw ran as Winograd"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winograd_at_the_recipe_widths_matches_naive(rng, dtype):
+    """256 channels in and out, a 7x7 image: the float32 error stays within the conv tolerance."""
+    x = rng.standard_normal((2, 256, 7, 7)).astype(dtype)
+    w = (rng.standard_normal((256, 256, 3, 3)) / 48).astype(dtype)
+    b, dout = rng.standard_normal(256).astype(dtype), rng.standard_normal((2, 256, 7, 7)).astype(dtype)
+    assert cl._winograd_suits(x, w, 1, 1)
+    fast, reference = conv_both_ways(x, w, b, {"stride": 1, "pad": 1}, dout, "contiguous")
+    assert_all_agree(conv_shapes((2, 256, 7, 7), x, w), fast, reference, dtype)
+
+
+def test_winograd_outputs_are_the_same_bits_on_one_and_two_threads(rng, restore_threads):
+    x, w, b = rng.standard_normal((5, 6, 9, 8)), rng.standard_normal((7, 6, 3, 3)), rng.standard_normal(7)
+    dout = rng.standard_normal((5, 7, 9, 8))
+    results = []
+    with winograd_everywhere() as calls:
+        for threads in (1, 2):
+            convnet.set_num_threads(threads)
+            out, cache = cl.conv_forward(x, w, b, {"stride": 1, "pad": 1})
+            results.append([out, *cl.conv_backward(dout, cache)])
+    assert len(calls) == 6
+    for one, two in zip(results[0][:2], results[1][:2]):  # out and dx (dw's grouping follows the threads)
+        np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("compute_dx, compute_dw", [(False, True), (True, False), (False, False)])
+def test_winograd_backward_skips_what_it_is_told(rng, compute_dx, compute_dw):
+    x, w, b = rng.standard_normal((3, 4, 7, 6)), rng.standard_normal((5, 4, 3, 3)), rng.standard_normal(5)
+    dout = rng.standard_normal((3, 5, 7, 6))
+    with winograd_everywhere() as calls:
+        _, cache = cl.conv_forward(x, w, b, {"stride": 1, "pad": 1})
+        full = cl.conv_backward(dout, cache)
+        calls.clear()
+        part = cl.conv_backward(dout, cache, compute_dx=compute_dx, compute_dw=compute_dw)
+    assert [call[0] for call in calls] == ["conv"] * compute_dx + ["dw"] * compute_dw
+    for name, computed, expected, wanted in zip(["dx", "dw", "db"], part, full, [compute_dx, compute_dw, True]):
+        if wanted:
+            np.testing.assert_array_equal(computed, expected, err_msg=name)
+        else:
+            assert computed is None, f"{name} should be None"
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, pad, expected", [
+    ((128, 256, 7, 7), (256, 256, 3, 3), 1, 1, True),  # the recipe's wide layers
+    ((128, 64, 15, 15), (256, 64, 3, 3), 1, 1, True),
+    ((128, 32, 32, 32), (32, 32, 3, 3), 1, 1, True),  # C * F = WINOGRAD_MIN_CHANNELS
+    ((128, 24, 31, 31), (64, 24, 3, 3), 1, 1, True),  # the recipe's first convolution, after whitening
+    ((128, 3, 32, 32), (64, 3, 3, 3), 1, 1, False),  # an RGB input: too few channels
+    ((128, 16, 16, 16), (32, 16, 3, 3), 1, 1, False),
+    ((128, 256, 8, 8), (256, 256, 3, 3), 2, 1, False),  # stride 2
+    ((128, 256, 8, 8), (256, 256, 5, 5), 1, 2, False),  # 5x5
+    ((128, 256, 8, 8), (256, 256, 3, 3), 1, 3, False),  # pad 3: dx would need a negative pad
+    ((0, 256, 8, 8), (256, 256, 3, 3), 1, 1, False),  # no images
+    ((128, 256, 3, 3), (256, 256, 3, 3), 1, 1, False),  # a 3x3 output: 2x2 tiles of 4x4
+    ((128, 256, 4, 9), (256, 256, 3, 3), 1, 1, True),
+    ((128, 256, 6, 6), (256, 256, 3, 3), 1, 0, True),  # 4x4 without padding
+])
+def test_winograd_takes_wide_3x3_stride_1_convolutions(x_shape, w_shape, stride, pad, expected, monkeypatch):
+    monkeypatch.setattr(cl, "WINOGRAD_MIN_CHANNELS", 32 * 32)
+    monkeypatch.setattr(cl, "WINOGRAD_MIN_OUTPUT", 4)
+    assert cl._winograd_suits(np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32), stride, pad) == expected
 
 
 @pytest.mark.parametrize("tile_bytes, min_width, tiling", [

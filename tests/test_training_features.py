@@ -10,12 +10,13 @@ import pytest
 
 from convnet import optim
 from convnet.augment import alternating_flip, augment_batch, random_crop
-from convnet.checkpoint import CheckpointError, load_arrays_and_meta, save_arrays, solver_checkpoint
+from convnet.checkpoint import CheckpointError, load_arrays_and_meta, save_arrays
 from convnet.models import ConvNet
 from convnet.models.base import Model, predict_labels, tta_scores
 from convnet.options import ConfigError
 from convnet.schedules import make_schedule
 from convnet.solver import Solver
+from runs import assert_same_state
 
 
 # ----------------------------------------------------------------------
@@ -76,21 +77,6 @@ def interrupt_at(iteration):
             os.kill(os.getpid(), signal.SIGINT)
 
     return interrupt
-
-
-TIMINGS = ("epoch_seconds", "train_seconds", "epoch_train_seconds")
-
-
-def assert_same_state(resumed, straight):
-    """Every array of the two solvers' checkpoints, and every non-timing field, equal."""
-    arrays_a, meta_a = solver_checkpoint(resumed)
-    arrays_b, meta_b = solver_checkpoint(straight)
-    assert sorted(arrays_a) == sorted(arrays_b)
-    for key, value in arrays_b.items():
-        np.testing.assert_array_equal(arrays_a[key], value, err_msg=key)
-    for key in meta_b:
-        if key not in TIMINGS:
-            assert meta_a[key] == meta_b[key], key
 
 
 def assert_resumes_exactly(make, tmp_path, mid_epoch_iteration):

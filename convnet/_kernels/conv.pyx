@@ -11,17 +11,14 @@ Layouts (C order): x (N, C, H, W); w_rows (F, K) with K = C*HH*WW and row
 k = (c*HH + i)*WW + j; out and dout (N, F, OH, OW). A tile's columns are
 cols[k, r*OW + ow] = x_padded[n, c, (oh0 + r)*stride + i, ow*stride + j].
 
-The GEMMs are BLAS's (scipy.linalg.cython_blas, Fortran order): a C-ordered (R, S)
-matrix with row stride ld is, to BLAS, the (S, R) matrix with leading dimension ld.
-The BLAS library must run single-threaded inside these kernels (the caller sees to it,
-convnet.threads.single_threaded_blas), since every call comes from a thread of our own.
+The GEMMs are BLAS's, through convnet/_kernels/blas.pxd (which says how its Fortran
+order maps to these C-ordered arrays).
 The callers (convnet.conv_layers) validate every shape first; nothing here checks.
 """
 
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy, memset
-from scipy.linalg.cython_blas cimport dgemm, sgemm
-
+from convnet._kernels.blas cimport gemm
 from convnet._kernels.floats cimport real
 
 
@@ -44,16 +41,6 @@ cdef inline Py_ssize_t end_inside(Py_ssize_t size, Py_ssize_t out_size, Py_ssize
     if end > out_size:
         end = out_size
     return end if end > first else first
-
-
-cdef inline void gemm(const char* transa, const char* transb, int m, int n, int k, const real* a, int lda,
-                      const real* b, int ldb, real beta, real* c, int ldc) noexcept nogil:
-    """C = op(A) @ op(B) + beta * C in BLAS's (Fortran) terms, for either float type."""
-    cdef real alpha = 1
-    if real is float:
-        sgemm(<char*>transa, <char*>transb, &m, &n, &k, &alpha, <float*>a, &lda, <float*>b, &ldb, &beta, c, &ldc)
-    else:
-        dgemm(<char*>transa, <char*>transb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb, &beta, c, &ldc)
 
 
 cdef void unfold_tile(const real* image, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, int field_h, int field_w,
@@ -250,7 +237,7 @@ def conv_backward_tiled(
                 if compute_dx:
                     memset(&dx[n, 0, 0, 0], 0, C * H * W * sizeof(real))
             n0 = g * N // groups
-            while n0 < group_end:
+            while n0 < group_end and (compute_dw or compute_dx):
                 n1 = n0 + tile_images if n0 + tile_images < group_end else group_end
                 for tile in range((out_h + tile_rows - 1) // tile_rows):
                     oh0 = tile * tile_rows
