@@ -64,7 +64,7 @@ CONV_GROUPS_PER_THREAD = 4
 CONV_PARTIALS_BYTES = 8 * 2**20
 
 #: 3x3 stride-1 convolutions with at least this many input times output channels run the
-#: forward pass and dx as Winograd F(2x2, 3x3) (2.25x fewer multiplications); on fewer
+#: forward pass, dx and dw as Winograd F(2x2, 3x3) (2.25x fewer multiplications); on fewer
 #: channels (a first layer's 3) its tile transforms cost more than it saves (docs/performance.md).
 WINOGRAD_MIN_CHANNELS = 32 * 32
 #: ... and outputs at least this many pixels high and wide: the 2x2 tiles of a smaller output
@@ -358,11 +358,11 @@ def conv_forward(x, w, b, conv_param):
     """
     x, w, b, stride, pad, out_h, out_w = _conv_geometry(x, w, b, conv_param)
     x = np.ascontiguousarray(x)
-    F, _, HH, WW = w.shape
-    w_rows = np.ascontiguousarray(w.reshape(F, -1))
     b = np.ascontiguousarray(b)
     if _winograd_suits(x, w, stride, pad):
         return _winograd(x, winograd_filters(w), b, pad, out_h, out_w), ConvCache(x, w, b, stride, pad)
+    F, _, HH, WW = w.shape
+    w_rows = np.ascontiguousarray(w.reshape(F, -1))
     out = np.empty((x.shape[0], F, out_h, out_w), dtype=x.dtype)
     threads = get_num_threads()
     tiling = _tiling(x, w, out_h, out_w)
@@ -413,7 +413,7 @@ def conv_backward(dout, cache, compute_dx=True, compute_dw=True):
 
 
 def _winograd_suits(x, w, stride, pad):
-    """Whether the forward pass and dx of this convolution run as Winograd F(2x2, 3x3)."""
+    """Whether the forward pass, dx and dw of this convolution run as Winograd F(2x2, 3x3)."""
     F, C, HH, WW = w.shape
     smaller_side = min(x.shape[2:]) + 2 * pad - 2
     return ((HH, WW, stride) == (3, 3, 1) and pad <= 2 and C * F >= WINOGRAD_MIN_CHANNELS
@@ -475,6 +475,7 @@ def _winograd_weight_gradient(x, dout, pad):
     parts = np.empty((_image_groups(tasks, 16 * F * C * x.itemsize, threads), 16, F, C), dtype=x.dtype)
     with single_threaded_blas():
         _winograd_kernels.winograd_weight_gradient(x, dout, pad, rows, inputs, products, scratch, parts, threads)
+
     def times_A(t):  # A'^T t along the first axis, A'^T = [[1, 1, 1, 0], [0, 1, -1, 0], [0, 1, 1, -1]]
         return np.stack([t[0] + t[1] + t[2], t[1] - t[2], t[1] + t[2] - t[3]])
 

@@ -29,6 +29,12 @@ from convnet._kernels.blas cimport gemm
 from convnet._kernels.floats cimport real
 
 
+cdef inline Py_ssize_t task_end(Py_ssize_t task, Py_ssize_t rows_per_task, Py_ssize_t rows) noexcept nogil:
+    """One past the last tile row of task number ``task`` (the last task may have fewer rows)."""
+    cdef Py_ssize_t end = (task + 1) * rows_per_task
+    return end if end < rows else rows
+
+
 # Elementwise combinations of runs of n values: simple loops that the C compiler vectorises.
 cdef inline void add2(const real* a, const real* b, real* out, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t t
@@ -125,7 +131,7 @@ cdef void transform_outputs(const real* m, const real* bias, Py_ssize_t F, Py_ss
     tiles at once, then scattered to out (the rows and columns beyond OH and OW dropped).
     """
     cdef Py_ssize_t T = (r1 - r0) * tiles_w, plane = F * T
-    cdef Py_ssize_t r, n, f, tx, j, t, oy, a, ox
+    cdef Py_ssize_t r, n, f, tx, j, oy, a
     cdef const real* q
     cdef real* s = scratch
     cdef real* y = scratch + 8 * T
@@ -191,7 +197,7 @@ def winograd_forward(
         own = &scratch[threadid(), 0]
         for task in prange((rows + rows_per_task - 1) // rows_per_task, schedule="dynamic"):
             r0 = task * rows_per_task
-            r1 = r0 + rows_per_task if r0 + rows_per_task < rows else rows
+            r1 = task_end(task, rows_per_task, rows)
             T = (r1 - r0) * tiles_w
             transform_inputs(&x[0, 0, 0, 0], C, H, W, pad, tiles_h, tiles_w, r0, r1, own, v)
             for e in range(16):
@@ -299,7 +305,7 @@ def winograd_weight_gradient(
             memset(part, 0, 16 * F * C * sizeof(real))
             for task in range(group * tasks // groups, (group + 1) * tasks // groups):
                 r0 = task * rows_per_task
-                r1 = r0 + rows_per_task if r0 + rows_per_task < rows else rows
+                r1 = task_end(task, rows_per_task, rows)
                 T = (r1 - r0) * tiles_w
                 transform_inputs(&x[0, 0, 0, 0], C, H, W, pad, tiles_h, tiles_w, r0, r1, own, v)
                 transform_gradients(&dout[0, 0, 0, 0], F, OH, OW, tiles_h, tiles_w, r0, r1, own, gh)
