@@ -64,14 +64,33 @@ CONV_GROUPS_PER_THREAD = 4
 CONV_PARTIALS_BYTES = 8 * 2**20
 
 #: 3x3 stride-1 convolutions with at least this many input times output channels run the
-#: forward pass, dx and dw as Winograd F(2x2, 3x3) (2.25x fewer multiplications); on fewer
+#: forward pass, dx and dw as Winograd F(m x m, 3x3) (2.25x or 4x fewer multiplications); on fewer
 #: channels (a first layer's 3) its tile transforms cost more than it saves (docs/performance.md).
 WINOGRAD_MIN_CHANNELS = 32 * 32
-#: ... and outputs at least this many pixels high and wide: the 2x2 tiles of a smaller output
-#: waste too much of their work on the rows and columns beyond its edge (3x3 is 16 outputs for 9).
+#: ... and outputs at least this many pixels high and wide: the tiles of a smaller output
+#: waste too much of their work on the rows and columns beyond its edge.
 WINOGRAD_MIN_OUTPUT = 4
-#: Upper bound (bytes) on one thread's transformed tiles (inputs and products) per task.
+#: The output tile sizes m that _winograd_tile chooses from (each has its tables below).
+WINOGRAD_TILES = (2, 4)
+#: A task is at least this many tiles (so that the GEMMs are not too thin) ...
+WINOGRAD_TASK_TILES = 64
+#: ... or as many as keep one thread's transformed tiles (inputs and products) within this many bytes.
 WINOGRAD_TASK_BYTES = 2**20
+
+#: F(m x m, 3x3) for each output tile size m: the tables B^T (a, a), G (a, 3) and A^T (m, a), a = m + 2,
+#: for which the m outputs of a 1-D correlation of d (a values) with g (3) are A^T [(G g) * (B^T d)].
+#: m = 2 interpolates at 0, 1, -1 and infinity; m = 4 at 0, 1, -1, 2, -2 and infinity (larger
+#: entries, so float32 results carry a few times more rounding error).
+WINOGRAD_TRANSFORMS = {
+    2: (np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=float),
+        np.array([[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]),
+        np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=float)),
+    4: (np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                  [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=float),
+        np.array([[1/4, 0, 0], [-1/6, -1/6, -1/6], [-1/6, 1/6, -1/6],
+                  [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]]),
+        np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], dtype=float)),
+}
 
 
 # ---------------------------------------------------------------------------
@@ -353,14 +372,14 @@ def conv_forward(x, w, b, conv_param):
     they become free; per tile a thread unfolds the windows (im2col) into its workspace,
     which stays in its L2 cache, and runs one single-threaded GEMM with w (F, C*HH*WW)
     into out, then adds the bias. 3x3 stride-1 convolutions with enough channels run as
-    Winograd F(2x2, 3x3) instead (_winograd_suits, convnet/_kernels/winograd.pyx): 2.25x fewer
-    multiplications, results within float rounding of the direct sum.
+    Winograd F(m x m, 3x3) instead (_winograd_suits, _winograd_tile, convnet/_kernels/winograd.pyx): 2.25x
+    (m = 2) or 4x (m = 4) fewer multiplications, results within float rounding of the direct sum.
     """
     x, w, b, stride, pad, out_h, out_w = _conv_geometry(x, w, b, conv_param)
     x = np.ascontiguousarray(x)
     b = np.ascontiguousarray(b)
     if _winograd_suits(x, w, stride, pad):
-        return _winograd(x, winograd_filters(w), b, pad, out_h, out_w), ConvCache(x, w, b, stride, pad)
+        return _winograd(x, w, b, pad, out_h, out_w), ConvCache(x, w, b, stride, pad)
     F, _, HH, WW = w.shape
     w_rows = np.ascontiguousarray(w.reshape(F, -1))
     out = np.empty((x.shape[0], F, out_h, out_w), dtype=x.dtype)
@@ -392,7 +411,7 @@ def conv_backward(dout, cache, compute_dx=True, compute_dw=True):
         dx = dw = None
         if compute_dx:  # dx is dout convolved with the flipped filters, channels swapped, padding 2 - pad
             flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-            dx = _winograd(dout, winograd_filters(flipped), np.zeros(C, dtype=x.dtype), 2 - pad, H, W)
+            dx = _winograd(dout, flipped, np.zeros(C, dtype=x.dtype), 2 - pad, H, W)
         if compute_dw:
             dw = _winograd_weight_gradient(x, dout, pad)
         return dx, dw, dout.sum(axis=(0, 2, 3))
@@ -413,74 +432,81 @@ def conv_backward(dout, cache, compute_dx=True, compute_dw=True):
 
 
 def _winograd_suits(x, w, stride, pad):
-    """Whether the forward pass, dx and dw of this convolution run as Winograd F(2x2, 3x3)."""
+    """Whether the forward pass, dx and dw of this convolution run as Winograd F(m x m, 3x3)."""
     F, C, HH, WW = w.shape
     smaller_side = min(x.shape[2:]) + 2 * pad - 2
     return ((HH, WW, stride) == (3, 3, 1) and pad <= 2 and C * F >= WINOGRAD_MIN_CHANNELS
             and smaller_side >= WINOGRAD_MIN_OUTPUT and x.shape[0] > 0)
 
 
-def winograd_filters(w):
-    """U (16, F, C): G g G^T for each 3x3 filter g of w (F, C, 3, 3); element e = 4*i + j of the 4x4 result.
-
-    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]] (convnet/_kernels/winograd.pyx), applied by
-    elementwise sums rather than a BLAS product, whose idle threads would then compete with the kernels'.
-    """
-    def times_G(t):  # t (..., 3) -> t G^T (..., 4)
-        half = t.dtype.type(0.5)
-        return np.stack([t[..., 0], (t[..., 0] + t[..., 1] + t[..., 2]) * half,
-                         (t[..., 0] - t[..., 1] + t[..., 2]) * half, t[..., 2]], axis=-1)
-
-    U = times_G(times_G(w).swapaxes(-1, -2)).swapaxes(-1, -2)  # (F, C, 4, 4): G g G^T
-    return np.ascontiguousarray(U.transpose(2, 3, 0, 1)).reshape(16, *w.shape[:2])
+def _winograd_tile(out_h, out_w):
+    """The m of WINOGRAD_TILES whose tiles cover an out_h x out_w output with the fewest
+    multiplications, ceil(out_h / m) * ceil(out_w / m) * (m + 2)^2; the smaller m on a tie."""
+    return min(WINOGRAD_TILES, key=lambda m: (-(-out_h // m) * -(-out_w // m) * (m + 2) ** 2, m))
 
 
-def _winograd_buffers(x, channels_out, out_h, out_w):
-    """(tile rows per task, inputs, products, scratch): the Winograd kernels' tasks are as many tile
-    rows (of 2 output rows) as keep a thread's transformed tiles within WINOGRAD_TASK_BYTES; the
-    buffers are each thread's share (views of the workspace)."""
+def _along_first_axis(table, t):
+    """table (P, I) applied to t (I, ...) along its first axis: (P, ...), as sums of scaled
+    slices (no BLAS call, whose idle threads would compete with the kernels')."""
+    return np.stack([sum(float(c) * t[i] for i, c in enumerate(row) if c) for row in table])
+
+
+def winograd_filters(w, m):
+    """U (a^2, F, C): G g G^T for each 3x3 filter g of w (F, C, 3, 3), with G of F(m x m, 3x3)
+    (WINOGRAD_TRANSFORMS); element e = a*i + j of the a x a result, a = m + 2."""
+    G = WINOGRAD_TRANSFORMS[m][1]
+    Gg = _along_first_axis(G, w.transpose(2, 3, 0, 1))  # (a, 3, F, C)
+    U = _along_first_axis(G, Gg.swapaxes(0, 1)).swapaxes(0, 1)  # (a, a, F, C): G g G^T
+    return np.ascontiguousarray(U).reshape(-1, *w.shape[:2])
+
+
+def _winograd_buffers(x, channels_out, out_h, out_w, m):
+    """(tile rows per task, inputs, products, scratch) for F(m x m, 3x3): a task is enough tile rows
+    (of m output rows) for WINOGRAD_TASK_TILES tiles, or more if a thread's transformed tiles still
+    fit WINOGRAD_TASK_BYTES; the buffers are each thread's share (views of the workspace)."""
     N, C = x.shape[:2]
-    tiles_w = (out_w + 1) // 2
-    row_bytes = 16 * (C + channels_out) * tiles_w * x.itemsize
-    rows = max(1, min(N * ((out_h + 1) // 2), WINOGRAD_TASK_BYTES // row_bytes))
+    a = m + 2
+    tiles_w = -(-out_w // m)
+    row_bytes = a * a * (C + channels_out) * tiles_w * x.itemsize
+    rows = max(1, min(N * -(-out_h // m), max(-(-WINOGRAD_TASK_TILES // tiles_w), WINOGRAD_TASK_BYTES // row_bytes)))
     threads = get_num_threads()
-    inputs = _workspace.take("winograd inputs", (threads, 16 * C * rows * tiles_w), x.dtype)
-    products = _workspace.take("winograd products", (threads, 16 * channels_out * rows * tiles_w), x.dtype)
-    scratch = _workspace.take("winograd scratch", (threads, 32 * rows * tiles_w), x.dtype)
+    inputs = _workspace.take("winograd inputs", (threads, a * a * C * rows * tiles_w), x.dtype)
+    products = _workspace.take("winograd products", (threads, a * a * channels_out * rows * tiles_w), x.dtype)
+    scratch = _workspace.take("winograd scratch", (threads, 2 * a * a * rows * tiles_w), x.dtype)
     return rows, inputs, products, scratch
 
 
-def _winograd(x, filters, bias, pad, out_h, out_w):
-    """conv(x, g) + bias (N, F, out_h, out_w) for the 3x3 filters g whose transforms are filters (16, F, C)."""
-    F = filters.shape[1]
-    rows, inputs, products, scratch = _winograd_buffers(x, F, out_h, out_w)
-    out = np.empty((x.shape[0], F, out_h, out_w), dtype=x.dtype)
+def _winograd(x, w, bias, pad, out_h, out_w):
+    """conv(x, w) + bias (N, F, out_h, out_w) for 3x3 filters w (F, C, 3, 3), as F(m x m, 3x3)."""
+    m = _winograd_tile(out_h, out_w)
+    rows, inputs, products, scratch = _winograd_buffers(x, w.shape[0], out_h, out_w, m)
+    out = np.empty((x.shape[0], w.shape[0], out_h, out_w), dtype=x.dtype)
     with single_threaded_blas():
-        _winograd_kernels.winograd_forward(np.ascontiguousarray(x), filters, np.ascontiguousarray(bias), pad, rows,
-                                           inputs, products, scratch, out, get_num_threads())
+        _winograd_kernels.winograd_forward(np.ascontiguousarray(x), winograd_filters(w, m), np.ascontiguousarray(bias),
+                                           m, pad, rows, inputs, products, scratch, out, get_num_threads())
     return out
 
 
 def _winograd_weight_gradient(x, dout, pad):
     """dw (F, C, 3, 3) of a convolution that winograd_forward ran, from its input x and dout (N, F, OH, OW).
 
-    Each of a few fixed groups of tasks sums its tiles' products into a partial (16, F, C) array; the
-    partials are added in order (reproducible bit for bit) and A'^T (.) A' turns the sum into dw.
+    Each of a few fixed groups of tasks sums its tiles' products into a partial (a^2, F, C) array; the
+    partials are added in order (reproducible bit for bit) and G^T (.) G turns the sum into dw.
     """
     N, C = x.shape[:2]
     F, out_h, out_w = dout.shape[1:]
-    rows, inputs, products, scratch = _winograd_buffers(x, F, out_h, out_w)
+    m = _winograd_tile(out_h, out_w)
+    a = m + 2
+    G = WINOGRAD_TRANSFORMS[m][1]
+    rows, inputs, products, scratch = _winograd_buffers(x, F, out_h, out_w, m)
     threads = get_num_threads()
-    tasks = -(-N * ((out_h + 1) // 2) // rows)
-    parts = np.empty((_image_groups(tasks, 16 * F * C * x.itemsize, threads), 16, F, C), dtype=x.dtype)
+    tasks = -(-N * -(-out_h // m) // rows)
+    parts = np.empty((_image_groups(tasks, a * a * F * C * x.itemsize, threads), a * a, F, C), dtype=x.dtype)
     with single_threaded_blas():
-        _winograd_kernels.winograd_weight_gradient(x, dout, pad, rows, inputs, products, scratch, parts, threads)
-
-    def times_A(t):  # A'^T t along the first axis, A'^T = [[1, 1, 1, 0], [0, 1, -1, 0], [0, 1, 1, -1]]
-        return np.stack([t[0] + t[1] + t[2], t[1] - t[2], t[1] + t[2] - t[3]])
-
-    total = parts.sum(axis=0).reshape(4, 4, F, C)
-    dw = times_A(times_A(total).swapaxes(0, 1)).swapaxes(0, 1)  # (3, 3, F, C): A'^T total A'
+        _winograd_kernels.winograd_weight_gradient(x, dout, m, pad, rows, inputs, products, scratch, parts, threads)
+    total = parts.sum(axis=0).reshape(a, a, F, C)
+    left = _along_first_axis(G.T, total)  # (3, a, F, C)
+    dw = _along_first_axis(G.T, left.swapaxes(0, 1)).swapaxes(0, 1)  # (3, 3, F, C): G^T total G
     return np.ascontiguousarray(dw.transpose(2, 3, 0, 1))
 
 

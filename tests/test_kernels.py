@@ -169,23 +169,23 @@ def test_conv_tiles_of_any_size_match_naive(case, dtype, budget, seed):
 
 @st.composite
 def winograd_cases(draw):
-    """3x3 stride-1 convolutions with pad 0-2 and odd or even output sizes (Winograd's tiles are 2x2)."""
+    """3x3 stride-1 convolutions with pad 0-2 and output sizes that the tiles (2x2 or 4x4) divide or not."""
     pad = draw(st.integers(0, 2))
-    H, W = draw(st.integers(max(1, 3 - 2 * pad), 9)), draw(st.integers(max(1, 3 - 2 * pad), 9))
+    H, W = draw(st.integers(max(1, 3 - 2 * pad), 11)), draw(st.integers(max(1, 3 - 2 * pad), 11))
     N, C, F = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 5))
     return (N, C, H, W), (F, C, 3, 3), {"stride": 1, "pad": pad}, (N, F, H + 2 * pad - 2, W + 2 * pad - 2)
 
 
 @contextlib.contextmanager
-def winograd_everywhere():
-    """Every 3x3 stride-1 convolution runs as Winograd; yields the list of what it ran:
-    ("conv", N, C in, C out) for a forward pass or dx, ("dw", N, C, F) for a weight gradient."""
+def winograd_everywhere(tiles=cl.WINOGRAD_TILES):
+    """Every 3x3 stride-1 convolution runs as Winograd, with a tile size from ``tiles``; yields the list
+    of what it ran: ("conv", N, C in, C out) for a forward pass or dx, ("dw", N, C, F) for a weight gradient."""
     calls = []
     convolution, weight_gradient = cl._winograd, cl._winograd_weight_gradient
 
-    def counted_convolution(x, filters, *args):
-        calls.append(("conv", x.shape[0], x.shape[1], filters.shape[1]))
-        return convolution(x, filters, *args)
+    def counted_convolution(x, w, *args):
+        calls.append(("conv", x.shape[0], x.shape[1], w.shape[0]))
+        return convolution(x, w, *args)
 
     def counted_weight_gradient(x, dout, pad):
         calls.append(("dw", x.shape[0], x.shape[1], dout.shape[1]))
@@ -194,21 +194,24 @@ def winograd_everywhere():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cl, "WINOGRAD_MIN_CHANNELS", 1)
         patch.setattr(cl, "WINOGRAD_MIN_OUTPUT", 1)
+        patch.setattr(cl, "WINOGRAD_TILES", tiles)
         patch.setattr(cl, "_winograd", counted_convolution)
         patch.setattr(cl, "_winograd_weight_gradient", counted_weight_gradient)
         yield calls
 
 
 @HYPOTHESIS
-@given(case=winograd_cases(), dtype=st.sampled_from(DTYPES), layout=st.sampled_from(LAYOUTS),
-       task_bytes=st.sampled_from([1, 3000, 10**8]), seed=st.integers(0, 2**32 - 1))
-def test_winograd_matches_naive(case, dtype, layout, task_bytes, seed):
-    """Tasks of one tile row, of a few rows or of every image at once (and so one or several groups of
-    tasks for dw): forward, dx, dw and db agree."""
+@given(case=winograd_cases(), tile=st.sampled_from([2, 4]), dtype=st.sampled_from(DTYPES),
+       layout=st.sampled_from(LAYOUTS), task_size=st.sampled_from([(1, 1), (5, 3000), (1, 10**8)]),
+       seed=st.integers(0, 2**32 - 1))
+def test_winograd_matches_naive(case, tile, dtype, layout, task_size, seed):
+    """Both tile sizes; tasks of one tile row, of a few rows or of every image at once (and so one or
+    several groups of tasks for dw): forward, dx, dw and db agree."""
     x_shape, w_shape, conv_param, out_shape = case
     x, w, b, dout = conv_arrays(case, dtype, seed)
-    with winograd_everywhere() as calls, pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cl, "WINOGRAD_TASK_BYTES", task_bytes)
+    with winograd_everywhere((tile,)) as calls, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cl, "WINOGRAD_TASK_TILES", task_size[0])
+        patch.setattr(cl, "WINOGRAD_TASK_BYTES", task_size[1])
         fast, reference = conv_both_ways(x, w, b, conv_param, dout, layout)
     assert_all_agree(conv_shapes(out_shape, x, w), fast, reference, dtype)
     N, C, _, _ = x_shape
@@ -216,22 +219,25 @@ def test_winograd_matches_naive(case, dtype, layout, task_bytes, seed):
     assert calls == [("conv", N, C, F), ("conv", N, F, C), ("dw", N, C, F)], "forward, dx and dw ran as Winograd"
 
 
+@pytest.mark.parametrize("tile", [2, 4])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_winograd_at_the_recipe_widths_matches_naive(rng, dtype):
+def test_winograd_at_the_recipe_widths_matches_naive(rng, dtype, tile, monkeypatch):
     """256 channels in and out, a 7x7 image: the float32 error stays within the conv tolerance."""
     x = rng.standard_normal((2, 256, 7, 7)).astype(dtype)
     w = (rng.standard_normal((256, 256, 3, 3)) / 48).astype(dtype)
     b, dout = rng.standard_normal(256).astype(dtype), rng.standard_normal((2, 256, 7, 7)).astype(dtype)
     assert cl._winograd_suits(x, w, 1, 1)
+    monkeypatch.setattr(cl, "WINOGRAD_TILES", (tile,))
     fast, reference = conv_both_ways(x, w, b, {"stride": 1, "pad": 1}, dout, "contiguous")
     assert_all_agree(conv_shapes((2, 256, 7, 7), x, w), fast, reference, dtype)
 
 
-def test_winograd_outputs_are_the_same_bits_on_one_and_two_threads(rng, restore_threads):
+@pytest.mark.parametrize("tile", [2, 4])
+def test_winograd_outputs_are_the_same_bits_on_one_and_two_threads(rng, restore_threads, tile):
     x, w, b = rng.standard_normal((5, 6, 9, 8)), rng.standard_normal((7, 6, 3, 3)), rng.standard_normal(7)
     dout = rng.standard_normal((5, 7, 9, 8))
     results = []
-    with winograd_everywhere() as calls:
+    with winograd_everywhere((tile,)) as calls:
         for threads in (1, 2):
             convnet.set_num_threads(threads)
             out, cache = cl.conv_forward(x, w, b, {"stride": 1, "pad": 1})
@@ -239,6 +245,24 @@ def test_winograd_outputs_are_the_same_bits_on_one_and_two_threads(rng, restore_
     assert len(calls) == 6
     for one, two in zip(results[0][:2], results[1][:2]):  # out and dx (dw's grouping follows the threads)
         np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("m", sorted(cl.WINOGRAD_TRANSFORMS))
+def test_winograd_tables_compute_a_correlation(rng, m):
+    """A^T [(G g) * (B^T d)] is the m outputs of d (m + 2 values) correlated with g (3 values)."""
+    BT, G, AT = cl.WINOGRAD_TRANSFORMS[m]
+    assert BT.shape == (m + 2, m + 2) and G.shape == (m + 2, 3) and AT.shape == (m, m + 2)
+    d, g = rng.standard_normal(m + 2), rng.standard_normal(3)
+    np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), [d[i:i + 3] @ g for i in range(m)], rtol=1e-12)
+
+
+@pytest.mark.parametrize("out_size, tile", [
+    ((2, 2), 2), ((3, 3), 4), ((4, 4), 4), ((5, 5), 2), ((6, 6), 2), ((7, 7), 4), ((8, 8), 4),
+    ((15, 15), 4), ((31, 31), 4), ((2, 30), 2),
+], ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v))
+def test_winograd_tile_is_the_one_with_fewest_multiplications(out_size, tile):
+    """(m + 2)^2 per tile: 5x5 is 9 2x2 tiles (144) or 4 4x4 tiles (144), a tie, so 2; 7x7 is 256 or 144."""
+    assert cl._winograd_tile(*out_size) == tile
 
 
 @pytest.mark.parametrize("compute_dx, compute_dw", [(False, True), (True, False), (False, False)])

@@ -1,29 +1,29 @@
-"""Winograd F(2x2, 3x3): a 3x3 stride-1 convolution with 16 multiplications per 2x2 output
-tile and input channel instead of 36.
+"""Winograd F(m x m, 3 x 3): a 3x3 stride-1 convolution with (m + 2)^2 multiplications per m x m output
+tile and input channel instead of 9 m^2 (m = 2: 16 instead of 36; m = 4: 36 instead of 144).
 
-For a 4x4 input tile d and a 3x3 filter g, the 2x2 output tile is A^T [(G g G^T) * (B^T d B)] A
-(an elementwise product between 4x4 matrices). Summed over the input channels, the 16
-elementwise products become 16 independent GEMMs, one per element e = 4*i + j of the 4x4
-matrices: M[e] (F, T) = U[e] (F, C) @ V[e] (C, T) over T tiles at a time.
+For an a x a input tile d (a = m + 2) and a 3x3 filter g, the m x m output tile is
+A^T [(G g G^T) * (B^T d B)] A (an elementwise product between a x a matrices). Summed over the
+input channels, the a^2 elementwise products become a^2 independent GEMMs, one per element
+e = a*i + j of the a x a matrices: M[e] (F, T) = U[e] (F, C) @ V[e] (C, T) over T tiles at a time.
+m is 2 or 4; the tables B^T (a, a) and A^T (m, a) are written out below (input_rows,
+output_rows, gradient_rows; convnet.conv_layers.WINOGRAD_TRANSFORMS holds them as arrays), and
+the caller applies G itself (U = G g G^T). Each transform combines runs of T values, one run per
+tile element, one loop per output run: loops the compiler vectorises.
 
-B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
-A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]
-G   = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]] (applied by the caller: U = G g G^T)
-
-Layouts (C order): x (N, C, H, W); filters U (16, F, C); out (N, F, OH, OW) with
-OH = H + 2*pad - 2. Output tile (ty, tx) covers out[:, :, 2ty:2ty+2, 2tx:2tx+2] and reads
-the input rows and columns from 2ty - pad and 2tx - pad on (zeros outside the image; the
-tiles of an odd-sized output hang over its edge and their extra row or column is dropped).
-The tile rows of all images are numbered together, r = n * tiles_h + ty; a task is a run of
-consecutive tile rows (perhaps of several images). The threads take tasks as they become
-free; each transforms the task's input tiles into its share of `inputs` (16, C, T), runs the
-16 single-threaded GEMMs (convnet/_kernels/blas.pxd) into `products` (16, F, T) and
-transforms those into out, plus the bias. No two tasks write the same output, so the result
-does not depend on the threads. The callers (convnet.conv_layers) validate every shape.
+Layouts (C order): x (N, C, H, W); filters U (a^2, F, C); out (N, F, OH, OW) with
+OH = H + 2*pad - 2. Output tile (ty, tx) covers out[:, :, m*ty : m*ty + m, m*tx : m*tx + m] and reads
+the input rows and columns from m*ty - pad and m*tx - pad on (zeros outside the image; the
+tiles of an output whose size m does not divide hang over its edge, and what they compute
+there is dropped). The tile rows of all images are numbered together, r = n * tiles_h + ty; a
+task is a run of consecutive tile rows (perhaps of several images). The threads take tasks as
+they become free; each transforms the task's input tiles into its share of `inputs`
+(a^2, C, T), runs the a^2 single-threaded GEMMs (convnet/_kernels/blas.pxd) into `products`
+(a^2, F, T) and transforms those into out, plus the bias. No two tasks write the same output, so
+the result does not depend on the threads. The callers (convnet.conv_layers) validate every shape.
 """
 
 from cython.parallel cimport parallel, prange, threadid
-from libc.string cimport memcpy, memset
+from libc.string cimport memset
 
 from convnet._kernels.blas cimport gemm
 from convnet._kernels.floats cimport real
@@ -35,47 +35,132 @@ cdef inline Py_ssize_t task_end(Py_ssize_t task, Py_ssize_t rows_per_task, Py_ss
     return end if end < rows else rows
 
 
-# Elementwise combinations of runs of n values: simple loops that the C compiler vectorises.
-cdef inline void add2(const real* a, const real* b, real* out, Py_ssize_t n) noexcept nogil:
+# Linear combinations of runs of n values, out[t] = c0 * a[t] + c1 * b[t] + ...: one output per
+# loop, so that the compiler's checks that out overlaps no input stay few and the loop vectorises.
+cdef inline void lin1(real c0, const real* a, real* out, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t t
     for t in range(n):
-        out[t] = a[t] + b[t]
+        out[t] = c0 * a[t]
 
 
-cdef inline void sub2(const real* a, const real* b, real* out, Py_ssize_t n) noexcept nogil:
+cdef inline void lin2(real c0, const real* a, real c1, const real* b, real* out, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t t
     for t in range(n):
-        out[t] = a[t] - b[t]
+        out[t] = c0 * a[t] + c1 * b[t]
 
 
-cdef inline void add3(const real* a, const real* b, const real* c, real* out, Py_ssize_t n) noexcept nogil:
+cdef inline void lin3(real c0, const real* a, real c1, const real* b, real c2, const real* c,
+                      real* out, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t t
     for t in range(n):
-        out[t] = a[t] + b[t] + c[t]
+        out[t] = c0 * a[t] + c1 * b[t] + c2 * c[t]
 
 
-cdef inline void sub3(const real* a, const real* b, const real* c, real* out, Py_ssize_t n) noexcept nogil:
+cdef inline void lin4(real c0, const real* a, real c1, const real* b, real c2, const real* c,
+                      real c3, const real* d, real* out, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t t
     for t in range(n):
-        out[t] = a[t] - b[t] - c[t]
+        out[t] = c0 * a[t] + c1 * b[t] + c2 * c[t] + c3 * d[t]
 
 
-cdef void gather_tiles(const real* image, Py_ssize_t H, Py_ssize_t W, int pad, Py_ssize_t y0,
-                       Py_ssize_t tiles_w, Py_ssize_t T, real* d) noexcept nogil:
-    """d[4*i + j, tx] (rows T apart) <- image[y0 + i, 2*tx - pad + j] for one tile row, zero outside the image."""
+cdef inline void lin5(real c0, const real* a, real c1, const real* b, real c2, const real* c,
+                      real c3, const real* d, real c4, const real* e, real* out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t t
+    for t in range(n):
+        out[t] = c0 * a[t] + c1 * b[t] + c2 * c[t] + c3 * d[t] + c4 * e[t]
+
+
+# The transforms, one table row per line: each maps the runs x[k] = src + k * src_step (n values
+# each) to the runs y[k] = dst + k * dst_step.
+
+cdef inline void runs(real* start, Py_ssize_t step, int count, real** out) noexcept nogil:
+    """out[k] = start + k * step for k < count."""
+    cdef int k
+    for k in range(count):
+        out[k] = start + k * step
+
+
+cdef inline void input_rows(int m, const real* src, Py_ssize_t src_step, real* dst, Py_ssize_t dst_step,
+                            Py_ssize_t n) noexcept nogil:
+    """y = B^T x: a = m + 2 runs in, a out."""
+    cdef real* x[6]
+    cdef real* y[6]
+    runs(<real*>src, src_step, m + 2, x)  # read only
+    runs(dst, dst_step, m + 2, y)
+    if m == 2:
+        lin2(1, x[0], -1, x[2], y[0], n)
+        lin2(1, x[1], 1, x[2], y[1], n)
+        lin2(-1, x[1], 1, x[2], y[2], n)
+        lin2(1, x[1], -1, x[3], y[3], n)
+    else:
+        lin3(4, x[0], -5, x[2], 1, x[4], y[0], n)
+        lin4(-4, x[1], -4, x[2], 1, x[3], 1, x[4], y[1], n)
+        lin4(4, x[1], -4, x[2], -1, x[3], 1, x[4], y[2], n)
+        lin4(-2, x[1], -1, x[2], 2, x[3], 1, x[4], y[3], n)
+        lin4(2, x[1], -1, x[2], -2, x[3], 1, x[4], y[4], n)
+        lin3(4, x[1], -5, x[3], 1, x[5], y[5], n)
+
+
+cdef inline void output_rows(int m, const real* src, Py_ssize_t src_step, real* dst, Py_ssize_t dst_step,
+                             Py_ssize_t n) noexcept nogil:
+    """y = A^T x: a = m + 2 runs in, m out."""
+    cdef real* x[6]
+    cdef real* y[4]
+    runs(<real*>src, src_step, m + 2, x)  # read only
+    runs(dst, dst_step, m, y)
+    if m == 2:
+        lin3(1, x[0], 1, x[1], 1, x[2], y[0], n)
+        lin3(1, x[1], -1, x[2], -1, x[3], y[1], n)
+    else:
+        lin5(1, x[0], 1, x[1], 1, x[2], 1, x[3], 1, x[4], y[0], n)
+        lin4(1, x[1], -1, x[2], 2, x[3], -2, x[4], y[1], n)
+        lin4(1, x[1], 1, x[2], 4, x[3], 4, x[4], y[2], n)
+        lin5(1, x[1], -1, x[2], 8, x[3], -8, x[4], 1, x[5], y[3], n)
+
+
+cdef inline void gradient_rows(int m, const real* src, Py_ssize_t src_step, real* dst, Py_ssize_t dst_step,
+                               Py_ssize_t n) noexcept nogil:
+    """y = A x (A = (A^T)^T): m runs in, a = m + 2 out."""
+    cdef real* x[4]
+    cdef real* y[6]
+    runs(<real*>src, src_step, m, x)  # read only
+    runs(dst, dst_step, m + 2, y)
+    if m == 2:
+        lin1(1, x[0], y[0], n)
+        lin2(1, x[0], 1, x[1], y[1], n)
+        lin2(1, x[0], -1, x[1], y[2], n)
+        lin1(-1, x[1], y[3], n)
+    else:
+        lin1(1, x[0], y[0], n)
+        lin4(1, x[0], 1, x[1], 1, x[2], 1, x[3], y[1], n)
+        lin4(1, x[0], -1, x[1], 1, x[2], -1, x[3], y[2], n)
+        lin4(1, x[0], 2, x[1], 4, x[2], 8, x[3], y[3], n)
+        lin4(1, x[0], -2, x[1], 4, x[2], -8, x[3], y[4], n)
+        lin1(1, x[3], y[5], n)
+
+
+cdef void gather_runs(const real* plane, Py_ssize_t H, Py_ssize_t W, Py_ssize_t y0, Py_ssize_t x0,
+                      Py_ssize_t size, Py_ssize_t step, Py_ssize_t tiles_w, Py_ssize_t T,
+                      real* d) noexcept nogil:
+    """d[size*i + j, tx] (runs T apart) <- plane[y0 + i, x0 + step*tx + j] for one row of tiles_w tiles of
+    size x size values, i and j < size; zero outside the H x W plane."""
     cdef Py_ssize_t i, j, tx, yy, lo, hi
     cdef const real* src
     cdef real* dst
-    for i in range(4):
+    for i in range(size):
         yy = y0 + i
-        for j in range(4):
-            dst = d + (4 * i + j) * T
+        for j in range(size):
+            dst = d + (size * i + j) * T
             if yy < 0 or yy >= H:
                 memset(dst, 0, tiles_w * sizeof(real))
                 continue
-            src = image + yy * W - pad + j  # src[2 * tx] is column 2*tx - pad + j
-            lo = (pad - j + 1) // 2 if pad > j else 0  # the first tile whose column is >= 0
-            hi = (W + pad - j + 1) // 2  # one past the last tile whose column is < W
+            src = plane + yy * W + x0 + j  # src[step * tx] is column x0 + step*tx + j
+            lo = 0  # the first tile whose column is >= 0
+            if x0 + j < 0:
+                lo = (-(x0 + j) + step - 1) // step
+            hi = 0  # one past the last tile whose column is < W
+            if W - x0 - j > 0:
+                hi = (W - x0 - j + step - 1) // step
             if lo > tiles_w:
                 lo = tiles_w
             if hi > tiles_w:
@@ -85,89 +170,78 @@ cdef void gather_tiles(const real* image, Py_ssize_t H, Py_ssize_t W, int pad, P
             for tx in range(lo):
                 dst[tx] = 0
             for tx in range(lo, hi):
-                dst[tx] = src[2 * tx]
+                dst[tx] = src[step * tx]
             for tx in range(hi, tiles_w):
                 dst[tx] = 0
 
 
 cdef void transform_inputs(const real* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, int pad,
-                           Py_ssize_t tiles_h, Py_ssize_t tiles_w, Py_ssize_t r0, Py_ssize_t r1,
-                           real* scratch, real* v) noexcept nogil:
-    """v (16, C, T) <- B^T d B of every input tile d of tile rows [r0, r1), T = (r1 - r0) * tiles_w.
+                           int m, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
+                           Py_ssize_t r0, Py_ssize_t r1, real* scratch, real* v) noexcept nogil:
+    """v (a^2, C, T) <- B^T d B of every input tile d of tile rows [r0, r1), T = (r1 - r0) * tiles_w.
 
-    Channel by channel, the tiles' 16 values are gathered into scratch[:16*T] (d[k, t]), and
-    h = d B (scratch[16*T:32*T]) and B^T h are formed over all T tiles at once.
+    Channel by channel, the tiles' a^2 values are gathered into scratch[:a*a*T] (d[a*i + j, t]), and
+    h = d B (scratch[a*a*T:2*a*a*T], row by row) and B^T h (column by column) are formed over all T
+    tiles at once.
     """
-    cdef Py_ssize_t T = (r1 - r0) * tiles_w
+    cdef Py_ssize_t a = m + 2, T = (r1 - r0) * tiles_w
     cdef Py_ssize_t r, n, c, i, j
     cdef real* d = scratch
-    cdef real* h = scratch + 16 * T
-    cdef real* out
+    cdef real* h = scratch + a * a * T
     for c in range(C):
         for r in range(r0, r1):
             n = r // tiles_h
-            gather_tiles(x + (n * C + c) * H * W, H, W, pad, 2 * (r % tiles_h) - pad, tiles_w, T,
-                         d + (r - r0) * tiles_w)
-        for i in range(4):  # h = d B, row i of every tile
-            sub2(d + (4 * i) * T, d + (4 * i + 2) * T, h + (4 * i) * T, T)
-            add2(d + (4 * i + 1) * T, d + (4 * i + 2) * T, h + (4 * i + 1) * T, T)
-            sub2(d + (4 * i + 2) * T, d + (4 * i + 1) * T, h + (4 * i + 2) * T, T)
-            sub2(d + (4 * i + 1) * T, d + (4 * i + 3) * T, h + (4 * i + 3) * T, T)
-        out = v + c * T  # element e of channel c at out[e * C * T]
-        for j in range(4):  # V = B^T h, column j of every tile
-            sub2(h + j * T, h + (8 + j) * T, out + j * C * T, T)
-            add2(h + (4 + j) * T, h + (8 + j) * T, out + (4 + j) * C * T, T)
-            sub2(h + (8 + j) * T, h + (4 + j) * T, out + (8 + j) * C * T, T)
-            sub2(h + (4 + j) * T, h + (12 + j) * T, out + (12 + j) * C * T, T)
+            gather_runs(x + (n * C + c) * H * W, H, W, m * (r % tiles_h) - pad, -pad, a, m, tiles_w, T,
+                        d + (r - r0) * tiles_w)
+        for i in range(a):  # h = d B, row i of every tile: (B^T d_i)^T
+            input_rows(m, d + a * i * T, T, h + a * i * T, T, T)
+        for j in range(a):  # V = B^T h, column j of every tile; element a*i + j of channel c at v[((a*i + j)*C + c)*T]
+            input_rows(m, h + j * T, a * T, v + (j * C + c) * T, a * C * T, T)
 
 
-cdef void transform_outputs(const real* m, const real* bias, Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW,
-                            Py_ssize_t tiles_h, Py_ssize_t tiles_w, Py_ssize_t r0, Py_ssize_t r1,
-                            real* scratch, real* out) noexcept nogil:
-    """out tiles of tile rows [r0, r1) <- A^T M A + bias, from m (16, F, T).
+cdef void transform_outputs(const real* products, const real* bias, int m,
+                            Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
+                            Py_ssize_t r0, Py_ssize_t r1, real* scratch, real* out) noexcept nogil:
+    """out tiles of tile rows [r0, r1) <- A^T M A + bias, from products (a^2, F, T).
 
-    Filter by filter, s = A^T M (scratch[:8*T]) and the four outputs of every tile
-    (scratch[8*T:12*T], y[2*a + b] for out row 2*ty + a, column 2*tx + b) are formed over all T
+    Filter by filter, s = A^T M (scratch[:m*a*T]) and the m^2 outputs of every tile
+    (scratch[m*a*T:], y[m*u + w] for out row m*ty + u, column m*tx + w) are formed over all T
     tiles at once, then scattered to out (the rows and columns beyond OH and OW dropped).
     """
-    cdef Py_ssize_t T = (r1 - r0) * tiles_w, plane = F * T
-    cdef Py_ssize_t r, n, f, tx, j, oy, a
+    cdef Py_ssize_t a = m + 2, T = (r1 - r0) * tiles_w, plane = F * T
+    cdef Py_ssize_t r, n, f, tx, j, u, w, oy, count
     cdef const real* q
+    cdef const real* run
     cdef real* s = scratch
-    cdef real* y = scratch + 8 * T
-    cdef real* top
-    cdef real* left
-    cdef real* right
+    cdef real* y = scratch + m * a * T
+    cdef real* row
     cdef real b
     for f in range(F):
-        q = m + f * T  # element e at q[e * plane]
-        for j in range(4):  # s = A^T M
-            add3(q + j * plane, q + (4 + j) * plane, q + (8 + j) * plane, s + j * T, T)
-            sub3(q + (4 + j) * plane, q + (8 + j) * plane, q + (12 + j) * plane, s + (4 + j) * T, T)
-        for a in range(2):  # y = s A
-            add3(s + (4 * a) * T, s + (4 * a + 1) * T, s + (4 * a + 2) * T, y + (2 * a) * T, T)
-            sub3(s + (4 * a + 1) * T, s + (4 * a + 2) * T, s + (4 * a + 3) * T, y + (2 * a + 1) * T, T)
+        q = products + f * T  # element e at q[e * plane]
+        for j in range(a):  # s = A^T M, column j of every tile (s[a*u + j])
+            output_rows(m, q + j * plane, a * plane, s + j * T, a * T, T)
+        for u in range(m):  # y = s A, row u of every tile
+            output_rows(m, s + a * u * T, T, y + m * u * T, T, T)
         b = bias[f]
         for r in range(r0, r1):
             n = r // tiles_h
-            oy = 2 * (r % tiles_h)
-            for a in range(2):
-                if oy + a >= OH:
+            oy = m * (r % tiles_h)
+            for u in range(m):
+                if oy + u >= OH:
                     break
-                top = out + ((n * F + f) * OH + oy + a) * OW
-                left = y + (2 * a) * T + (r - r0) * tiles_w
-                right = y + (2 * a + 1) * T + (r - r0) * tiles_w
-                for tx in range(OW // 2):
-                    top[2 * tx] = left[tx] + b
-                    top[2 * tx + 1] = right[tx] + b
-                if OW % 2:
-                    top[OW - 1] = left[OW // 2] + b
+                row = out + ((n * F + f) * OH + oy + u) * OW
+                for w in range(m):
+                    run = y + (m * u + w) * T + (r - r0) * tiles_w
+                    count = (OW - w + m - 1) // m  # the tiles whose column m*tx + w is inside
+                    for tx in range(count):
+                        row[m * tx + w] = run[tx] + b
 
 
 def winograd_forward(
     const real[:, :, :, ::1] x,
     const real[:, :, ::1] filters,
     const real[::1] bias,
+    int m,
     int pad,
     int rows_per_task,
     real[:, ::1] inputs,
@@ -176,96 +250,67 @@ def winograd_forward(
     real[:, :, :, ::1] out,
     int num_threads,
 ):
-    """out (N, F, OH, OW) = conv(x, g) + bias for the 3x3 filters g whose transforms are filters (16, F, C).
+    """out (N, F, OH, OW) = conv(x, g) + bias for the 3x3 filters g whose transforms are filters (a^2, F, C).
 
-    A task is rows_per_task tile rows (the last one fewer); inputs (num_threads, 16*C*T) and
-    products (num_threads, 16*F*T) hold each thread's transformed tiles, T = rows_per_task * tiles_w,
-    and scratch (num_threads, 32 * T) its intermediate combinations.
+    m: the output tile size, 2 or 4 (the callers check it). A task is rows_per_task tile rows (the
+    last one fewer); inputs (num_threads, a^2*C*T) and products (num_threads, a^2*F*T) hold each
+    thread's transformed tiles, T = rows_per_task * tiles_w, and scratch (num_threads, 2*a^2*T) its
+    intermediate combinations.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t F = filters.shape[1], OH = out.shape[2], OW = out.shape[3]
-    cdef Py_ssize_t tiles_h = (OH + 1) // 2, tiles_w = (OW + 1) // 2
+    cdef Py_ssize_t a = m + 2
+    cdef Py_ssize_t tiles_h = (OH + m - 1) // m, tiles_w = (OW + m - 1) // m
     cdef Py_ssize_t rows = N * tiles_h
     cdef Py_ssize_t task, r0, r1, e
     cdef int T
     cdef real* v
-    cdef real* m
+    cdef real* product
     cdef real* own
     with nogil, parallel(num_threads=num_threads):
         v = &inputs[threadid(), 0]
-        m = &products[threadid(), 0]
+        product = &products[threadid(), 0]
         own = &scratch[threadid(), 0]
         for task in prange((rows + rows_per_task - 1) // rows_per_task, schedule="dynamic"):
             r0 = task * rows_per_task
             r1 = task_end(task, rows_per_task, rows)
             T = (r1 - r0) * tiles_w
-            transform_inputs(&x[0, 0, 0, 0], C, H, W, pad, tiles_h, tiles_w, r0, r1, own, v)
-            for e in range(16):
+            transform_inputs(&x[0, 0, 0, 0], C, H, W, pad, m, tiles_h, tiles_w, r0, r1, own, v)
+            for e in range(a * a):
                 # M[e] (F, T) = U[e] (F, C) @ V[e] (C, T); to BLAS, (T, F) = (T, C) @ (C, F)
-                gemm("N", "N", T, F, C, v + e * C * T, T, &filters[e, 0, 0], C, 0, m + e * F * T, T)
-            transform_outputs(m, &bias[0], F, OH, OW, tiles_h, tiles_w, r0, r1, own, &out[0, 0, 0, 0])
+                gemm("N", "N", T, F, C, v + e * C * T, T, &filters[e, 0, 0], C, 0, product + e * F * T, T)
+            transform_outputs(product, &bias[0], m, F, OH, OW, tiles_h, tiles_w, r0, r1, own,
+                              &out[0, 0, 0, 0])
 
 
-cdef inline void half_add(const real* a, const real* b, real* out, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t t
-    for t in range(n):
-        out[t] = (a[t] + b[t]) * 0.5
-
-
-cdef inline void half_sub(const real* a, const real* b, real* out, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t t
-    for t in range(n):
-        out[t] = (a[t] - b[t]) * 0.5
-
-
-cdef void transform_gradients(const real* dout, Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW,
-                              Py_ssize_t tiles_h, Py_ssize_t tiles_w, Py_ssize_t r0, Py_ssize_t r1,
+cdef void transform_gradients(const real* dout, int m, Py_ssize_t F, Py_ssize_t OH,
+                              Py_ssize_t OW, Py_ssize_t tiles_h, Py_ssize_t tiles_w, Py_ssize_t r0, Py_ssize_t r1,
                               real* scratch, real* gh) noexcept nogil:
-    """gh (16, F, T) <- G' g G'^T of every 2x2 output-gradient tile g of tile rows [r0, r1).
+    """gh (a^2, F, T) <- A g A^T of every m x m output-gradient tile g of tile rows [r0, r1).
 
-    G' = [[1, 0], [1/2, 1/2], [1/2, -1/2], [0, 1]]. Entries beyond OH and OW are zeros. Filter by
-    filter, the tiles' four values go to scratch[:4*T] (g[2*u + v, t]) and G' g, row by row, to
-    scratch[4*T:12*T] (k[4*u + j, t]).
+    A (a, m) is A^T's transpose. Entries beyond OH and OW are zeros. Filter by filter, the tiles'
+    m^2 values go to scratch[:m*m*T] (g[m*u + w, t]) and g A^T, row by row, to scratch[m*m*T:]
+    (k[a*u + j, t]).
     """
-    cdef Py_ssize_t T = (r1 - r0) * tiles_w, plane = F * T
-    cdef Py_ssize_t r, n, f, u, v, tx, oy, j, last
-    cdef const real* src
+    cdef Py_ssize_t a = m + 2, T = (r1 - r0) * tiles_w, plane = F * T
+    cdef Py_ssize_t r, n, f, u, i, j
     cdef real* g = scratch
-    cdef real* k = scratch + 4 * T
-    cdef real* dst
-    cdef real* out
+    cdef real* k = scratch + m * m * T
     for f in range(F):
         for r in range(r0, r1):
             n = r // tiles_h
-            oy = 2 * (r % tiles_h)
-            for u in range(2):
-                for v in range(2):
-                    dst = g + (2 * u + v) * T + (r - r0) * tiles_w
-                    if oy + u >= OH:
-                        memset(dst, 0, tiles_w * sizeof(real))
-                        continue
-                    src = dout + ((n * F + f) * OH + oy + u) * OW + v
-                    last = (OW - v + 1) // 2  # the tiles whose column 2*tx + v is inside
-                    for tx in range(last):
-                        dst[tx] = src[2 * tx]
-                    for tx in range(last, tiles_w):
-                        dst[tx] = 0
-        for u in range(2):  # k = G' g along each of the tile's two rows
-            memcpy(k + (4 * u) * T, g + (2 * u) * T, T * sizeof(real))
-            half_add(g + (2 * u) * T, g + (2 * u + 1) * T, k + (4 * u + 1) * T, T)
-            half_sub(g + (2 * u) * T, g + (2 * u + 1) * T, k + (4 * u + 2) * T, T)
-            memcpy(k + (4 * u + 3) * T, g + (2 * u + 1) * T, T * sizeof(real))
-        out = gh + f * T  # element e at out[e * plane]
-        for j in range(4):  # G' k down the columns
-            memcpy(out + j * plane, k + j * T, T * sizeof(real))
-            half_add(k + j * T, k + (4 + j) * T, out + (4 + j) * plane, T)
-            half_sub(k + j * T, k + (4 + j) * T, out + (8 + j) * plane, T)
-            memcpy(out + (12 + j) * plane, k + (4 + j) * T, T * sizeof(real))
+            gather_runs(dout + (n * F + f) * OH * OW, OH, OW, m * (r % tiles_h), 0, m, m, tiles_w, T,
+                        g + (r - r0) * tiles_w)
+        for u in range(m):  # k = g A^T, row u of every tile
+            gradient_rows(m, g + m * u * T, T, k + a * u * T, T, T)
+        for j in range(a):  # A k, column j of every tile; element a*i + j of filter f at gh[((a*i + j)*F + f)*T]
+            gradient_rows(m, k + j * T, a * T, gh + (j * F + f) * T, a * F * T, T)
 
 
 def winograd_weight_gradient(
     const real[:, :, :, ::1] x,
     const real[:, :, :, ::1] dout,
+    int m,
     int pad,
     int rows_per_task,
     real[:, ::1] inputs,
@@ -274,19 +319,20 @@ def winograd_weight_gradient(
     real[:, :, :, ::1] parts,
     int num_threads,
 ):
-    """parts[g] (16, F, C) <- sum over group g's tiles of (G' g G'^T) * (B^T d B), for the weight gradient.
+    """parts[g] (a^2, F, C) <- sum over group g's tiles of (A g A^T) * (B^T d B), for the weight gradient.
 
-    The same tiles as winograd_forward: d the 4x4 input tile, g the 2x2 tile of dout (N, F, OH, OW)
-    it produced. The tasks (rows_per_task tile rows each) are cut into P = parts.shape[0]
-    consecutive groups; threads take groups as they become free, and each group's sum does not
-    depend on which thread took it. The caller adds the parts up in order and applies
-    A'^T (.) A' (A'^T = [[1, 1, 1, 0], [0, 1, -1, 0], [0, 1, 1, -1]]) to get dw (F, C, 3, 3).
+    The same tiles as winograd_forward: d the a x a input tile, g the m x m tile of dout
+    (N, F, OH, OW) it produced, m the tile size; A = (A^T)^T (a, m). The tasks
+    (rows_per_task tile rows each) are cut into P = parts.shape[0] consecutive groups; threads
+    take groups as they become free, and each group's sum does not depend on which thread took
+    it. The caller adds the parts up in order and applies G^T (.) G to get dw (F, C, 3, 3).
     inputs, products, scratch: each thread's share, as in winograd_forward (products receives
     the transformed dout tiles).
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t F = dout.shape[1], OH = dout.shape[2], OW = dout.shape[3]
-    cdef Py_ssize_t tiles_h = (OH + 1) // 2, tiles_w = (OW + 1) // 2
+    cdef Py_ssize_t a = m + 2
+    cdef Py_ssize_t tiles_h = (OH + m - 1) // m, tiles_w = (OW + m - 1) // m
     cdef Py_ssize_t rows = N * tiles_h
     cdef Py_ssize_t tasks = (rows + rows_per_task - 1) // rows_per_task
     cdef Py_ssize_t groups = parts.shape[0]
@@ -302,13 +348,13 @@ def winograd_weight_gradient(
         own = &scratch[threadid(), 0]
         for group in prange(groups, schedule="dynamic"):
             part = &parts[group, 0, 0, 0]
-            memset(part, 0, 16 * F * C * sizeof(real))
+            memset(part, 0, a * a * F * C * sizeof(real))
             for task in range(group * tasks // groups, (group + 1) * tasks // groups):
                 r0 = task * rows_per_task
                 r1 = task_end(task, rows_per_task, rows)
                 T = (r1 - r0) * tiles_w
-                transform_inputs(&x[0, 0, 0, 0], C, H, W, pad, tiles_h, tiles_w, r0, r1, own, v)
-                transform_gradients(&dout[0, 0, 0, 0], F, OH, OW, tiles_h, tiles_w, r0, r1, own, gh)
-                for e in range(16):
+                transform_inputs(&x[0, 0, 0, 0], C, H, W, pad, m, tiles_h, tiles_w, r0, r1, own, v)
+                transform_gradients(&dout[0, 0, 0, 0], m, F, OH, OW, tiles_h, tiles_w, r0, r1, own, gh)
+                for e in range(a * a):
                     # part[e] (F, C) += gh[e] (F, T) @ v[e].T (T, C); to BLAS, (C, F) += (C, T) @ (T, F)
                     gemm("T", "N", C, F, T, v + e * C * T, T, gh + e * F * T, T, 1, part + e * F * C, C)
