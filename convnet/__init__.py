@@ -38,11 +38,7 @@ except ImportError as exc:  # pragma: no cover - exercised by hand, not in an in
         "run Python from outside the source directory so the installed copy is imported."
     ) from exc
 
-from convnet.allocator import tune_malloc as _tune_malloc  # noqa: E402
 from convnet.threads import get_num_threads, set_num_threads  # noqa: E402
-
-#: Whether convnet.allocator's glibc settings are in effect (opt-in: CONVNET_MALLOC_TUNING=1).
-malloc_tuned = _os.environ.get("CONVNET_MALLOC_TUNING") == "1" and _tune_malloc()
 
 from convnet.inference import load_model  # noqa: E402
 

@@ -24,6 +24,7 @@ or non-finite parameters at the end of an epoch, stop training with
 :class:`TrainingDiverged` before anything is checkpointed.
 """
 
+import contextlib
 import inspect
 import math
 import numbers
@@ -38,6 +39,7 @@ from convnet import optim
 from convnet.callbacks import LOOKAHEAD, Checkpoint, Lookahead, Progress
 from convnet.checkpoint import load_model_state, model_state, restore_solver
 from convnet.distributed import Local
+from convnet.memory import reusing_memory
 from convnet.models.base import TTA_MODES, predict_labels, regularized_names
 from convnet.options import NONE, ConfigError, Option, check, choose, resolve
 from convnet.schedules import SCHEDULES, make_schedule, resolve_schedule
@@ -339,12 +341,12 @@ class Solver:
 
         At the end of the last epoch the model is given the best state seen (CS231n).
         Returns self; ``self.interrupted`` tells whether a Ctrl-C or SIGTERM stopped it
-        (``self.stop_signal``: which).
+        (``self.stop_signal``: which). The large arrays of one step reuse the memory of the
+        previous step's (convnet.memory.reusing_memory).
         """
         stop_at = self.epoch_count if epochs is None else min(self.epoch_count, self.epoch + epochs)
         self.interrupted, self._stop_requested, self.stop_signal = False, False, None
-        previous_handlers = self._catch_stop_signals()
-        try:
+        with self._stop_signals_caught(), reusing_memory():
             self._initialize_from_data()  # before 'start': a lookahead average starts from the initialised model
             self.notify("start", {"epoch": self.epoch, "iteration": self.iteration})
             while self.epoch < stop_at:
@@ -366,9 +368,6 @@ class Solver:
                 self._end_of_epoch()
                 if self.communicator.any(self._stop_requested):  # during the evaluation: the epoch is complete and saved
                     return self._interrupt()
-        finally:
-            for signum, handler in previous_handlers.items():
-                signal.signal(signum, handler)
         if self.epoch >= self.epoch_count and self.best_state is not None and self.result == "best":
             load_model_state(self.model, self.best_state)
         self.notify("end", {"best_val_acc": self.best_val_acc, "best_epoch": self.best_epoch})
@@ -452,11 +451,13 @@ class Solver:
     # interrupts and divergence
     # ------------------------------------------------------------------
 
-    def _catch_stop_signals(self):
-        """Make SIGINT and SIGTERM set a flag for the loop; returns {signal: previous handler}
-        ({} off the main thread, where handlers cannot be set)."""
+    @contextlib.contextmanager
+    def _stop_signals_caught(self):
+        """Within the block, SIGINT and SIGTERM set a flag for the loop; the previous handlers are put
+        back after it (nothing changes off the main thread, where handlers cannot be set)."""
         if threading.current_thread() is not threading.main_thread():
-            return {}
+            yield
+            return
 
         def request_stop(signum, frame):
             if self._stop_requested:  # a second one: stop now, without saving
@@ -468,7 +469,11 @@ class Solver:
             handler = signal.getsignal(signum)
             previous[signum] = handler if handler is not None else signal.SIG_DFL
             signal.signal(signum, request_stop)
-        return previous
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def _interrupt(self):
         self._check_parameters()

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import numpy
-import pytest
 
 import convnet
 from convnet import conv_layers
@@ -36,32 +35,6 @@ def test_cs231n_aliases_point_at_the_fast_layers():
     assert conv_layers.max_pool_forward_fast is conv_layers.max_pool_forward
     assert conv_layers.max_pool_backward_fast is conv_layers.max_pool_backward
     from convnet.conv_layers import spatial_batchnorm_backward, spatial_batchnorm_forward  # noqa: F401
-
-
-def _glibc():
-    try:
-        return bool(os.confstr("CS_GNU_LIBC_VERSION"))
-    except (ValueError, AttributeError):
-        return False
-
-
-def _malloc_tuned_in_child(setting):
-    env = {key: value for key, value in os.environ.items() if key != "CONVNET_MALLOC_TUNING"}
-    if setting is not None:
-        env["CONVNET_MALLOC_TUNING"] = setting
-    result = subprocess.run([sys.executable, "-c", "import convnet; print(convnet.malloc_tuned)"],
-                            env=env, capture_output=True, text=True, check=True)
-    return result.stdout.strip()
-
-
-@pytest.mark.skipif(not (sys.platform.startswith("linux") and _glibc()), reason="malloc tuning is glibc-only")
-def test_malloc_tuning_applies_when_asked_for_on_glibc():
-    assert _malloc_tuned_in_child("1") == "True"
-
-
-def test_malloc_tuning_is_off_by_default():
-    assert _malloc_tuned_in_child(None) == "False"
-    assert _malloc_tuned_in_child("0") == "False"
 
 
 def _thread_settings_in_child(code, env_update):
