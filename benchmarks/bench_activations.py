@@ -13,21 +13,12 @@ kernel exists, not to be compared closely.
 """
 
 import argparse
-import platform
 import statistics
 import sys
 
 import numpy as np
 
-import timing  # noqa: F401  (before convnet, as every benchmark here)
-
-
-def cpu_line():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+import timing  # before convnet, as every benchmark here
 
 
 def variants(x, gamma, beta, dout):
@@ -80,7 +71,7 @@ def main(argv=None):
     reference = timing.time_calls(lambda: layers.gelu_backward(piece, layers.gelu_forward(piece)[1]), 3, 1)
 
     print(f"convnet {convnet.__version__}, numpy {np.__version__}, {convnet.get_num_threads()} threads, "
-          f"CPU {cpu_line()}; {args.dtype} {shape}, fwd+bwd, median of {args.repeats}\n")
+          f"CPU {timing.cpu_model()}; {args.dtype} {shape}, fwd+bwd, median of {args.repeats}\n")
     base = statistics.median(times["bn + relu (fused)"])
     print("| variant | ms | / bn + relu (fused) |")
     print("|---|---|---|")

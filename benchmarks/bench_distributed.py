@@ -99,9 +99,7 @@ def run(command):
 
 
 def cpu_line():
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return f"CPU: {model}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}"
+    return f"CPU: {timing.cpu_model()}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}"
 
 
 def main():

@@ -10,7 +10,9 @@ the convnet and torch workers alternate over --rounds rounds so that slow drifts
 machine reach both. Separate processes matter: idle OpenMP and OpenBLAS worker threads
 spin for a while after each call, and two libraries sharing one process (and 2 cores)
 slow each other down by up to 2x, which would make any ratio meaningless. Every library
-runs with its own defaults (convnet's are the ones it sets on import).
+runs with its own defaults (convnet's are the ones it sets on import). PyTorch's tensors
+are in channels_last memory format by default (its fastest CPU convolutions, oneDNN's;
+--no-channels-last for NCHW), as in bench_train and bench_recipe.
 
 Conv rates are GFLOP/s (forward 2*N*F*OH*OW*C*HH*WW flops; fwd+bwd computes dx and dw
 too, 3x the forward). Pool and batchnorm rates are GB/s of the least traffic possible
@@ -112,22 +114,27 @@ def convnet_callables(kind, a, reference):
     return {"fwd": forward, "fwd+bwd": lambda: bwd(a["dout"], forward()[1])}
 
 
-def torch_callables(kind, a):
-    """{phase: callable} for the same layer in PyTorch (inputs require grad, as in training)."""
+def torch_callables(kind, a, channels_last):
+    """{phase: callable} for the same layer in PyTorch (inputs require grad, as in training); its 4-d
+    tensors in channels_last memory format when ``channels_last``."""
     import torch
     import torch.nn.functional as tf
 
-    x = torch.from_numpy(a["x"].copy()).requires_grad_()
-    dout = torch.from_numpy(a["dout"])
+    def tensor(array):
+        t = torch.from_numpy(array.copy())
+        return t.contiguous(memory_format=torch.channels_last) if channels_last and t.dim() == 4 else t
+
+    x = tensor(a["x"]).requires_grad_()
+    dout = tensor(a["dout"])
     if kind in CONV_KINDS:
-        w = torch.from_numpy(a["w"].copy()).requires_grad_()
-        b = torch.from_numpy(a["b"].copy()).requires_grad_()
+        w = tensor(a["w"]).requires_grad_()
+        b = tensor(a["b"]).requires_grad_()
         layer = lambda: tf.conv2d(x, w, b, stride=1, padding=1)  # noqa: E731
     elif kind == "pool":
         layer = lambda: tf.max_pool2d(x, 2, 2)  # noqa: E731
     else:
-        gamma = torch.from_numpy(a["gamma"].copy()).requires_grad_()
-        beta = torch.from_numpy(a["beta"].copy()).requires_grad_()
+        gamma = tensor(a["gamma"]).requires_grad_()
+        beta = tensor(a["beta"]).requires_grad_()
         running_mean, running_var = torch.zeros_like(gamma), torch.ones_like(gamma)
         layer = lambda: tf.batch_norm(x, running_mean, running_var, gamma, beta, training=True)  # noqa: E731
 
@@ -153,7 +160,7 @@ def run_worker(args):
             for shape in SHAPES[kind]:
                 a = make_inputs(kind, shape, dtype)
                 if impl == "torch":
-                    fns = torch_callables(kind, a)
+                    fns = torch_callables(kind, a, args.channels_last)
                 else:
                     fns = convnet_callables(kind, a, reference=impl == "reference")
                 # The naive convolution takes seconds per call: time it fewer times.
@@ -172,7 +179,8 @@ def run_worker(args):
 def run_worker_process(impl, args, repeats):
     """{key: [seconds]} from one worker process timing ``impl``."""
     records = timing.run_worker(__file__, ["--worker", impl, "--dtype", args.dtype, "--layers", args.layers,
-                                           "--repeats", str(repeats), "--threads", str(args.threads)])
+                                           "--repeats", str(repeats), "--threads", str(args.threads),
+                                           "--channels-last" if args.channels_last else "--no-channels-last"])
     return {tuple(json.dumps(k) for k in record["key"]): record["times"] for record in records}
 
 
@@ -209,6 +217,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for every library")
     parser.add_argument("--memory", action="store_true", help="also measure peak memory of a large conv fwd+bwd")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                        help="PyTorch's tensors in channels_last memory format (default: on)")
     parser.add_argument("--no-reference", action="store_true", help="skip the (slow) numpy references")
     parser.add_argument("--worker", choices=["convnet", "reference", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -218,8 +228,10 @@ def main(argv=None):
     import convnet
 
     torch_version = None if args.no_torch else timing.torch_version()
-    print(f"convnet {convnet.__version__}, numpy {np.__version__}, torch {torch_version or 'not measured'}, "
-          f"threads {args.threads}, {args.repeats} timed calls per cell (median)\n")
+    layout = "channels_last" if args.channels_last else "NCHW"
+    print(f"convnet {convnet.__version__}, numpy {np.__version__}, torch {torch_version or 'not measured'} ({layout}); "
+          f"threads {args.threads} of {os.cpu_count()} cores ({timing.cpu_model()}); "
+          f"{args.repeats} timed calls per cell (median)\n")
     results = {}
     per_round = max(1, args.repeats // args.rounds)
     for _ in range(args.rounds):  # alternate the fast implementations round by round

@@ -36,9 +36,9 @@ images/s, and convnet's images/s divided by PyTorch's. Measured in the same run:
 """
 
 import argparse
+import contextlib
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -157,6 +157,14 @@ class ConvnetTrainer:
                 self.model.params[name], self.configs[name] = self.rule(w, grads[name], self.configs[name])
 
 
+def step_memory(args):
+    """Where convnet's timed steps allocate: inside reusing_memory(), as the Solver trains, unless
+    --no-reuse-memory."""
+    from convnet.memory import reusing_memory
+
+    return reusing_memory() if args.reuse_memory else contextlib.nullcontext()
+
+
 def step_flops(model, batch_size):
     """Flops of one training step: 3x the forward flops (the forward product, and the two
     products of its backward pass) of every convolution and affine layer."""
@@ -229,7 +237,8 @@ def convnet_worker(args):
     model = build_convnet(args)
     X, y = make_batch(args.batch_size, model.input_dim, count_classes(model))
     trainer = ConvnetTrainer(model, args.optimizer, learning_rate(args))
-    times = timing.time_calls(lambda: trainer.step(X, y), args.repeats, WARMUP_STEPS)
+    with step_memory(args):
+        times = timing.time_calls(lambda: trainer.step(X, y), args.repeats, WARMUP_STEPS)
     blas = [f"{lib['internal_api']} {lib['version']}" for lib in threadpool_info() if lib["user_api"] == "blas"]
     emit(info={"convnet": convnet.__version__, "numpy": np.__version__, "blas": ", ".join(blas) or "unknown",
                "parameters": model.num_parameters(), "network": describe_spec(model.spec, count_classes(model)),
@@ -341,10 +350,11 @@ def profile_worker(args):
     model.data_loss = timed(model.data_loss, [(by_type, ("softmax loss", "forward"))])
     trainer.update = timed(trainer.update, [(by_type, ("parameter update", "-"))])
 
-    timing.time_calls(lambda: trainer.step(X, y), 0, WARMUP_STEPS)
-    by_type.clear()  # keep only the timed steps
-    by_block.clear()
-    steps = timing.time_calls(lambda: trainer.step(X, y), args.repeats, 0)
+    with step_memory(args):
+        timing.time_calls(lambda: trainer.step(X, y), 0, WARMUP_STEPS)
+        by_type.clear()  # keep only the timed steps
+        by_block.clear()
+        steps = timing.time_calls(lambda: trainer.step(X, y), args.repeats, 0)
     emit(profile={"steps": steps, "by_type": [[*k, v] for k, v in by_type.items()],
                   "by_block": [[*k, v] for k, v in by_block.items()]})
 
@@ -392,6 +402,7 @@ def worker_arguments(args, worker, repeats, threads=None):
                  "--batch-size", str(args.batch_size), "--optimizer", args.optimizer]
     arguments += ["--config", args.config] if args.config else []
     arguments += ["--channels-last" if args.channels_last else "--no-channels-last"]
+    arguments += ["--reuse-memory" if args.reuse_memory else "--no-reuse-memory"]
     arguments += ["--learning-rate", repr(args.learning_rate)] if args.learning_rate is not None else []
     return arguments
 
@@ -516,14 +527,8 @@ def print_profile(args):
 
 
 def machine_line(info, torch_version, args):
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     return (f"convnet {info.get('convnet')}, numpy {info.get('numpy')} ({info.get('blas')}), "
-            f"torch {torch_version or 'not measured'}; threads {args.threads} of {os.cpu_count()} cores ({cpu})")
+            f"torch {torch_version or 'not measured'}; threads {args.threads} of {os.cpu_count()} cores ({timing.cpu_model()})")
 
 
 WORKERS = {"convnet": convnet_worker, "convnet_im2col": convnet_im2col_worker, "torch": torch_worker,
@@ -550,6 +555,8 @@ def main(argv=None):
     parser.add_argument("--profile", action="store_true", help="also show where convnet's step time goes")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                         help="PyTorch in its channels_last memory format (default; its fastest on the CPU)")
+    parser.add_argument("--reuse-memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="convnet's steps inside convnet.memory.reusing_memory(), as the Solver's (default: on)")
     parser.add_argument("--winograd-ab", action="store_true",
                         help="also time convnet with every convolution on im2col + GEMM (no Winograd)")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")

@@ -15,12 +15,22 @@ A worker prints one JSON object per line on stdout; :func:`run_worker` returns t
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
 
 # The environment before anything (convnet in particular) changed it.
 START_ENV = dict(os.environ)
+
+
+def cpu_model():
+    """The CPU's model name (/proc/cpuinfo), or what the platform module knows of it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def time_calls(fn, repeats, warmup):
