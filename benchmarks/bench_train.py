@@ -240,7 +240,10 @@ def convnet_worker(args):
     with step_memory(args):
         times = timing.time_calls(lambda: trainer.step(X, y), args.repeats, WARMUP_STEPS)
     blas = [f"{lib['internal_api']} {lib['version']}" for lib in threadpool_info() if lib["user_api"] == "blas"]
-    emit(info={"convnet": convnet.__version__, "numpy": np.__version__, "blas": ", ".join(blas) or "unknown",
+    from convnet._kernels.cpu import kernel_isa
+
+    emit(info={"convnet": convnet.__version__, "kernels": kernel_isa(), "numpy": np.__version__,
+               "blas": ", ".join(blas) or "unknown",
                "parameters": model.num_parameters(), "network": describe_spec(model.spec, count_classes(model)),
                "flops": step_flops(model, args.batch_size)})
     emit(times=times)
@@ -527,7 +530,7 @@ def print_profile(args):
 
 
 def machine_line(info, torch_version, args):
-    return (f"convnet {info.get('convnet')}, numpy {info.get('numpy')} ({info.get('blas')}), "
+    return (f"convnet {info.get('convnet')} ({info.get('kernels')} kernels), numpy {info.get('numpy')} ({info.get('blas')}), "
             f"torch {torch_version or 'not measured'}; threads {args.threads} of {os.cpu_count()} cores ({timing.cpu_model()})")
 
 

@@ -25,6 +25,17 @@ for _name, _value in ENVIRONMENT_DEFAULTS.items():
     _os.environ.setdefault(_name, _value)
 
 try:
+    from convnet._kernels import cpu as _cpu
+except ImportError:  # pragma: no cover - the same message as for the other kernels, below
+    _cpu = None
+if _cpu is not None and not _cpu.cpu_runs_kernels():
+    raise ImportError(
+        f"convnet's kernels were compiled for {_cpu.kernel_isa()} (on another machine), which this CPU "
+        "lacks. Rebuild them here (python3 -m pip install -e .), or build portable kernels with "
+        "CONVNET_PORTABLE=1 set."
+    )
+
+try:
     from convnet._kernels import batchnorm as _batchnorm  # noqa: F401
     from convnet._kernels import conv as _conv  # noqa: F401
     from convnet._kernels import pooling as _pooling  # noqa: F401

@@ -12,21 +12,45 @@ import convnet
 from convnet import conv_layers
 
 
-def test_import_without_compiled_kernels_explains_how_to_build(tmp_path):
-    """A source tree without the .so files must say how to build them, not 'No module named'."""
+def _import_a_copy(tmp_path, ignore, extra_files=()):
+    """The result of `import convnet` from a copy of the package without the files ``ignore`` matches
+    (shutil patterns) and with ``extra_files`` ((path inside the package, text) pairs) added."""
     source = Path(convnet.__file__).parent
     copy = tmp_path / "convnet"
-    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__", *ignore))
+    for relative, text in extra_files:
+        (copy / relative).write_text(text)
     # -S: no .pth files, so an editable install's import hook cannot hand out the real kernels;
     # the dependencies stay importable through PYTHONPATH.
     site_packages = str(Path(numpy.__file__).parents[1])
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-S", "-c", "import convnet"], cwd=tmp_path, capture_output=True, text=True, check=False,
         env={**os.environ, "PYTHONPATH": site_packages},
     )
+
+
+def test_import_without_compiled_kernels_explains_how_to_build(tmp_path):
+    """A source tree without the .so files must say how to build them, not 'No module named'."""
+    result = _import_a_copy(tmp_path, ["*.so", "*.pyd"])
     assert result.returncode != 0
     assert "compiled Cython kernels" in result.stderr
     assert "pip install -e ." in result.stderr
+
+
+def test_kernels_built_for_instructions_this_cpu_lacks_refuse_to_import(tmp_path):
+    """Kernels compiled with AVX2 on another machine must fail with an error, not an illegal instruction."""
+    lacking = "def kernel_isa():\n    return 'avx2+fma'\n\n\ndef cpu_runs_kernels():\n    return False\n"
+    result = _import_a_copy(tmp_path, ["cpu.*.so", "cpu.*.pyd"], [("_kernels/cpu.py", lacking)])
+    assert result.returncode != 0
+    assert "compiled for avx2+fma" in result.stderr
+    assert "CONVNET_PORTABLE=1" in result.stderr
+
+
+def test_this_cpu_runs_the_kernels_it_built():
+    from convnet._kernels import cpu
+
+    assert cpu.kernel_isa() in ("avx2+fma", "baseline")
+    assert cpu.cpu_runs_kernels()
 
 
 def test_cs231n_aliases_point_at_the_fast_layers():

@@ -4,8 +4,8 @@ Batch norm runs one channel per parallel task; group norm one (image, group) per
 task, whose C/G channels are a single contiguous block of (C/G) * H * W values.
 
 Per channel c the M = N * H * W values are N contiguous blocks of H * W, so no
-transposed copy is ever made. Sums are accumulated in float64 with four
-independent accumulators (breaking the add latency chain), and the variance is
+transposed copy is ever made. Sums are accumulated in float64 in LANES
+independent partial sums (vectorisable, and off the add latency chain), and the variance is
 the two-pass sum of squared deviations, which stays accurate for float32 inputs.
 One channel (at most a few hundred KB) is read from memory once and re-read
 from cache by the later passes. The callers (convnet.conv_layers) validate
@@ -25,58 +25,75 @@ cdef enum:
     GELU = 2
 
 
+# Independent float64 partial sums per reduction. Each lane is its own sum (no reassociation), so
+# the compiler may run them as vectors, and several vectors break the add latency chain.
+cdef enum:
+    LANES = 16
+
+
+cdef inline double lanes_total(double* s) noexcept nogil:
+    """The sum of s[0:LANES], pairwise."""
+    cdef int width = LANES // 2, k
+    while width >= 1:
+        for k in range(width):
+            s[k] = s[k] + s[k + width]
+        width = width // 2
+    return s[0]
+
+
 cdef inline double block_sum(const real* a, Py_ssize_t length) noexcept nogil:
     """Sum of a[0:length] in float64."""
-    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef double s[LANES]
     cdef Py_ssize_t i = 0
-    while i + 4 <= length:
-        s0 += a[i]
-        s1 += a[i + 1]
-        s2 += a[i + 2]
-        s3 += a[i + 3]
-        i += 4
+    cdef int k
+    for k in range(LANES):
+        s[k] = 0
+    while i + LANES <= length:
+        for k in range(LANES):
+            s[k] += a[i + k]
+        i += LANES
     while i < length:
-        s0 += a[i]
+        s[0] += a[i]
         i += 1
-    return (s0 + s1) + (s2 + s3)
+    return lanes_total(s)
 
 
 cdef inline double block_squared_deviation(const real* a, Py_ssize_t length, double centre) noexcept nogil:
     """Sum of (a[i] - centre)^2 over a[0:length] in float64."""
-    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0, d0, d1, d2, d3
+    cdef double s[LANES]
+    cdef double d
     cdef Py_ssize_t i = 0
-    while i + 4 <= length:
-        d0 = a[i] - centre
-        d1 = a[i + 1] - centre
-        d2 = a[i + 2] - centre
-        d3 = a[i + 3] - centre
-        s0 += d0 * d0
-        s1 += d1 * d1
-        s2 += d2 * d2
-        s3 += d3 * d3
-        i += 4
+    cdef int k
+    for k in range(LANES):
+        s[k] = 0
+    while i + LANES <= length:
+        for k in range(LANES):
+            d = a[i + k] - centre
+            s[k] += d * d
+        i += LANES
     while i < length:
-        d0 = a[i] - centre
-        s0 += d0 * d0
+        d = a[i] - centre
+        s[0] += d * d
         i += 1
-    return (s0 + s1) + (s2 + s3)
+    return lanes_total(s)
 
 
 cdef inline double block_dot_deviation(const real* dy, const real* a, Py_ssize_t length,
                                        double centre) noexcept nogil:
     """Sum of dy[i] * (a[i] - centre) over [0:length] in float64."""
-    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef double s[LANES]
     cdef Py_ssize_t i = 0
-    while i + 4 <= length:
-        s0 += dy[i] * (a[i] - centre)
-        s1 += dy[i + 1] * (a[i + 1] - centre)
-        s2 += dy[i + 2] * (a[i + 2] - centre)
-        s3 += dy[i + 3] * (a[i + 3] - centre)
-        i += 4
+    cdef int k
+    for k in range(LANES):
+        s[k] = 0
+    while i + LANES <= length:
+        for k in range(LANES):
+            s[k] += dy[i + k] * (a[i + k] - centre)
+        i += LANES
     while i < length:
-        s0 += dy[i] * (a[i] - centre)
+        s[0] += dy[i] * (a[i] - centre)
         i += 1
-    return (s0 + s1) + (s2 + s3)
+    return lanes_total(s)
 
 
 cdef inline void normalize_block(const real* x, real* out, Py_ssize_t length, real centre, real scale,
