@@ -451,12 +451,17 @@ def _along_first_axis(table, t):
     return np.stack([sum(float(c) * t[i] for i, c in enumerate(row) if c) for row in table])
 
 
+def _on_both_axes(table, t):
+    """table t table^T over the first two axes of t (I, I, ...): (P, P, ...)."""
+    left = _along_first_axis(table, t)
+    return _along_first_axis(table, left.swapaxes(0, 1)).swapaxes(0, 1)
+
+
 def winograd_filters(w, m):
     """U (a^2, F, C): G g G^T for each 3x3 filter g of w (F, C, 3, 3), with G of F(m x m, 3x3)
     (WINOGRAD_TRANSFORMS); element e = a*i + j of the a x a result, a = m + 2."""
     G = WINOGRAD_TRANSFORMS[m][1]
-    Gg = _along_first_axis(G, w.transpose(2, 3, 0, 1))  # (a, 3, F, C)
-    U = _along_first_axis(G, Gg.swapaxes(0, 1)).swapaxes(0, 1)  # (a, a, F, C): G g G^T
+    U = _on_both_axes(G, w.transpose(2, 3, 0, 1))  # (a, a, F, C): G g G^T
     return np.ascontiguousarray(U).reshape(-1, *w.shape[:2])
 
 
@@ -505,8 +510,7 @@ def _winograd_weight_gradient(x, dout, pad):
     with single_threaded_blas():
         _winograd_kernels.winograd_weight_gradient(x, dout, m, pad, rows, inputs, products, scratch, parts, threads)
     total = parts.sum(axis=0).reshape(a, a, F, C)
-    left = _along_first_axis(G.T, total)  # (3, a, F, C)
-    dw = _along_first_axis(G.T, left.swapaxes(0, 1)).swapaxes(0, 1)  # (3, 3, F, C): G^T total G
+    dw = _on_both_axes(G.T, total)  # (3, 3, F, C): G^T total G
     return np.ascontiguousarray(dw.transpose(2, 3, 0, 1))
 
 
