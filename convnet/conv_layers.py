@@ -477,7 +477,7 @@ def _winograd_buffers(x, channels_out, out_h, out_w, m):
     threads = get_num_threads()
     inputs = _workspace.take("winograd inputs", (threads, a * a * C * rows * tiles_w), x.dtype)
     products = _workspace.take("winograd products", (threads, a * a * channels_out * rows * tiles_w), x.dtype)
-    scratch = _workspace.take("winograd scratch", (threads, 2 * a * a * rows * tiles_w), x.dtype)
+    scratch = _workspace.take("winograd scratch", (threads, 2 * a * a * rows * tiles_w + m * tiles_w + a), x.dtype)
     return rows, inputs, products, scratch
 
 

@@ -23,7 +23,7 @@ the result does not depend on the threads. The callers (convnet.conv_layers) val
 """
 
 from cython.parallel cimport parallel, prange, threadid
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from convnet._kernels.blas cimport gemm
 from convnet._kernels.floats cimport real
@@ -139,40 +139,69 @@ cdef inline void gradient_rows(int m, const real* src, Py_ssize_t src_step, real
         lin1(1, x[3], y[5], n)
 
 
+cdef inline void padded_line(const real* row, Py_ssize_t W, Py_ssize_t x0, Py_ssize_t length,
+                             real* line) noexcept nogil:
+    """line[c] <- row[x0 + c] for c < length: zero where x0 + c is outside [0, W)."""
+    cdef Py_ssize_t lo = -x0 if x0 < 0 else 0
+    cdef Py_ssize_t hi = W - x0 if W - x0 < length else length
+    if hi < lo:
+        hi = lo
+    memset(line, 0, lo * sizeof(real))
+    memcpy(line + lo, row + x0 + lo, (hi - lo) * sizeof(real))
+    memset(line + hi, 0, (length - hi) * sizeof(real))
+
+
+cdef inline void windows(const real* line, int step, int size, Py_ssize_t count, real* dst,
+                         Py_ssize_t dst_step) noexcept nogil:
+    """dst[j * dst_step + q] <- line[step * q + j] for j < size, q < count: column j of count windows
+    of size values, step apart."""
+    cdef Py_ssize_t q
+    cdef int j
+    for j in range(size):
+        for q in range(count):
+            dst[j * dst_step + q] = line[step * q + j]
+
+
+cdef inline void interleave(const real* src, Py_ssize_t src_step, int step, Py_ssize_t count, real offset,
+                            real* line) noexcept nogil:
+    """line[step * q + p] <- src[p * src_step + q] + offset for p < step, q < count: the inverse of
+    windows of size step, plus a constant."""
+    cdef Py_ssize_t q
+    cdef int p
+    for q in range(count):
+        for p in range(step):
+            line[step * q + p] = src[p * src_step + q] + offset
+
+
 cdef void gather_runs(const real* plane, Py_ssize_t H, Py_ssize_t W, Py_ssize_t y0, Py_ssize_t x0,
-                      Py_ssize_t size, Py_ssize_t step, Py_ssize_t tiles_w, Py_ssize_t T,
-                      real* d) noexcept nogil:
+                      int size, int step, Py_ssize_t tiles_w, Py_ssize_t T,
+                      real* line, real* d) noexcept nogil:
     """d[size*i + j, tx] (runs T apart) <- plane[y0 + i, x0 + step*tx + j] for one row of tiles_w tiles of
-    size x size values, i and j < size; zero outside the H x W plane."""
-    cdef Py_ssize_t i, j, tx, yy, lo, hi
-    cdef const real* src
-    cdef real* dst
+    size x size values, i and j < size; zero outside the H x W plane.
+
+    Row by row, the row's values from column x0 on go to line (zero-padded, step*tiles_w + size
+    values), whose windows give the runs. The tile sizes in use are written out, so that the
+    compiler knows the stride and the window size.
+    """
+    cdef Py_ssize_t i, j
+    cdef real* runs_i
     for i in range(size):
-        yy = y0 + i
-        for j in range(size):
-            dst = d + (size * i + j) * T
-            if yy < 0 or yy >= H:
-                memset(dst, 0, tiles_w * sizeof(real))
-                continue
-            src = plane + yy * W + x0 + j  # src[step * tx] is column x0 + step*tx + j
-            lo = 0  # the first tile whose column is >= 0
-            if x0 + j < 0:
-                lo = (-(x0 + j) + step - 1) // step
-            hi = 0  # one past the last tile whose column is < W
-            if W - x0 - j > 0:
-                hi = (W - x0 - j + step - 1) // step
-            if lo > tiles_w:
-                lo = tiles_w
-            if hi > tiles_w:
-                hi = tiles_w
-            if hi < lo:
-                hi = lo
-            for tx in range(lo):
-                dst[tx] = 0
-            for tx in range(lo, hi):
-                dst[tx] = src[step * tx]
-            for tx in range(hi, tiles_w):
-                dst[tx] = 0
+        runs_i = d + size * i * T
+        if y0 + i < 0 or y0 + i >= H:
+            for j in range(size):
+                memset(runs_i + j * T, 0, tiles_w * sizeof(real))
+            continue
+        padded_line(plane + (y0 + i) * W, W, x0, step * tiles_w + size, line)
+        if step == 4 and size == 6:
+            windows(line, 4, 6, tiles_w, runs_i, T)
+        elif step == 4 and size == 4:
+            windows(line, 4, 4, tiles_w, runs_i, T)
+        elif step == 2 and size == 4:
+            windows(line, 2, 4, tiles_w, runs_i, T)
+        elif step == 2 and size == 2:
+            windows(line, 2, 2, tiles_w, runs_i, T)
+        else:
+            windows(line, step, size, tiles_w, runs_i, T)
 
 
 cdef void transform_inputs(const real* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, int pad,
@@ -180,7 +209,8 @@ cdef void transform_inputs(const real* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t
                            Py_ssize_t r0, Py_ssize_t r1, real* scratch, real* v) noexcept nogil:
     """v (a^2, C, T) <- B^T d B of every input tile d of tile rows [r0, r1), T = (r1 - r0) * tiles_w.
 
-    Channel by channel, the tiles' a^2 values are gathered into scratch[:a*a*T] (d[a*i + j, t]), and
+    Channel by channel, the tiles' a^2 values are gathered (through a line at scratch[2*a*a*T:])
+    into scratch[:a*a*T] (d[a*i + j, t]), and
     h = d B (scratch[a*a*T:2*a*a*T], row by row) and B^T h (column by column) are formed over all T
     tiles at once.
     """
@@ -188,11 +218,12 @@ cdef void transform_inputs(const real* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t
     cdef Py_ssize_t r, n, c, i, j
     cdef real* d = scratch
     cdef real* h = scratch + a * a * T
+    cdef real* line = scratch + 2 * a * a * T
     for c in range(C):
         for r in range(r0, r1):
             n = r // tiles_h
             gather_runs(x + (n * C + c) * H * W, H, W, m * (r % tiles_h) - pad, -pad, a, m, tiles_w, T,
-                        d + (r - r0) * tiles_w)
+                        line, d + (r - r0) * tiles_w)
         for i in range(a):  # h = d B, row i of every tile: (B^T d_i)^T
             input_rows(m, d + a * i * T, T, h + a * i * T, T, T)
         for j in range(a):  # V = B^T h, column j of every tile; element a*i + j of channel c at v[((a*i + j)*C + c)*T]
@@ -205,24 +236,25 @@ cdef void transform_outputs(const real* products, const real* bias, int m,
     """out tiles of tile rows [r0, r1) <- A^T M A + bias, from products (a^2, F, T).
 
     Filter by filter, s = A^T M (scratch[:m*a*T]) and the m^2 outputs of every tile
-    (scratch[m*a*T:], y[m*u + w] for out row m*ty + u, column m*tx + w) are formed over all T
-    tiles at once, then scattered to out (the rows and columns beyond OH and OW dropped).
+    (from scratch[m*a*T] on, y[m*u + w] for out row m*ty + u, column m*tx + w) are formed over all T
+    tiles at once; each output row's m runs are interleaved into out (through a line at
+    scratch[2*a*a*T:] where the tiles hang over its edge: the rows and columns beyond OH and OW are
+    dropped).
     """
     cdef Py_ssize_t a = m + 2, T = (r1 - r0) * tiles_w, plane = F * T
-    cdef Py_ssize_t r, n, f, tx, j, u, w, oy, count
+    cdef Py_ssize_t r, n, f, j, u, oy
     cdef const real* q
-    cdef const real* run
     cdef real* s = scratch
     cdef real* y = scratch + m * a * T
+    cdef real* line = scratch + 2 * a * a * T
     cdef real* row
-    cdef real b
+    cdef real* dst
     for f in range(F):
         q = products + f * T  # element e at q[e * plane]
         for j in range(a):  # s = A^T M, column j of every tile (s[a*u + j])
             output_rows(m, q + j * plane, a * plane, s + j * T, a * T, T)
         for u in range(m):  # y = s A, row u of every tile
             output_rows(m, s + a * u * T, T, y + m * u * T, T, T)
-        b = bias[f]
         for r in range(r0, r1):
             n = r // tiles_h
             oy = m * (r % tiles_h)
@@ -230,11 +262,13 @@ cdef void transform_outputs(const real* products, const real* bias, int m,
                 if oy + u >= OH:
                     break
                 row = out + ((n * F + f) * OH + oy + u) * OW
-                for w in range(m):
-                    run = y + (m * u + w) * T + (r - r0) * tiles_w
-                    count = (OW - w + m - 1) // m  # the tiles whose column m*tx + w is inside
-                    for tx in range(count):
-                        row[m * tx + w] = run[tx] + b
+                dst = row if m * tiles_w == OW else line  # straight into out where no tile hangs over
+                if m == 4:  # the tile sizes written out, as in gather_runs
+                    interleave(y + 4 * u * T + (r - r0) * tiles_w, T, 4, tiles_w, bias[f], dst)
+                else:
+                    interleave(y + 2 * u * T + (r - r0) * tiles_w, T, 2, tiles_w, bias[f], dst)
+                if dst == line:
+                    memcpy(row, line, OW * sizeof(real))
 
 
 def winograd_forward(
@@ -254,8 +288,9 @@ def winograd_forward(
 
     m: the output tile size, 2 or 4 (the callers check it). A task is rows_per_task tile rows (the
     last one fewer); inputs (num_threads, a^2*C*T) and products (num_threads, a^2*F*T) hold each
-    thread's transformed tiles, T = rows_per_task * tiles_w, and scratch (num_threads, 2*a^2*T) its
-    intermediate combinations.
+    thread's transformed tiles, T = rows_per_task * tiles_w, and scratch
+    (num_threads, 2*a^2*T + m*tiles_w + a) its intermediate combinations and one image row
+    (gather_runs, interleave).
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t F = filters.shape[1], OH = out.shape[2], OW = out.shape[3]
@@ -296,11 +331,12 @@ cdef void transform_gradients(const real* dout, int m, Py_ssize_t F, Py_ssize_t 
     cdef Py_ssize_t r, n, f, u, i, j
     cdef real* g = scratch
     cdef real* k = scratch + m * m * T
+    cdef real* line = scratch + 2 * a * a * T
     for f in range(F):
         for r in range(r0, r1):
             n = r // tiles_h
             gather_runs(dout + (n * F + f) * OH * OW, OH, OW, m * (r % tiles_h), 0, m, m, tiles_w, T,
-                        g + (r - r0) * tiles_w)
+                        line, g + (r - r0) * tiles_w)
         for u in range(m):  # k = g A^T, row u of every tile
             gradient_rows(m, g + m * u * T, T, k + a * u * T, T, T)
         for j in range(a):  # A k, column j of every tile; element a*i + j of filter f at gh[((a*i + j)*F + f)*T]
