@@ -359,10 +359,11 @@ def _tile_buffers(x, w, tiling, out_w, threads):
 
 def _image_groups(n_images, partial_bytes, threads):
     """How many groups of images the backward pass sums dw over: CONV_GROUPS_PER_THREAD per
-    thread, fewer if their partial sums would exceed CONV_PARTIALS_BYTES, at least one per
-    thread, at most one per image."""
-    wanted = min(CONV_GROUPS_PER_THREAD * threads, CONV_PARTIALS_BYTES // partial_bytes)
-    return max(1, min(n_images, max(threads, wanted)))
+    thread, fewer if their partial sums would exceed CONV_PARTIALS_BYTES, a multiple of the
+    threads (so that each takes as many: 3 groups on 2 threads leave one idle for a third of
+    the time), at most one per image."""
+    per_thread = max(1, min(CONV_GROUPS_PER_THREAD, CONV_PARTIALS_BYTES // (partial_bytes * threads)))
+    return max(1, min(n_images, per_thread * threads))
 
 
 def conv_forward(x, w, b, conv_param):
@@ -457,12 +458,44 @@ def _on_both_axes(table, t):
     return _along_first_axis(table, left.swapaxes(0, 1)).swapaxes(0, 1)
 
 
-def winograd_filters(w, m):
+def winograd_filters_reference(w, m):
     """U (a^2, F, C): G g G^T for each 3x3 filter g of w (F, C, 3, 3), with G of F(m x m, 3x3)
-    (WINOGRAD_TRANSFORMS); element e = a*i + j of the a x a result, a = m + 2."""
+    (WINOGRAD_TRANSFORMS); element e = a*i + j of the a x a result, a = m + 2. The numpy twin
+    of the kernel that _winograd runs (winograd.filter_transform)."""
     G = WINOGRAD_TRANSFORMS[m][1]
     U = _on_both_axes(G, w.transpose(2, 3, 0, 1))  # (a, a, F, C): G g G^T
     return np.ascontiguousarray(U).reshape(-1, *w.shape[:2])
+
+
+def winograd_weight_gradient_reference(parts, m):
+    """dw (F, C, 3, 3) = G^T S G for S (a, a) the sum of parts (P, a^2, F, C) over its first axis: the
+    numpy twin of winograd.filter_gradient."""
+    G = WINOGRAD_TRANSFORMS[m][1]
+    a = m + 2
+    total = parts.sum(axis=0).reshape(a, a, *parts.shape[2:])
+    return np.ascontiguousarray(_on_both_axes(G.T, total).transpose(2, 3, 0, 1))
+
+
+def winograd_filters(w, m):
+    """winograd_filters_reference(w, m) by the kernel: (a^2, F, C), threads over the filters."""
+    out = np.empty(((m + 2) ** 2, *w.shape[:2]), dtype=w.dtype)
+    _winograd_kernels.filter_transform(np.ascontiguousarray(w), WINOGRAD_TRANSFORMS[m][1],
+                                       _filter_scratch(w.shape[1], m, w.dtype), out, get_num_threads())
+    return out
+
+
+def winograd_weight_gradient_from_parts(parts, m):
+    """winograd_weight_gradient_reference(parts, m) by the kernel: dw (F, C, 3, 3), threads over the filters."""
+    dw = np.empty((*parts.shape[2:], 3, 3), dtype=parts.dtype)
+    _winograd_kernels.filter_gradient(parts, WINOGRAD_TRANSFORMS[m][1], _filter_scratch(parts.shape[3], m, parts.dtype),
+                                      dw, get_num_threads())
+    return dw
+
+
+def _filter_scratch(channels, m, dtype):
+    """Each thread's runs of the filter transforms (winograd.filter_transform, filter_gradient)."""
+    a = m + 2
+    return _workspace.take("winograd filter scratch", (get_num_threads(), (a * a + 3 * a + 9) * channels), dtype)
 
 
 def _winograd_buffers(x, channels_out, out_h, out_w, m):
@@ -502,16 +535,13 @@ def _winograd_weight_gradient(x, dout, pad):
     F, out_h, out_w = dout.shape[1:]
     m = _winograd_tile(out_h, out_w)
     a = m + 2
-    G = WINOGRAD_TRANSFORMS[m][1]
     rows, inputs, products, scratch = _winograd_buffers(x, F, out_h, out_w, m)
     threads = get_num_threads()
     tasks = -(-N * -(-out_h // m) // rows)
     parts = np.empty((_image_groups(tasks, a * a * F * C * x.itemsize, threads), a * a, F, C), dtype=x.dtype)
     with single_threaded_blas():
         _winograd_kernels.winograd_weight_gradient(x, dout, m, pad, rows, inputs, products, scratch, parts, threads)
-    total = parts.sum(axis=0).reshape(a, a, F, C)
-    dw = _on_both_axes(G.T, total)  # (3, 3, F, C): G^T total G
-    return np.ascontiguousarray(dw.transpose(2, 3, 0, 1))
+    return winograd_weight_gradient_from_parts(parts, m)
 
 
 conv_forward_fast = conv_forward

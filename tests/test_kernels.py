@@ -256,6 +256,23 @@ def test_winograd_tables_compute_a_correlation(rng, m):
     np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), [d[i:i + 3] @ g for i in range(m)], rtol=1e-12)
 
 
+@pytest.mark.parametrize("m", sorted(cl.WINOGRAD_TRANSFORMS))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winograd_filter_kernels_match_their_numpy_twins(rng, restore_threads, dtype, m):
+    """U = G g G^T and dw = G^T (sum of parts) G agree with numpy, with the same bits on 1 and 2 threads."""
+    a = m + 2
+    w = rng.standard_normal((5, 7, 3, 3)).astype(dtype)
+    parts = rng.standard_normal((3, a * a, 5, 7)).astype(dtype)
+    results = []
+    for threads in (1, 2):
+        convnet.set_num_threads(threads)
+        results.append((cl.winograd_filters(w, m), cl.winograd_weight_gradient_from_parts(parts, m)))
+    assert_agree(results[0][0], cl.winograd_filters_reference(w.astype(np.float64), m), dtype, "U")
+    assert_agree(results[0][1], cl.winograd_weight_gradient_reference(parts.astype(np.float64), m), dtype, "dw")
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+
+
 @pytest.mark.parametrize("out_size, tile", [
     ((2, 2), 2), ((3, 3), 4), ((4, 4), 4), ((5, 5), 2), ((6, 6), 2), ((7, 7), 4), ((8, 8), 4),
     ((15, 15), 4), ((31, 31), 4), ((2, 30), 2),
@@ -348,6 +365,7 @@ def test_conv_backward_agrees_for_any_grouping_of_the_images(rng, groups_per_thr
     (128, 1000, 2, 8),  # CONV_GROUPS_PER_THREAD per thread
     (5, 1000, 2, 5),  # at most one per image
     (128, 3 * 2**20, 2, 2),  # the partial sums' budget allows 2 groups (at least one per thread)
+    (128, 2**20 + 1, 2, 6),  # the budget allows 7: a multiple of the threads keeps their shares equal
     (128, 2**30, 1, 1),
 ])
 def test_conv_image_groups(n_images, partial_bytes, threads, groups, monkeypatch):

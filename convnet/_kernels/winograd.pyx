@@ -394,3 +394,104 @@ def winograd_weight_gradient(
                 for e in range(a * a):
                     # part[e] (F, C) += gh[e] (F, T) @ v[e].T (T, C); to BLAS, (C, F) += (C, T) @ (T, F)
                     gemm("T", "N", C, F, T, v + e * C * T, T, gh + e * F * T, T, 1, part + e * F * C, C)
+
+
+cdef inline void scaled_sum(const double* coefs, Py_ssize_t coef_step, int count, const real* src,
+                            Py_ssize_t src_step, real* out, Py_ssize_t n) noexcept nogil:
+    """out[t] <- sum over k < count of coefs[k * coef_step] * src[k * src_step + t], for t < n."""
+    cdef Py_ssize_t t
+    cdef int k
+    cdef real coef = <real>coefs[0]
+    for t in range(n):
+        out[t] = coef * src[t]
+    for k in range(1, count):
+        coef = <real>coefs[k * coef_step]
+        src += src_step
+        for t in range(n):
+            out[t] += coef * src[t]
+
+
+cdef void transform_filter_row(const real* g, const double* G, int a, Py_ssize_t f, Py_ssize_t F, Py_ssize_t C,
+                               real* scratch, real* out) noexcept nogil:
+    """out[a*i + j, f, c] <- (G g G^T)[i, j] for the C filters g (3 x 3 each, at g) of filter f.
+
+    Over runs of the C channels: the filters' 9 values to scratch (gc[3*r + k, c]), then
+    t = G g (t[3*i + k, c], from scratch[9*C] on) and U = t G^T straight into out.
+    """
+    cdef real* gc = scratch
+    cdef real* t = scratch + 9 * C
+    cdef Py_ssize_t c
+    cdef int i, j, k
+    for c in range(C):
+        for k in range(9):
+            gc[k * C + c] = g[9 * c + k]
+    for i in range(a):
+        for k in range(3):  # t[i, k] = sum over r of G[i, r] g[r, k]
+            scaled_sum(G + 3 * i, 1, 3, gc + k * C, 3 * C, t + (3 * i + k) * C, C)
+    for i in range(a):
+        for j in range(a):  # U[i, j] = sum over k of t[i, k] G[j, k]
+            scaled_sum(G + 3 * j, 1, 3, t + 3 * i * C, C, out + ((a * i + j) * F + f) * C, C)
+
+
+def filter_transform(
+    const real[:, :, :, ::1] w,
+    const double[:, ::1] G,
+    real[:, ::1] scratch,
+    real[:, :, ::1] out,
+    int num_threads,
+):
+    """out (a^2, F, C) <- G g G^T of every 3x3 filter g = w[f, c] of w (F, C, 3, 3); G (a, 3), element
+    e = a*i + j of the a x a result. scratch (num_threads, (a^2 + 3*a + 9) * C): each thread's runs."""
+    cdef Py_ssize_t F = w.shape[0], C = w.shape[1], f
+    cdef int a = G.shape[0]
+    with nogil, parallel(num_threads=num_threads):
+        for f in prange(F, schedule="static"):
+            transform_filter_row(&w[f, 0, 0, 0], &G[0, 0], a, f, F, C, &scratch[threadid(), 0], &out[0, 0, 0])
+
+
+cdef void gradient_filter_row(const real* parts, Py_ssize_t P, const double* G, int a, Py_ssize_t f,
+                              Py_ssize_t F, Py_ssize_t C, real* scratch, real* dw) noexcept nogil:
+    """dw[f, c] (3 x 3) <- G^T S G for the C filters of filter f, S (a x a) the sum over the P parts of
+    parts[p, a*i + j, f, c].
+
+    Over runs of the C channels: S (scratch[:a*a*C], summed in order of p, so that the result does
+    not depend on the threads), s = G^T S (s[a*k + j, c], next 3*a*C), G^T S G (next 9*C), which
+    is then written to dw filter by filter.
+    """
+    cdef real* total = scratch
+    cdef real* s = scratch + a * a * C
+    cdef real* d = s + 3 * a * C
+    cdef Py_ssize_t plane = a * a * F * C, c, p
+    cdef int e, j, k, l
+    for e in range(a * a):
+        memcpy(total + e * C, parts + (e * F + f) * C, C * sizeof(real))
+        for p in range(1, P):
+            for c in range(C):
+                total[e * C + c] += parts[p * plane + (e * F + f) * C + c]
+    for k in range(3):
+        for j in range(a):  # s[k, j] = sum over i of G[i, k] S[i, j]
+            scaled_sum(G + k, 3, a, total + j * C, a * C, s + (a * k + j) * C, C)
+    for k in range(3):
+        for l in range(3):  # dw[k, l] = sum over j of s[k, j] G[j, l]
+            scaled_sum(G + l, 3, a, s + a * k * C, C, d + (3 * k + l) * C, C)
+    for c in range(C):
+        for k in range(9):
+            dw[(f * C + c) * 9 + k] = d[k * C + c]
+
+
+def filter_gradient(
+    const real[:, :, :, ::1] parts,
+    const double[:, ::1] G,
+    real[:, ::1] scratch,
+    real[:, :, :, ::1] dw,
+    int num_threads,
+):
+    """dw (F, C, 3, 3) <- G^T S G, S (a x a) the sum of parts (P, a^2, F, C) over its first axis: the
+    filter transform's adjoint, which turns winograd_weight_gradient's parts into the weight gradient.
+    scratch: as in filter_transform."""
+    cdef Py_ssize_t P = parts.shape[0], F = parts.shape[2], C = parts.shape[3], f
+    cdef int a = G.shape[0]
+    with nogil, parallel(num_threads=num_threads):
+        for f in prange(F, schedule="static"):
+            gradient_filter_row(&parts[0, 0, 0, 0], P, &G[0, 0], a, f, F, C, &scratch[threadid(), 0],
+                                &dw[0, 0, 0, 0])
