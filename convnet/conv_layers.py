@@ -43,7 +43,7 @@ from convnet.layers import (
     running_stats,
     update_running_stats,
 )
-from convnet.threads import get_num_threads, single_threaded_blas
+from convnet.threads import get_num_threads, l2_cache_bytes, single_threaded_blas
 
 #: Upper bound (bytes) on one tile of im2col columns in the fast convolution: each thread
 #: unfolds this much at a time and multiplies it while it is still in the core's L2 cache.
@@ -74,8 +74,9 @@ WINOGRAD_MIN_OUTPUT = 4
 WINOGRAD_TILES = (2, 4)
 #: A task is at least this many tiles (so that the GEMMs are not too thin) ...
 WINOGRAD_TASK_TILES = 64
-#: ... or as many as keep one thread's transformed tiles (inputs and products) within this many bytes.
-WINOGRAD_TASK_BYTES = 2**20
+#: ... or as many as keep one thread's transformed tiles (inputs and products) within this many
+#: bytes: one core's L2 cache (1 MiB where the system does not say).
+WINOGRAD_TASK_BYTES = l2_cache_bytes()
 
 #: F(m x m, 3x3) for each output tile size m: the tables B^T (a, a), G (a, 3) and A^T (m, a), a = m + 2,
 #: for which the m outputs of a 1-D correlation of d (a values) with g (3) are A^T [(G g) * (B^T d)].

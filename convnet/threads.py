@@ -131,6 +131,20 @@ def available_cpus(affinity=None, cgroup_root=None, proc_self_cgroup=None):
     return max(1, count)
 
 
+CPU_CACHE_DIR = Path("/sys/devices/system/cpu/cpu0/cache")
+SIZE_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def l2_cache_bytes(cache_dir=None, default=2**20):
+    """One core's level-2 cache in bytes, as Linux's sysfs gives it (index*/level and size, e.g.
+    "2048K"), or ``default`` where it does not. The fast convolution sizes its tasks to it."""
+    for index in sorted(Path(cache_dir or CPU_CACHE_DIR).glob("index*")):
+        level, size = _read_words(index / "level"), _read_words(index / "size")
+        if level == ["2"] and size and size[0][:-1].isdigit() and size[0][-1] in SIZE_UNITS:
+            return int(size[0][:-1]) * SIZE_UNITS[size[0][-1]]
+    return default
+
+
 def default_num_threads(processes=1):
     """The thread count convnet starts with (see the module docstring); 1 without OpenMP.
 

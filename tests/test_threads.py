@@ -203,3 +203,18 @@ def test_single_threaded_blas_restores_only_when_the_last_caller_leaves(restore_
             pass
         assert set(_blas_counts().values()) == {1}
     assert _blas_counts() == before
+
+
+@pytest.mark.parametrize("caches, expected", [
+    ({"index0": ("1", "48K"), "index2": ("2", "2048K"), "index3": ("3", "480M")}, 2 * 2**20),
+    ({"index2": ("2", "1M")}, 2**20),
+    ({"index0": ("1", "32K")}, 12345),  # no level 2: the default
+    ({"index2": ("2", "lots")}, 12345),  # unreadable: the default
+    ({}, 12345),
+])
+def test_l2_cache_bytes_reads_sysfs(tmp_path, caches, expected):
+    for index, (level, size) in caches.items():
+        (tmp_path / index).mkdir()
+        (tmp_path / index / "level").write_text(level + "\n")
+        (tmp_path / index / "size").write_text(size + "\n")
+    assert threads.l2_cache_bytes(tmp_path, default=12345) == expected
