@@ -68,8 +68,9 @@ CONV_PARTIALS_BYTES = 8 * 2**20
 #: channels (a first layer's 3) its tile transforms cost more than it saves (docs/performance.md).
 WINOGRAD_MIN_CHANNELS = 32 * 32
 #: ... and outputs at least this many pixels high and wide: the tiles of a smaller output
-#: waste too much of their work on the rows and columns beyond its edge.
-WINOGRAD_MIN_OUTPUT = 4
+#: waste too much of their work on the rows and columns beyond its edge (a 3x3 output is one
+#: 4x4 tile, 36 multiplications against 81, and pays).
+WINOGRAD_MIN_OUTPUT = 3
 #: The output tile sizes m that _winograd_tile chooses from (each has its tables below).
 WINOGRAD_TILES = (2, 4)
 #: A task is at least this many tiles (so that the GEMMs are not too thin) ...
@@ -324,7 +325,7 @@ def clear_workspace():
     _workspace.buffers.clear()
 
 
-def _tiling(x, w, out_h, out_w):
+def _tiling(x, w, out_h, out_w, threads):
     """(tile_rows, tile_images) of the fast convolution's tiles.
 
     Thin products (F * C*HH*WW <= CONV_THIN_GEMM_SIZE / CONV_THIN_MIN_WIDTH) get tiles of
@@ -333,7 +334,8 @@ def _tiling(x, w, out_h, out_w):
     exceed CONV_TILE_BYTES is cut into tiles of as many output rows as fit (at least one),
     and smaller images are taken whole, as many side by side as fit and at least enough
     for CONV_MIN_TILE_WIDTH columns: a GEMM over a few columns only (a 7x7 image has 49)
-    runs far below the peak.
+    runs far below the peak. Whole-image tiles are then evened out into a multiple of
+    ``threads`` tasks (5 tasks on 2 threads would leave one idle for a fifth of the time).
     """
     rows, plane = w[0].size, out_h * out_w
     product = w.shape[0] * rows  # multiply-adds per column of the tile
@@ -345,7 +347,10 @@ def _tiling(x, w, out_h, out_w):
         width = max(CONV_TILE_BYTES // (rows * x.itemsize), CONV_MIN_TILE_WIDTH)
     if width < plane:
         return max(1, min(out_h, width // out_w)), 1
-    return out_h, max(1, min(x.shape[0], width // plane))
+    n_images = x.shape[0]
+    tasks = -(-n_images // max(1, min(n_images, width // plane)))
+    tasks = min(n_images, -(-tasks // threads) * threads)
+    return out_h, -(-n_images // tasks)
 
 
 def _tile_buffers(x, w, tiling, out_w, threads):
@@ -386,7 +391,7 @@ def conv_forward(x, w, b, conv_param):
     w_rows = np.ascontiguousarray(w.reshape(F, -1))
     out = np.empty((x.shape[0], F, out_h, out_w), dtype=x.dtype)
     threads = get_num_threads()
-    tiling = _tiling(x, w, out_h, out_w)
+    tiling = _tiling(x, w, out_h, out_w, threads)
     cols, products = _tile_buffers(x, w, tiling, out_w, threads)
     with single_threaded_blas():
         _conv_kernels.conv_forward_tiled(x, w_rows, b, HH, WW, pad, stride, *tiling, cols, products, out, threads)
@@ -419,7 +424,7 @@ def conv_backward(dout, cache, compute_dx=True, compute_dw=True):
         return dx, dw, dout.sum(axis=(0, 2, 3))
     w_rows = np.ascontiguousarray(w.reshape(F, -1))
     threads = get_num_threads()
-    tiling = _tiling(x, w, out_h, out_w)
+    tiling = _tiling(x, w, out_h, out_w, threads)
     cols, products = _tile_buffers(x, w, tiling, out_w, threads)
     # Each group of images sums its share of dw (transposed, (K, F)) and db; added up below, in order.
     groups = _image_groups(N, w.size * x.itemsize, threads)

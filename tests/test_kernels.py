@@ -310,13 +310,14 @@ def test_winograd_backward_skips_what_it_is_told(rng, compute_dx, compute_dw):
     ((128, 256, 8, 8), (256, 256, 5, 5), 1, 2, False),  # 5x5
     ((128, 256, 8, 8), (256, 256, 3, 3), 1, 3, False),  # pad 3: dx would need a negative pad
     ((0, 256, 8, 8), (256, 256, 3, 3), 1, 1, False),  # no images
-    ((128, 256, 3, 3), (256, 256, 3, 3), 1, 1, False),  # a 3x3 output: 2x2 tiles of 4x4
+    ((128, 256, 3, 3), (256, 256, 3, 3), 1, 1, True),  # a 3x3 output: one 4x4 tile (36 against 81)
+    ((128, 256, 2, 2), (256, 256, 3, 3), 1, 1, False),  # a 2x2 output: most of a tile wasted
     ((128, 256, 4, 9), (256, 256, 3, 3), 1, 1, True),
     ((128, 256, 6, 6), (256, 256, 3, 3), 1, 0, True),  # 4x4 without padding
 ])
 def test_winograd_takes_wide_3x3_stride_1_convolutions(x_shape, w_shape, stride, pad, expected, monkeypatch):
     monkeypatch.setattr(cl, "WINOGRAD_MIN_CHANNELS", 32 * 32)
-    monkeypatch.setattr(cl, "WINOGRAD_MIN_OUTPUT", 4)
+    monkeypatch.setattr(cl, "WINOGRAD_MIN_OUTPUT", 3)
     assert cl._winograd_suits(np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32), stride, pad) == expected
 
 
@@ -324,7 +325,7 @@ def test_winograd_takes_wide_3x3_stride_1_convolutions(x_shape, w_shape, stride,
     (1, 0, (1, 1)),  # one output row at a time
     (27 * 8 * 8 * 3, 0, (3, 1)),  # 3 rows of 27 x 8 float64 columns
     (27 * 64 * 8 * 2, 0, (8, 2)),  # two whole images
-    (27 * 64 * 8 * 2, 256, (8, 4)),  # enough images for 256 columns
+    (27 * 64 * 8 * 2, 256, (8, 3)),  # enough images for 256 columns (4), evened out: 2 tasks of 3 and 2
     (10**9, 0, (8, 5)),  # never more images than the batch
 ])
 def test_conv_tiling_follows_the_budget(tile_bytes, min_width, tiling, monkeypatch):
@@ -332,14 +333,15 @@ def test_conv_tiling_follows_the_budget(tile_bytes, min_width, tiling, monkeypat
     monkeypatch.setattr(cl, "CONV_MIN_TILE_WIDTH", min_width)
     monkeypatch.setattr(cl, "CONV_THIN_GEMM_SIZE", 0)  # no thin-product tiles
     x, w = np.zeros((5, 3, 8, 8)), np.zeros((4, 3, 3, 3))
-    assert cl._tiling(x, w, 8, 8) == tiling
+    assert cl._tiling(x, w, 8, 8, threads=1) == tiling
 
 
 @pytest.mark.parametrize("filters, channels, out_size, tiling", [
     (32, 32, 32, (3, 1)),  # 32 x 288 multiply-adds per column: 108 columns, 3 rows of 32
     (32, 3, 32, (32, 1)),  # 32 x 27: 1157 columns, one whole 32x32 image
-    (32, 3, 8, (8, 18)),  # the same at 8x8: 18 whole images
+    (32, 3, 8, (8, 16)),  # the same at 8x8: 18 whole images, evened out to 8 tasks of 16
     (64, 64, 16, (14, 1)),  # 64 x 576: too wide for thin tiles, so CONV_TILE_BYTES: 14 rows of 16
+    (256, 256, 3, (3, 22)),  # 28 images for 256 columns: 5 tasks, evened out to 6 of 22 for 2 threads
 ])
 def test_conv_thin_products_get_tiles_of_about_a_million_multiply_adds(filters, channels, out_size, tiling,
                                                                         monkeypatch):
@@ -348,7 +350,7 @@ def test_conv_thin_products_get_tiles_of_about_a_million_multiply_adds(filters, 
     monkeypatch.setattr(cl, "CONV_TILE_BYTES", 512 * 2**10)
     x = np.zeros((128, channels, out_size, out_size), np.float32)
     w = np.zeros((filters, channels, 3, 3), np.float32)
-    assert cl._tiling(x, w, out_size, out_size) == tiling
+    assert cl._tiling(x, w, out_size, out_size, threads=2) == tiling
 
 
 @pytest.mark.parametrize("groups_per_thread", [1, 2, 4, 100])
