@@ -516,9 +516,11 @@ def cpu_line(threads):
 
     import bench_train
     import convnet
+    from convnet._kernels.cpu import kernel_isa
 
     blas = [f"{lib['internal_api']} {lib['version']}" for lib in threadpool_info() if lib["user_api"] == "blas"]
-    info = {"convnet": convnet.__version__, "numpy": np.__version__, "blas": ", ".join(blas) or "unknown"}
+    info = {"convnet": convnet.__version__, "kernels": kernel_isa(), "numpy": np.__version__,
+            "blas": ", ".join(blas) or "unknown"}
     line = bench_train.machine_line(info, timing.torch_version(), argparse.Namespace(threads=threads))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return f"{line}; load average {load:.2f} at the start"
