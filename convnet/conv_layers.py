@@ -76,8 +76,9 @@ WINOGRAD_TILES = (2, 4)
 #: A task is at least this many tiles (so that the GEMMs are not too thin) ...
 WINOGRAD_TASK_TILES = 64
 #: ... or as many as keep one thread's transformed tiles (inputs and products) within this many
-#: bytes: one core's L2 cache (1 MiB where the system does not say).
-WINOGRAD_TASK_BYTES = l2_cache_bytes()
+#: bytes: one core's L2 cache (1 MiB where the system does not say), within 256 KiB - 4 MiB so
+#: that an odd report leaves neither GEMMs too thin nor too few tasks for the threads.
+WINOGRAD_TASK_BYTES = min(max(l2_cache_bytes(), 2**18), 2**22)
 
 #: F(m x m, 3x3) for each output tile size m: the tables B^T (a, a), G (a, 3) and A^T (m, a), a = m + 2,
 #: for which the m outputs of a 1-D correlation of d (a values) with g (3) are A^T [(G g) * (B^T d)].
