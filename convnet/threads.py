@@ -12,6 +12,7 @@ it holds whichever Python thread calls them. The default is
   count on import.
 
 :func:`set_num_threads` overrides the default for the kernels and BLAS alike.
+:func:`l2_cache_bytes` reads the other machine resource the kernels size their work to.
 """
 
 import contextlib

@@ -7,8 +7,9 @@ input channels, the a^2 elementwise products become a^2 independent GEMMs, one p
 e = a*i + j of the a x a matrices: M[e] (F, T) = U[e] (F, C) @ V[e] (C, T) over T tiles at a time.
 m is 2 or 4; the tables B^T (a, a) and A^T (m, a) are written out below (input_rows,
 output_rows, gradient_rows; convnet.conv_layers.WINOGRAD_TRANSFORMS holds them as arrays), and
-the caller applies G itself (U = G g G^T). Each transform combines runs of T values, one run per
-tile element, one loop per output run: loops the compiler vectorises.
+the caller passes G (a, 3) to filter_transform (U = G g G^T) and to filter_gradient (its adjoint,
+G^T S G). Each transform combines runs of T values, one run per tile element, one loop per output
+run: loops the compiler vectorises.
 
 Layouts (C order): x (N, C, H, W); filters U (a^2, F, C); out (N, F, OH, OW) with
 OH = H + 2*pad - 2. Output tile (ty, tx) covers out[:, :, m*ty : m*ty + m, m*tx : m*tx + m] and reads
