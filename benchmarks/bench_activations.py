@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-import timing  # before convnet, as every benchmark here
+import timing
 
 
 def variants(x, gamma, beta, dout):

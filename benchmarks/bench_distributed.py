@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-import timing  # before convnet: it records the environment the workers start from
+import timing
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "experiments" / "cifar10_convnet.yaml"
@@ -91,8 +91,7 @@ class TimedAllreduce:
 
 
 def run(command):
-    env = {**__import__("convnet").ENVIRONMENT_DEFAULTS, **timing.START_ENV}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")][0]

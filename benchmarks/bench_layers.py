@@ -28,7 +28,7 @@ import sys
 
 import numpy as np
 
-import timing  # before convnet: it records the environment the workers start from
+import timing
 
 CONV_SHAPES = [(64, 3, 32, 32, 32), (64, 32, 32, 32, 64), (64, 64, 16, 16, 128), (64, 128, 8, 8, 256)]
 #: The first convolution of each block of the airbench recipe's network (its 64, 256 and 256

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-import timing  # before convnet: it records the environment the workers start from
+import timing
 from torch_twin import ConfigTwin, forward_flops, model_head_options
 
 EXACT_DIR = "/work/shared/data/cifar-10-batches-py"
@@ -319,7 +319,7 @@ def emit(**record):
 def run_torch(worker_arguments):
     """The PyTorch worker's result; its stderr (the per-epoch lines) passes through."""
     command = [sys.executable, os.path.abspath(__file__), *worker_arguments]
-    completed = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=timing.START_ENV, check=False)
+    completed = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
     if completed.returncode != 0:
         raise SystemExit(f"the PyTorch worker failed (exit {completed.returncode})")
     records = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
@@ -472,7 +472,7 @@ def run_convnet(args, overrides, out_dir):
         command += ["--set", assignment]
     print(f"convnet: {shlex.join(command)}", flush=True)
     started = time.perf_counter()
-    completed = subprocess.run(command, env=timing.START_ENV, check=False)
+    completed = subprocess.run(command, check=False)
     wall = time.perf_counter() - started
     summaries = sorted(runs.glob("*/*/summary.json"))
     if completed.returncode != 0 or not summaries:

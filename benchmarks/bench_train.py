@@ -47,7 +47,7 @@ from collections import defaultdict
 
 import numpy as np
 
-import timing  # before convnet: it records the environment the workers start from
+import timing
 from torch_twin import (build_torch_net, copy_parameters, forward_flops, freeze_frozen, leaf_blocks, pair_parameters,
                         torch_arrays)
 

@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-import timing  # before convnet, as every benchmark here
+import timing
 
 #: (C, size, F): the 3x3 stride-1 layers of the two networks (pad 1, so outputs are size x size).
 NETWORK_SHAPES = [(24, 31, 64), (64, 15, 64), (64, 15, 256), (256, 7, 256), (32, 32, 32), (64, 16, 64), (128, 8, 128)]

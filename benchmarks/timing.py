@@ -3,12 +3,10 @@ worker process.
 
 Why worker processes: idle OpenMP and OpenBLAS threads spin for a while after each
 call, and two libraries sharing one process (and a few cores) slow each other down by
-up to 2x, which would make any ratio meaningless. So each implementation runs in a
-process of its own, started from the environment this benchmark was started with:
-importing convnet sets OMP_WAIT_POLICY=PASSIVE in ``os.environ`` (for convnet's own sake),
-and a PyTorch worker that inherited it would no longer run with PyTorch's defaults.
-Import this module before convnet. A convnet worker sets its defaults itself, on import,
-like any user's program; nothing is passed to it.
+up to 2x, which would make any ratio meaningless. A process also has one OpenMP runtime,
+set up by the first library that loads it (PyTorch's wheel and convnet's kernels share
+``libgomp.so.1``), so each implementation runs in a process of its own with its own
+defaults: a PyTorch worker imports torch first, a convnet worker imports only convnet.
 
 A worker prints one JSON object per line on stdout; :func:`run_worker` returns them.
 """
@@ -19,9 +17,6 @@ import platform
 import subprocess
 import sys
 import time
-
-# The environment before anything (convnet in particular) changed it.
-START_ENV = dict(os.environ)
 
 
 def cpu_model():
@@ -59,7 +54,7 @@ def run_worker(script, arguments, convnet_first=False):
         command = [sys.executable, "-c", launch]
     else:
         command = [sys.executable, script, *arguments]
-    result = subprocess.run(command, capture_output=True, text=True, env=START_ENV, check=False)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"worker {' '.join(arguments)} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
@@ -68,5 +63,5 @@ def run_worker(script, arguments, convnet_first=False):
 def torch_version():
     """PyTorch's version string if this interpreter can import torch, else None."""
     probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
-                           capture_output=True, text=True, env=START_ENV, check=False)
+                           capture_output=True, text=True, check=False)
     return probe.stdout.strip() if probe.returncode == 0 else None

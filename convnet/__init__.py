@@ -7,22 +7,36 @@ Layers come as numpy references (:mod:`convnet.layers`, the ``*_naive`` function
 
 __version__ = "0.1.0"
 
+import contextlib as _contextlib
 import os as _os
 
-#: Environment settings convnet makes for itself on import, unless already set.
+#: Settings convnet's OpenMP runtime starts with, unless the variable is already set.
 #:
 #: - OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep at once instead of spinning. On a
 #:   busy machine (more runnable threads than cores) a spinning thread takes the core from
 #:   the one it waits for: a training step ran 1.4-2.3x slower without it
-#:   (docs/performance.md). Read when the OpenMP runtime loads, i.e. when the kernels are
-#:   imported below; numpy does not load it, so importing numpy first changes nothing.
+#:   (docs/performance.md).
 #:
-#: OpenBLAS's own threads no longer matter: the convolutions call BLAS single-threaded from
-#: convnet's OpenMP threads (convnet.threads.single_threaded_blas).
+#: The runtime reads them once, when the kernels below load it, and they are in ``os.environ``
+#: only for that moment: afterwards the environment is as it was, and child processes start
+#: with their own defaults. numpy loads no OpenMP runtime, so importing numpy first changes
+#: nothing. A process has one OpenMP runtime (``libgomp.so.1``, shared with PyTorch's wheel),
+#: set up by whichever library loads it first: if torch is imported before convnet, convnet's
+#: threads wait as PyTorch's do. OpenBLAS's own threads do not matter: the convolutions call
+#: BLAS single-threaded from convnet's OpenMP threads (convnet.threads.single_threaded_blas).
 ENVIRONMENT_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
 
-for _name, _value in ENVIRONMENT_DEFAULTS.items():
-    _os.environ.setdefault(_name, _value)
+
+@_contextlib.contextmanager
+def _defaults_while_the_kernels_load():
+    added = [name for name in ENVIRONMENT_DEFAULTS if name not in _os.environ]
+    _os.environ.update({name: ENVIRONMENT_DEFAULTS[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            del _os.environ[name]
+
 
 try:
     from convnet._kernels import cpu as _cpu
@@ -36,10 +50,11 @@ if _cpu is not None and not _cpu.cpu_runs_kernels():
     )
 
 try:
-    from convnet._kernels import batchnorm as _batchnorm  # noqa: F401
-    from convnet._kernels import conv as _conv  # noqa: F401
-    from convnet._kernels import pooling as _pooling  # noqa: F401
-    from convnet._kernels import threads as _threads  # noqa: F401
+    with _defaults_while_the_kernels_load():
+        from convnet._kernels import batchnorm as _batchnorm  # noqa: F401
+        from convnet._kernels import conv as _conv  # noqa: F401
+        from convnet._kernels import pooling as _pooling  # noqa: F401
+        from convnet._kernels import threads as _threads  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised by hand, not in an installed tree
     raise ImportError(
         "convnet's compiled Cython kernels (convnet/_kernels/*.so) were not found next to "

@@ -264,8 +264,9 @@ def run_trial(values, sweep):
 # ----------------------------------------------------------------------
 
 def worker_environment(sweep):
-    """Environment of Ray's worker processes. Ray imports numpy before convnet in them, so
-    convnet's own settings (convnet.ENVIRONMENT_DEFAULTS) must be there when they start."""
+    """Environment of Ray's worker processes: convnet's OpenMP settings
+    (convnet.ENVIRONMENT_DEFAULTS) from the start, in case a library loads the process's one
+    OpenMP runtime before convnet's kernels do, and OMP_NUM_THREADS = cpus_per_trial."""
     env = {name: os.environ.get(name, value) for name, value in convnet.ENVIRONMENT_DEFAULTS.items()}
     env["OMP_NUM_THREADS"] = str(sweep["cpus_per_trial"])
     return env

@@ -1,6 +1,7 @@
 """Packaging: the import guard, the public surface and the CS231n aliases."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -62,24 +63,27 @@ def test_cs231n_aliases_point_at_the_fast_layers():
 
 
 def _thread_settings_in_child(code, env_update):
-    """What ``code`` prints in a fresh interpreter whose environment lacks the thread settings."""
+    """What ``code`` prints in a fresh interpreter whose environment lacks the thread settings,
+    and the wait policies its OpenMP runtime reports when it starts (OMP_DISPLAY_ENV)."""
     env = {k: v for k, v in os.environ.items() if k not in convnet.ENVIRONMENT_DEFAULTS}
-    env.update(env_update)
+    env.update(env_update, OMP_DISPLAY_ENV="TRUE")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    return result.stdout.split()
+    return result.stdout.split(), re.findall(r"OMP_WAIT_POLICY = '(\w+)'", result.stderr)
 
 
-IMPORT_AND_REPORT = "import os, convnet; print(os.environ['OMP_WAIT_POLICY'], os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
+IMPORT_AND_REPORT = ("import os, convnet; "
+                     "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('OPENBLAS_THREAD_TIMEOUT'))")
 
 
-def test_import_sets_the_thread_waiting_default_and_no_blas_setting():
-    assert _thread_settings_in_child(IMPORT_AND_REPORT, {}) == [convnet.ENVIRONMENT_DEFAULTS["OMP_WAIT_POLICY"], "None"]
+def test_import_starts_the_kernel_threads_passive_and_leaves_the_environment_as_it_was():
+    passive = convnet.ENVIRONMENT_DEFAULTS["OMP_WAIT_POLICY"]
+    assert _thread_settings_in_child(IMPORT_AND_REPORT, {}) == (["None", "None"], [passive])
 
 
 def test_import_keeps_the_users_own_thread_settings():
     settings = {"OMP_WAIT_POLICY": "ACTIVE", "OPENBLAS_THREAD_TIMEOUT": "12"}
-    assert _thread_settings_in_child("import numpy; " + IMPORT_AND_REPORT, settings) == ["ACTIVE", "12"]
+    assert _thread_settings_in_child("import numpy; " + IMPORT_AND_REPORT, settings) == (["ACTIVE", "12"], ["ACTIVE"])
 
 
-def test_import_after_numpy_sets_the_same_default():
-    assert _thread_settings_in_child("import numpy; " + IMPORT_AND_REPORT, {}) == ["PASSIVE", "None"]
+def test_import_after_numpy_starts_the_kernel_threads_the_same_way():
+    assert _thread_settings_in_child("import numpy; " + IMPORT_AND_REPORT, {}) == (["None", "None"], ["PASSIVE"])

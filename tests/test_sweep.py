@@ -291,7 +291,7 @@ def test_trials_run_on_both_nodes_of_a_two_node_cluster(tmp_path, ray_env, monke
 
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     monkeypatch.setenv("RAY_TMPDIR", temp)
-    for name in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY"):  # set by convnet here; a cluster's nodes lack them
+    for name in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY"):  # as a cluster node's plain environment
         monkeypatch.delenv(name, raising=False)
     # Ray rewrites 127.0.0.1 to this machine's address; another loopback address stays on the loopback.
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.2"})
