@@ -10,7 +10,9 @@ the convnet and torch workers alternate over --rounds rounds so that slow drifts
 machine reach both. Separate processes matter: idle OpenMP and OpenBLAS worker threads
 spin for a while after each call, and two libraries sharing one process (and 2 cores)
 slow each other down by up to 2x, which would make any ratio meaningless. Every library
-runs with its own defaults (convnet's are the ones it sets on import). PyTorch's tensors
+runs with its own defaults (convnet's are the ones it sets on import), and convnet's layers
+allocate inside convnet.memory.reusing_memory(), as the Solver trains (--no-reuse-memory: plain
+numpy allocation, whose fresh pages fault on first touch at every call). PyTorch's tensors
 are in channels_last memory format by default (its fastest CPU convolutions, oneDNN's;
 --no-channels-last for NCHW), as in bench_train and bench_recipe.
 
@@ -21,6 +23,7 @@ divided by PyTorch's: below 1 means convnet is faster.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -146,7 +149,7 @@ def torch_callables(kind, a, channels_last):
 
 
 def run_worker(args):
-    """Time one implementation on every case; print one JSON line per case and phase."""
+    """Time one implementation (args.worker) on every case."""
     impl = args.worker
     if impl == "torch":
         import torch  # before convnet, so torch's OpenMP keeps its own defaults
@@ -155,6 +158,21 @@ def run_worker(args):
     import convnet
 
     convnet.set_num_threads(args.threads)
+    with layer_memory(args, impl):
+        time_cases(args, impl)
+    return 0
+
+
+def layer_memory(args, impl):
+    """Where the timed calls allocate: convnet's inside reusing_memory(), as the Solver trains,
+    unless --no-reuse-memory; PyTorch's with its own allocator."""
+    from convnet.memory import reusing_memory
+
+    return reusing_memory() if args.reuse_memory and impl != "torch" else contextlib.nullcontext()
+
+
+def time_cases(args, impl):
+    """Print one JSON line per case and phase: the seconds of args.repeats calls."""
     for dtype in args.dtype.split(","):
         for kind in args.layers.split(","):
             for shape in SHAPES[kind]:
@@ -168,7 +186,6 @@ def run_worker(args):
                 for phase in PHASES:
                     times = timing.time_calls(fns[phase], repeats, warmup=1 if impl == "reference" else 2)
                     print(json.dumps({"key": [kind, list(shape), dtype, phase], "times": times}), flush=True)
-    return 0
 
 
 # ---------------------------------------------------------------------------
@@ -180,7 +197,8 @@ def run_worker_process(impl, args, repeats):
     """{key: [seconds]} from one worker process timing ``impl``."""
     records = timing.run_worker(__file__, ["--worker", impl, "--dtype", args.dtype, "--layers", args.layers,
                                            "--repeats", str(repeats), "--threads", str(args.threads),
-                                           "--channels-last" if args.channels_last else "--no-channels-last"])
+                                           "--channels-last" if args.channels_last else "--no-channels-last",
+                                           "--reuse-memory" if args.reuse_memory else "--no-reuse-memory"])
     return {tuple(json.dumps(k) for k in record["key"]): record["times"] for record in records}
 
 
@@ -219,6 +237,8 @@ def main(argv=None):
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                         help="PyTorch's tensors in channels_last memory format (default: on)")
+    parser.add_argument("--reuse-memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="convnet's calls inside convnet.memory.reusing_memory(), as the Solver's steps (default: on)")
     parser.add_argument("--no-reference", action="store_true", help="skip the (slow) numpy references")
     parser.add_argument("--worker", choices=["convnet", "reference", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -231,7 +251,8 @@ def main(argv=None):
     layout = "channels_last" if args.channels_last else "NCHW"
     print(f"convnet {convnet.__version__}, numpy {np.__version__}, torch {torch_version or 'not measured'} ({layout}); "
           f"threads {args.threads} of {os.cpu_count()} cores ({timing.cpu_model()}); "
-          f"{args.repeats} timed calls per cell (median)\n")
+          f"{args.repeats} timed calls per cell (median); convnet's arrays "
+          f"{'reused (reusing_memory)' if args.reuse_memory else 'freshly allocated'}\n")
     results = {}
     per_round = max(1, args.repeats // args.rounds)
     for _ in range(args.rounds):  # alternate the fast implementations round by round

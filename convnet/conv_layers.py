@@ -365,12 +365,19 @@ def _tile_buffers(x, w, tiling, out_w, threads):
 
 
 def _image_groups(n_images, partial_bytes, threads):
-    """How many groups of images the backward pass sums dw over: CONV_GROUPS_PER_THREAD per
-    thread, fewer if their partial sums would exceed CONV_PARTIALS_BYTES, a multiple of the
-    threads (so that each takes as many: 3 groups on 2 threads leave one idle for a third of
-    the time), at most one per image."""
+    """How many groups of images (or tasks) the backward pass sums dw over: at most
+    CONV_GROUPS_PER_THREAD per thread, fewer if their partial sums would exceed
+    CONV_PARTIALS_BYTES, at most one per image. Of those counts, the largest multiple of the
+    threads whose largest group, taken groups / threads times, is within 1/16 of an even share
+    of the images (8 tasks in 6 groups of 1 or 2 left one of 2 threads idle for a fifth of the
+    time); else the largest count.
+    """
     per_thread = max(1, min(CONV_GROUPS_PER_THREAD, CONV_PARTIALS_BYTES // (partial_bytes * threads)))
-    return max(1, min(n_images, per_thread * threads))
+    most = max(1, min(n_images, per_thread * threads))
+    for groups in range(most - most % threads, 0, -threads):
+        if 16 * groups * -(-n_images // groups) <= 17 * n_images:
+            return groups
+    return most
 
 
 def conv_forward(x, w, b, conv_param):

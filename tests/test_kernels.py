@@ -365,9 +365,11 @@ def test_conv_backward_agrees_for_any_grouping_of_the_images(rng, groups_per_thr
 
 @pytest.mark.parametrize("n_images, partial_bytes, threads, groups", [
     (128, 1000, 2, 8),  # CONV_GROUPS_PER_THREAD per thread
-    (5, 1000, 2, 5),  # at most one per image
+    (5, 1000, 2, 5),  # at most one per image; 4 or 2 groups would give a thread 3 of 5
     (128, 3 * 2**20, 2, 2),  # the partial sums' budget allows 2 groups (at least one per thread)
     (128, 2**20 + 1, 2, 6),  # the budget allows 7: a multiple of the threads keeps their shares equal
+    (8, 2**20 + 1, 2, 4),  # 6 groups of 8 tasks would be 1 or 2 tasks each: one thread would sum 3 of 8
+    (74, 1000, 2, 6),  # 8 groups of 9 or 10 would give a thread 40 of 74 (1/16 is 39.3); 6 give 39
     (128, 2**30, 1, 1),
 ])
 def test_conv_image_groups(n_images, partial_bytes, threads, groups, monkeypatch):
