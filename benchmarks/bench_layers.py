@@ -23,7 +23,6 @@ divided by PyTorch's: below 1 means convnet is faster.
 """
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -158,17 +157,9 @@ def run_worker(args):
     import convnet
 
     convnet.set_num_threads(args.threads)
-    with layer_memory(args, impl):
+    with timing.convnet_memory(args.reuse_memory and impl != "torch"):  # PyTorch keeps its own allocator
         time_cases(args, impl)
     return 0
-
-
-def layer_memory(args, impl):
-    """Where the timed calls allocate: convnet's inside reusing_memory(), as the Solver trains,
-    unless --no-reuse-memory; PyTorch's with its own allocator."""
-    from convnet.memory import reusing_memory
-
-    return reusing_memory() if args.reuse_memory and impl != "torch" else contextlib.nullcontext()
 
 
 def time_cases(args, impl):

@@ -36,7 +36,6 @@ images/s, and convnet's images/s divided by PyTorch's. Measured in the same run:
 """
 
 import argparse
-import contextlib
 import json
 import os
 import shlex
@@ -158,11 +157,8 @@ class ConvnetTrainer:
 
 
 def step_memory(args):
-    """Where convnet's timed steps allocate: inside reusing_memory(), as the Solver trains, unless
-    --no-reuse-memory."""
-    from convnet.memory import reusing_memory
-
-    return reusing_memory() if args.reuse_memory else contextlib.nullcontext()
+    """Where convnet's timed steps allocate: reused, as the Solver trains, unless --no-reuse-memory."""
+    return timing.convnet_memory(args.reuse_memory)
 
 
 def step_flops(model, batch_size):

@@ -11,6 +11,7 @@ defaults: a PyTorch worker imports torch first, a convnet worker imports only co
 A worker prints one JSON object per line on stdout; :func:`run_worker` returns them.
 """
 
+import contextlib
 import json
 import os
 import platform
@@ -38,6 +39,14 @@ def time_calls(fn, repeats, warmup):
         fn()
         times.append(time.perf_counter() - start)
     return times
+
+
+def convnet_memory(reuse):
+    """Where convnet's timed calls allocate: inside convnet.memory.reusing_memory(), as the
+    Solver trains, when ``reuse``; else plain numpy allocation (fresh pages fault on first touch)."""
+    from convnet.memory import reusing_memory
+
+    return reusing_memory() if reuse else contextlib.nullcontext()
 
 
 def run_worker(script, arguments, convnet_first=False):
