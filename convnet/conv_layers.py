@@ -423,13 +423,15 @@ def conv_backward(dout, cache, compute_dx=True, compute_dw=True):
     out_w = (W + 2 * pad - WW) // stride + 1
     dout = np.ascontiguousarray(_check_dout(dout, (N, F, out_h, out_w), x.dtype))
     if _winograd_suits(x, w, stride, pad):
-        dx = dw = None
+        dx = None
         if compute_dx:  # dx is dout convolved with the flipped filters, channels swapped, padding 2 - pad
             flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
             dx = _winograd(dout, flipped, np.zeros(C, dtype=x.dtype), 2 - pad, H, W)
         if compute_dw:
-            dw = _winograd_weight_gradient(x, dout, pad)
-        return dx, dw, dout.sum(axis=(0, 2, 3))
+            dw, db = _winograd_weight_gradient(x, dout, pad)
+        else:
+            dw, db = None, dout.sum(axis=(0, 2, 3))
+        return dx, dw, db
     w_rows = np.ascontiguousarray(w.reshape(F, -1))
     threads = get_num_threads()
     tiling = _tiling(x, w, out_h, out_w, threads)
@@ -540,10 +542,12 @@ def _winograd(x, w, bias, pad, out_h, out_w):
 
 
 def _winograd_weight_gradient(x, dout, pad):
-    """dw (F, C, 3, 3) of a convolution that winograd_forward ran, from its input x and dout (N, F, OH, OW).
+    """(dw (F, C, 3, 3), db (F,)) of a convolution that winograd_forward ran, from its input x and dout
+    (N, F, OH, OW).
 
-    Each of a few fixed groups of tasks sums its tiles' products into a partial (a^2, F, C) array; the
-    partials are added in order (reproducible bit for bit) and G^T (.) G turns the sum into dw.
+    Each of a few fixed groups of tasks sums its tiles' products into a partial (a^2, F, C) array, and
+    its share of dout into a partial (F,) sum; the partials are added in order (reproducible bit for
+    bit) and G^T (.) G turns the sum into dw.
     """
     N, C = x.shape[:2]
     F, out_h, out_w = dout.shape[1:]
@@ -553,9 +557,11 @@ def _winograd_weight_gradient(x, dout, pad):
     threads = get_num_threads()
     tasks = -(-N * -(-out_h // m) // rows)
     parts = np.empty((_image_groups(tasks, a * a * F * C * x.itemsize, threads), a * a, F, C), dtype=x.dtype)
+    bias_parts = np.empty((parts.shape[0], F))
     with single_threaded_blas():
-        _winograd_kernels.winograd_weight_gradient(x, dout, m, pad, rows, inputs, products, scratch, parts, threads)
-    return winograd_weight_gradient_from_parts(parts, m)
+        _winograd_kernels.winograd_weight_gradient(x, dout, m, pad, rows, inputs, products, scratch, parts,
+                                                   bias_parts, threads)
+    return winograd_weight_gradient_from_parts(parts, m), bias_parts.sum(axis=0).astype(x.dtype)
 
 
 conv_forward_fast = conv_forward

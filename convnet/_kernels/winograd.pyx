@@ -344,6 +344,21 @@ cdef void transform_gradients(const real* dout, int m, Py_ssize_t F, Py_ssize_t 
             gradient_rows(m, k + j * T, a * T, gh + (j * F + f) * T, a * F * T, T)
 
 
+cdef inline void add_tile_sums(const real* sums, Py_ssize_t F, Py_ssize_t T, double* bias_part) noexcept nogil:
+    """bias_part[f] += sums[f * T + t] summed over t < T.
+
+    Row 1 of A is all ones (the interpolation point 1 of F(m x m, 3x3)), so element a + 1 of A g A^T,
+    the run that sums points to, is the sum of the m x m tile g (zeros beyond the output's edge).
+    """
+    cdef Py_ssize_t f, t
+    cdef double total
+    for f in range(F):
+        total = 0
+        for t in range(T):
+            total += sums[f * T + t]
+        bias_part[f] += total
+
+
 def winograd_weight_gradient(
     const real[:, :, :, ::1] x,
     const real[:, :, :, ::1] dout,
@@ -354,15 +369,18 @@ def winograd_weight_gradient(
     real[:, ::1] products,
     real[:, ::1] scratch,
     real[:, :, :, ::1] parts,
+    double[:, ::1] bias_parts,
     int num_threads,
 ):
-    """parts[g] (a^2, F, C) <- sum over group g's tiles of (A g A^T) * (B^T d B), for the weight gradient.
+    """parts[g] (a^2, F, C) <- sum over group g's tiles of (A g A^T) * (B^T d B), for the weight gradient,
+    and bias_parts[g] (F,) <- the sum of dout over group g's tiles, for the bias gradient.
 
     The same tiles as winograd_forward: d the a x a input tile, g the m x m tile of dout
     (N, F, OH, OW) it produced, m the tile size; A = (A^T)^T (a, m). The tasks
     (rows_per_task tile rows each) are cut into P = parts.shape[0] consecutive groups; threads
     take groups as they become free, and each group's sum does not depend on which thread took
-    it. The caller adds the parts up in order and applies G^T (.) G to get dw (F, C, 3, 3).
+    it. The caller adds the parts up in order and applies G^T (.) G to get dw (F, C, 3, 3), and adds
+    bias_parts up in order to get db.
     inputs, products, scratch: each thread's share, as in winograd_forward (products receives
     the transformed dout tiles).
     """
@@ -379,19 +397,23 @@ def winograd_weight_gradient(
     cdef real* gh
     cdef real* own
     cdef real* part
+    cdef double* bias_part
     with nogil, parallel(num_threads=num_threads):
         v = &inputs[threadid(), 0]
         gh = &products[threadid(), 0]
         own = &scratch[threadid(), 0]
         for group in prange(groups, schedule="dynamic"):
             part = &parts[group, 0, 0, 0]
+            bias_part = &bias_parts[group, 0]
             memset(part, 0, a * a * F * C * sizeof(real))
+            memset(bias_part, 0, F * sizeof(double))
             for task in range(group * tasks // groups, (group + 1) * tasks // groups):
                 r0 = task * rows_per_task
                 r1 = task_end(task, rows_per_task, rows)
                 T = (r1 - r0) * tiles_w
                 transform_inputs(&x[0, 0, 0, 0], C, H, W, pad, m, tiles_h, tiles_w, r0, r1, own, v)
                 transform_gradients(&dout[0, 0, 0, 0], m, F, OH, OW, tiles_h, tiles_w, r0, r1, own, gh)
+                add_tile_sums(gh + (a + 1) * F * T, F, T, bias_part)
                 for e in range(a * a):
                     # part[e] (F, C) += gh[e] (F, T) @ v[e].T (T, C); to BLAS, (C, F) += (C, T) @ (T, F)
                     gemm("T", "N", C, F, T, v + e * C * T, T, gh + e * F * T, T, 1, part + e * F * C, C)
